@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine with Python and pip:
+#   make run    builds a venv, a tiny model, and runs the embedded default experiment
+#   make test   builds the venv and runs the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TINY   := runs/tiny-model
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-fast lint bench clean
+
+install: $(STAMP)
+
+# The CPU build of torch where no GPU is present (the pin matches ray[llm]'s vllm), then the
+# package with its dev extras. Re-runs when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(BIN)/pip install -q "torch==2.13.0"; \
+	else \
+	  $(BIN)/pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+	  || $(BIN)/pip install -q "torch==2.13.0"; \
+	fi
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+$(TINY): | $(STAMP)
+	$(BIN)/temporal-ray tiny-model $(TINY)
+
+run: $(STAMP) $(TINY)
+	$(BIN)/temporal-ray run configs/tiny.yaml $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,58 @@
+"""`temporal-ray`: the command line.
+
+    temporal-ray run CONFIG [section.field=value ...] [--force]
+    temporal-ray tiny-model OUT_DIR
+    temporal-ray show-config CONFIG [overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from temporal_ray.config import ConfigError, load_config
+from temporal_ray.prompts import PromptFileError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="temporal-ray", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run or resume an experiment")
+    run.add_argument("config")
+    run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. dpo.beta=0.2")
+    run.add_argument("--force", action="store_true",
+                     help="resume even though the config differs from the run directory's")
+    show = commands.add_parser("show-config", help="print the resolved config")
+    show.add_argument("config")
+    show.add_argument("overrides", nargs="*")
+    tiny = commands.add_parser("tiny-model", help="build the tiny embedded model")
+    tiny.add_argument("out_dir")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "tiny-model":
+            from temporal_ray.tiny import build_tiny_model
+
+            print(f"tiny model written to {build_tiny_model(args.out_dir)}")
+            return 0
+        cfg = load_config(args.config, args.overrides)
+        if args.command == "show-config":
+            print(cfg.to_yaml(), end="")
+            return 0
+        from temporal_ray.run import ConfigChangedError, run_experiment
+        from temporal_ray.stages import NoPairsError
+
+        try:
+            run_experiment(cfg, force=args.force)
+        except (ConfigChangedError, NoPairsError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    except (ConfigError, PromptFileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

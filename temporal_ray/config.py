@@ -1,0 +1,223 @@
+"""One typed config tree: YAML files are instances of it, dotted overrides change single fields.
+
+    cfg = load_config("configs/tiny.yaml", ["dpo.beta=0.2", "method.iterations=3"])
+
+Every field has its default here and a docstring under it. An unknown key, a wrong type or a
+missing required value raises `ConfigError`, which names the field and the file. This module is
+pure: it imports neither ray nor torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says which field and why."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class Method(str, Enum):
+    TEMPORAL = "temporal"
+    SELF_REWARDING = "self_rewarding"
+
+
+class ModelConfig(Section):
+    path: str
+    """M0: a Hugging Face model directory (the SFT'd starting policy and the fixed past model)."""
+
+
+class DataConfig(Section):
+    prompts: str
+    """JSONL prompt file: one object per line with a `prompt` field and an optional `prompt_id`."""
+    prompts_per_iteration: int = Field(64, gt=0)
+    """Size of each iteration's prompt chunk; chunks are taken in file order and wrap around."""
+    prompt_field: str = "prompt"
+    """Name of the field that holds the prompt text."""
+
+
+class MethodConfig(Section):
+    name: Method = Method.TEMPORAL
+    """`temporal` (past-future pairs) or `self_rewarding` (the Yuan et al. baseline)."""
+    iterations: int = Field(2, gt=0)
+    """How many iterations M_i -> M_{i+1} to run."""
+
+
+class GenerationConfig(Section):
+    samples: int = Field(4, gt=0)
+    """K: responses sampled per prompt and model (the paper uses 7, Self-Rewarding 4)."""
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_new_tokens: int = Field(1024, gt=0)
+    seed: int = 0
+    """Base seed; each (role, prompt, sample) derives its own seed from it."""
+
+
+class JudgeConfig(Section):
+    kind: Literal["llm", "rule"] = "llm"
+    """`llm`: the present model judges with the rubric prompt. `rule`: a Python callable."""
+    rule: str | None = None
+    """For kind `rule`: `module:function` taking (prompt, response) and returning a float."""
+    prompt_template: str | None = None
+    """For kind `llm`: a file with the judge prompt ({prompt} and {response} placeholders);
+    empty means the built-in 5-point additive rubric of Yuan et al."""
+    samples: int = Field(3, gt=0)
+    """J: judgements sampled per candidate; valid scores are averaged."""
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_new_tokens: int = Field(256, gt=0)
+    score_pattern: str = r"Score:\s*([0-5](?:\.\d+)?)"
+    """Regular expression whose first group is the score; the last match in a judgement wins."""
+    min_score: float = 0.0
+    max_score: float = 5.0
+
+    @model_validator(mode="after")
+    def _rule_needs_callable(self) -> JudgeConfig:
+        if self.kind == "rule" and not self.rule:
+            raise ValueError("judge.kind is 'rule' but judge.rule (module:function) is not set")
+        return self
+
+
+class DPOConfig(Section):
+    beta: float = Field(0.1, gt=0)
+    lr: float = Field(1e-6, gt=0)
+    min_lr: float = Field(1e-7, ge=0)
+    """The learning rate decays on a cosine from `lr` to `min_lr`."""
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=0)
+    """Global batch of pairs per optimizer step, over all workers."""
+    micro_batch_size: int = Field(1, gt=0)
+    """Pairs per worker per forward pass; the rest is gradient accumulation."""
+    max_length: int = Field(2048, gt=0)
+    """Prompt plus response tokens; longer sequences lose their response tail."""
+    zero_stage: Literal[0, 1, 2, 3] = 3
+    workers: int = Field(2, gt=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    seed: int = 0
+
+
+class EngineConfig(Section):
+    kind: Literal["hf", "vllm"] = "hf"
+    """`hf`: transformers generate (CPU or GPU). `vllm`: Ray Data LLM's vLLM processor (GPU)."""
+    actors: int = Field(1, gt=0)
+    """Actors in each generation or judge pool."""
+    batch_size: int = Field(16, gt=0)
+    """Requests per batch sent to one actor."""
+    gpus_per_actor: float = Field(0, ge=0)
+    cpus_per_actor: float = Field(1, ge=0)
+    tensor_parallel_size: int = Field(1, gt=0)
+    max_model_len: int | None = None
+    """vLLM context length; empty means the model's own."""
+
+
+class RayConfig(Section):
+    address: str | None = None
+    """Cluster to join; empty starts a local cluster (or joins the one `ray job submit` gives)."""
+    num_cpus: int | None = None
+    """Logical CPUs of a local cluster; empty means this machine's cores."""
+
+
+class StorageConfig(Section):
+    run_dir: str = "runs/default"
+    """Where every stage writes its output: a local path, a mounted volume or a pyarrow URI."""
+
+
+class Config(Section):
+    model: ModelConfig
+    data: DataConfig
+    method: MethodConfig = MethodConfig()
+    generation: GenerationConfig = GenerationConfig()
+    judge: JudgeConfig = JudgeConfig()
+    dpo: DPOConfig = DPOConfig()
+    engine: EngineConfig = EngineConfig()
+    ray: RayConfig = RayConfig()
+    storage: StorageConfig = StorageConfig()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def hash(self, *sections: str) -> str:
+        """A short stable hash of the named sections (all of them when none is named)."""
+        data = self.model_dump(mode="json")
+        picked = {name: data[name] for name in (sections or data)}
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def apply_override(tree: dict[str, Any], override: str) -> None:
+    """Set one `a.b.c=value` override in a nested dict; the value is parsed as YAML."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not of the form section.field=value")
+    dotted, raw = override.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {key!r} is a value, not a section")
+        node = child
+    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {field}: unknown key")
+        elif item["type"] == "missing":
+            lines.append(f"  {field}: required value is missing")
+        else:
+            lines.append(f"  {field}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply dotted overrides and validate the result."""
+    tree: dict[str, Any] = {}
+    source = "overrides"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+        try:
+            tree = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+    for override in overrides:
+        apply_override(tree, override)
+    if overrides:
+        source += " + overrides " + " ".join(overrides)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ between two config dicts."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += changed_fields(a, b, f"{name}.")
+        elif a != b:
+            changed.append(name)
+    return changed

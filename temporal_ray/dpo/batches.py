@@ -1,0 +1,89 @@
+"""Pair rows to model inputs: tokenise prompt + response, mask the prompt, pad.
+
+In:  pair rows {prompt, chosen, rejected} and a tokenizer with a chat template.
+Out: `PairBatch` tensors with chosen and rejected stacked in one batch ([2B, T]: the first B
+     rows chosen, the last B rejected), so one forward pass serves both.
+Knows nothing of the model, DeepSpeed or Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from temporal_ray.dpo.loss import IGNORE_INDEX
+
+
+@dataclass
+class TokenizedPair:
+    chosen_ids: list[int]
+    chosen_labels: list[int]
+    rejected_ids: list[int]
+    rejected_labels: list[int]
+
+
+@dataclass
+class PairBatch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def num_pairs(self) -> int:
+        return self.input_ids.shape[0] // 2
+
+
+def prompt_text(tokenizer: Any, prompt: str) -> str:
+    """The prompt as the model sees it at generation time (chat template, assistant turn open)."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+
+
+def _encode(prompt_ids: list[int], response_ids: list[int], max_length: int):
+    # Keep the whole prompt where possible and cut the response tail; a prompt that alone is
+    # too long keeps its last tokens so that at least one response token remains.
+    prompt_ids = prompt_ids[-(max_length - 1):]
+    response_ids = response_ids[: max_length - len(prompt_ids)]
+    ids = prompt_ids + response_ids
+    labels = [IGNORE_INDEX] * len(prompt_ids) + response_ids
+    return ids, labels
+
+
+def tokenize_pair(tokenizer: Any, prompt: str, chosen: str, rejected: str,
+                  max_length: int) -> TokenizedPair:
+    prompt_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+    def response(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"] + eos
+
+    c_ids, c_labels = _encode(prompt_ids, response(chosen), max_length)
+    r_ids, r_labels = _encode(prompt_ids, response(rejected), max_length)
+    return TokenizedPair(c_ids, c_labels, r_ids, r_labels)
+
+
+def collate(pairs: list[TokenizedPair], pad_id: int) -> PairBatch:
+    """Right-pad chosen then rejected sequences into one [2B, T] batch."""
+    seqs = [(p.chosen_ids, p.chosen_labels) for p in pairs] + \
+           [(p.rejected_ids, p.rejected_labels) for p in pairs]
+    width = max(len(ids) for ids, _ in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (ids, labs) in enumerate(seqs):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(labs)] = torch.tensor(labs)
+        mask[i, : len(ids)] = 1
+    return PairBatch(input_ids, mask, labels)
+
+
+def shard_indices(num_items: int, rank: int, world_size: int, per_step: int) -> list[int]:
+    """This rank's item indices. The list is padded by wrapping around to a multiple of
+    world_size * per_step so every rank runs the same number of forward passes (ZeRO-3 needs
+    all ranks in every collective)."""
+    chunk = world_size * per_step
+    total = -(-num_items // chunk) * chunk
+    padded = [i % num_items for i in range(total)]
+    return padded[rank::world_size]

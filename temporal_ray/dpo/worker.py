@@ -1,0 +1,234 @@
+"""The DPO training loop that runs inside each Ray Train worker, on a DeepSpeed engine.
+
+One worker = one rank. Every rank:
+  1. loads the starting model under ZeRO-3 partitioning (never whole on one rank),
+  2. computes reference log-probs of its share of the pairs with that same starting model,
+     before any update (the reference is the starting point, so no second model is kept),
+  3. trains with the sigmoid DPO loss (chosen and rejected in one forward pass),
+  4. measures the loss on its pairs again after training,
+  5. joins the gather of the sharded weights; rank 0 writes a Hugging Face checkpoint
+     (safetensors, config, tokenizer) and metrics.json into the output directory.
+Imports of deepspeed and transformers stay inside the function: the driver never needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class DPOJob:
+    """Everything one DPO run needs; sent to every worker as a plain dict."""
+
+    start_model: str
+    pairs_path: str
+    output_dir: str
+    beta: float
+    lr: float
+    min_lr: float
+    warmup_ratio: float
+    epochs: int
+    batch_size: int
+    micro_batch_size: int
+    max_length: int
+    zero_stage: int
+    grad_clip: float
+    seed: int
+    use_gpu: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def deepspeed_config(job: DPOJob, world_size: int, total_steps: int) -> dict[str, Any]:
+    """The DeepSpeed config for one run: batch geometry, ZeRO stage, precision, schedule."""
+    accumulation = job.batch_size // (job.micro_batch_size * world_size)
+    warmup = int(job.warmup_ratio * total_steps)
+    config: dict[str, Any] = {
+        "train_batch_size": job.batch_size,
+        "train_micro_batch_size_per_gpu": job.micro_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "gradient_clipping": job.grad_clip,
+        "zero_optimization": {
+            "stage": job.zero_stage,
+            "stage3_gather_16bit_weights_on_model_save": True,
+        },
+        "bf16": {"enabled": job.use_gpu},
+        "zero_allow_untested_optimizer": True,
+        "scheduler": {
+            "type": "WarmupCosineLR",
+            "params": {
+                "total_num_steps": max(total_steps, 1),
+                # DeepSpeed needs >= 1 warmup step; a one-step "warmup" from ratio 1.0 is none.
+                "warmup_num_steps": max(warmup, 1),
+                "warmup_min_ratio": 0.0 if warmup else 1.0,
+                "cos_min_ratio": job.min_lr / job.lr,
+            },
+        },
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if job.use_gpu:
+        # DeepSpeed's fused AdamW on GPU; on CPU the client torch AdamW is passed instead,
+        # since the fused and CPU-Adam kernels need a CUDA or compiled build.
+        config["optimizer"] = {"type": "AdamW", "params": {"lr": job.lr, "weight_decay": 0.0}}
+    return config
+
+
+def train_dpo_worker(job_dict: dict[str, Any]) -> None:
+    import deepspeed
+    import pyarrow.parquet as pq
+    import ray.train
+    import torch
+    import torch.distributed as dist
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from temporal_ray.dpo.batches import collate, shard_indices, tokenize_pair
+    from temporal_ray.dpo.loss import dpo_loss, sequence_logps
+    from temporal_ray.storage import ensure_local, resolve, upload_dir
+
+    job = DPOJob(**job_dict)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    random.seed(job.seed)
+    torch.manual_seed(job.seed)
+    deepspeed.init_distributed(dist_backend="nccl" if job.use_gpu else "gloo")
+
+    start = ensure_local(job.start_model)
+    tokenizer = AutoTokenizer.from_pretrained(start)
+    fs, pairs_file = resolve(job.pairs_path)
+    pairs = pq.read_table(pairs_file, filesystem=fs).to_pylist()
+    examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], job.max_length)
+                for p in pairs]
+
+    per_rank_step = job.batch_size // world
+    mine = shard_indices(len(examples), rank, world, per_rank_step)
+    micro_batches = [mine[i: i + job.micro_batch_size]
+                     for i in range(0, len(mine), job.micro_batch_size)]
+    steps_per_epoch = len(mine) // per_rank_step
+    total_steps = steps_per_epoch * job.epochs
+    ds_config = deepspeed_config(job, world, total_steps)
+
+    # With ZeRO-3 this object makes from_pretrained build the model under deepspeed.zero.Init,
+    # so each rank only ever holds its shard. It must stay alive while the model is built.
+    hf_ds_config = HfDeepSpeedConfig(ds_config) if job.zero_stage == 3 else None  # noqa: F841
+    dtype = torch.bfloat16 if job.use_gpu else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(start, dtype=dtype)
+    optimizer = None
+    if not job.use_gpu:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=0.0)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                      model_parameters=model.parameters(), config=ds_config)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def forward_logps(indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = collate([examples[i] for i in indices], pad_id)
+        logits = engine(input_ids=batch.input_ids.to(device),
+                        attention_mask=batch.attention_mask.to(device)).logits
+        logps = sequence_logps(logits.float(), batch.labels.to(device))
+        return logps[: batch.num_pairs], logps[batch.num_pairs:]
+
+    def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+        tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return dict(zip(values, (tensor / world).tolist()))
+
+    def evaluate(reference: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        engine.eval()
+        losses, margins, accuracies = [], [], []
+        with torch.no_grad():
+            for number, indices in enumerate(micro_batches):
+                chosen, rejected = forward_logps(indices)
+                out = dpo_loss(chosen, rejected, *reference[number], job.beta)
+                losses.append(out.loss.item())
+                margins.append(out.margins.mean().item())
+                accuracies.append((out.margins > 0).float().mean().item())
+        return mean_over_ranks({"loss": _mean(losses), "reward_margin": _mean(margins),
+                                "reward_accuracy": _mean(accuracies)})
+
+    # Reference log-probs: the starting model before any update is the DPO reference.
+    started = time.time()
+    engine.eval()
+    reference: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    with torch.no_grad():
+        for number, indices in enumerate(micro_batches):
+            reference[number] = tuple(t.detach() for t in forward_logps(indices))
+    before = evaluate(reference)
+
+    history: list[dict[str, float]] = []
+    window: list[dict[str, float]] = []
+    for epoch in range(job.epochs):
+        engine.train()
+        order = list(range(len(micro_batches)))
+        random.Random(job.seed + epoch).shuffle(order)
+        for number in order:
+            chosen, rejected = forward_logps(micro_batches[number])
+            out = dpo_loss(chosen, rejected, *reference[number], job.beta)
+            engine.backward(out.loss)
+            boundary = engine.is_gradient_accumulation_boundary()
+            engine.step()
+            window.append({
+                "loss": out.loss.item(),
+                "reward_margin": out.margins.mean().item(),
+                "reward_accuracy": (out.margins > 0).float().mean().item(),
+                "chosen_logps": chosen.mean().item(),
+                "rejected_logps": rejected.mean().item(),
+            })
+            if boundary:
+                step = mean_over_ranks({k: _mean([w[k] for w in window]) for k in window[0]})
+                step.update(step=len(history) + 1, epoch=epoch,
+                            grad_norm=float(engine.get_global_grad_norm() or 0.0),
+                            lr=float(engine.get_lr()[0]))
+                history.append(step)
+                window = []
+                if rank == 0:
+                    _log(f"[dpo] step {step['step']}/{total_steps} loss {step['loss']:.4f} "
+                          f"margin {step['reward_margin']:+.4f} acc {step['reward_accuracy']:.2f} "
+                          f"grad_norm {step['grad_norm']:.3f} lr {step['lr']:.2e}")
+    after = evaluate(reference)
+
+    state_dict = (engine._zero3_consolidated_16bit_state_dict() if job.zero_stage == 3
+                  else engine.module.state_dict())
+    if rank == 0:
+        local_out = job.output_dir if "://" not in job.output_dir else tempfile.mkdtemp()
+        os.makedirs(local_out, exist_ok=True)
+        engine.module.save_pretrained(local_out, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(local_out)
+        metrics = {
+            "pairs": len(examples), "world_size": world, "optimizer_steps": len(history),
+            "loss_before": before["loss"], "loss_after": after["loss"],
+            "margin_after": after["reward_margin"], "accuracy_after": after["reward_accuracy"],
+            "mean_grad_norm": _mean([h["grad_norm"] for h in history]),
+            "train_loss": _mean([h["loss"] for h in history]),
+            "train_reward_margin": _mean([h["reward_margin"] for h in history]),
+            "train_reward_accuracy": _mean([h["reward_accuracy"] for h in history]),
+            "chosen_logps": _mean([h["chosen_logps"] for h in history]),
+            "rejected_logps": _mean([h["rejected_logps"] for h in history]),
+            "seconds": round(time.time() - started, 2),
+            "history": history,
+        }
+        with open(os.path.join(local_out, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        if local_out != job.output_dir:
+            upload_dir(local_out, job.output_dir)
+    dist.barrier()
+
+
+def _log(message: str) -> None:
+    # Straight to stdout: Ray Train's patched print() would log each line twice here.
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan

@@ -1,0 +1,107 @@
+"""Stage: judge candidates. Candidate rows + a judge -> the same rows with a score.
+
+In:  Parquet candidate rows (generate/stage.py), from one or more roles.
+Out: the candidate rows plus score (float, or null when no judgement was valid),
+     judgements (the raw judge texts, J per candidate), judge_scores (each parsed score or
+     null) and valid_judgements.
+Two judges fill the same columns:
+- `llm`: the judge model answers the rubric prompt J times per candidate (J requests with
+  their own seeds, through the same engine pool as generation); scores are parsed and averaged.
+- `rule`: a Python callable `module:function(prompt, response) -> float`, run as plain
+  Ray tasks (a rule needs no model, so no actor pool).
+The stage knows nothing of pairs or methods.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from temporal_ray.config import EngineConfig, JudgeConfig
+from temporal_ray.generate.pool import run_engine_pool
+from temporal_ray.generate.requests import derive_seed, sampling_params
+from temporal_ray.judge.parse import average_score, parse_judgement
+from temporal_ray.judge.rubric import judge_messages, load_template
+
+CANDIDATE_KEY = ["role", "prompt_id", "sample_index"]
+
+
+def load_rule(spec: str) -> Callable[[str, str], float]:
+    """Import `module:function`, with an error that says what is wrong."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"judge.rule {spec!r} must look like 'package.module:function'")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"judge.rule {spec!r} cannot be imported: {err}") from err
+    if not callable(fn):
+        raise ValueError(f"judge.rule {spec!r} is not callable")
+    return fn
+
+
+def score_with_rule(batch: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """map_batches function: scores each candidate of a batch with a rule callable."""
+    fn = load_rule(rule)
+    out = batch.copy()
+    scores = [float(fn(p, r)) for p, r in zip(batch["prompt"], batch["response"])]
+    out["score"] = scores
+    out["judgements"] = [[] for _ in scores]
+    out["judge_scores"] = [[s] for s in scores]
+    out["valid_judgements"] = 1
+    return out
+
+
+def judge_requests(candidate: dict[str, Any], template: str, samples: int, temperature: float,
+                   top_p: float, max_tokens: int, seed: int) -> list[dict[str, Any]]:
+    """J judge requests for one candidate."""
+    messages = judge_messages(template, candidate["prompt"], candidate["response"])
+    return [
+        {**candidate, "judge_index": index, "messages": messages,
+         "sampling_params": sampling_params(
+             temperature, top_p, max_tokens,
+             derive_seed(seed, "judge", candidate["role"], candidate["prompt_id"],
+                         candidate["sample_index"], index))}
+        for index in range(samples)
+    ]
+
+
+def aggregate_judgements(group: pd.DataFrame, pattern: str, low: float,
+                         high: float) -> pd.DataFrame:
+    """One candidate's J judge outputs -> one scored row."""
+    group = group.sort_values("judge_index")
+    texts = list(group["generated_text"])
+    parsed = [parse_judgement(text, pattern, low, high) for text in texts]
+    first = group.iloc[0]
+    row = {col: first[col] for col in group.columns
+           if col not in ("judge_index", "messages", "sampling_params", "generated_text",
+                          "num_input_tokens", "num_generated_tokens")}
+    row.update(score=average_score(parsed), judgements=texts,
+               judge_scores=[j.score for j in parsed],
+               valid_judgements=sum(j.score is not None for j in parsed))
+    return pd.DataFrame([row])
+
+
+def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeConfig,
+                     engine: EngineConfig, seed: int, out_dir: str) -> None:
+    import ray.data
+
+    candidates = ray.data.read_parquet(candidate_paths)
+    if judge.kind == "rule":
+        # A rule is cheap and stateless: plain Ray tasks, no actor pool to start.
+        scored = candidates.map_batches(score_with_rule, fn_kwargs={"rule": judge.rule},
+                                        batch_format="pandas")
+    else:
+        requests = candidates.flat_map(judge_requests, fn_kwargs={
+            "template": load_template(judge.prompt_template), "samples": judge.samples,
+            "temperature": judge.temperature, "top_p": judge.top_p,
+            "max_tokens": judge.max_new_tokens, "seed": seed})
+        outputs = run_engine_pool(requests, judge_model, engine)
+        scored = outputs.groupby(CANDIDATE_KEY).map_groups(
+            aggregate_judgements, batch_format="pandas",
+            fn_kwargs={"pattern": judge.score_pattern, "low": judge.min_score,
+                       "high": judge.max_score})
+    scored.write_parquet(out_dir)

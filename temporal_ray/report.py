@@ -1,0 +1,49 @@
+"""What a run prints: one block per iteration, one line per stage, from the stages' manifests."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _num(value: Any, fmt: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def describe_stage(record: dict[str, Any]) -> str:
+    kind = record.get("kind")
+    if kind == "prompts":
+        return f"{record['rows']} prompts"
+    if kind == "generate":
+        return (f"{record['rows']} candidates from {record['role']}, "
+                f"{_num(record['mean_response_tokens'], '.1f')} tokens on average")
+    if kind == "judge":
+        parts = []
+        for role, r in record["roles"].items():
+            failed = r["no_score"] + r["out_of_range"]
+            parts.append(f"{role} {r['scored']}/{r['candidates']} scored, "
+                         f"mean {_num(r['mean_score'])}"
+                         + (f", {failed} judgements unparsed" if failed else ""))
+        return f"{record['judge']} judge: " + "; ".join(parts)
+    if kind == "pairs":
+        dropped = ", ".join(f"{k} {v}" for k, v in record["dropped"].items() if v) or "none"
+        return (f"{record['pairs']} pairs kept, dropped: {dropped}; chosen "
+                f"{_num(record['mean_chosen_score'])} vs rejected "
+                f"{_num(record['mean_rejected_score'])}, gap {_num(record['score_gap'])}")
+    if kind == "dpo":
+        return (f"DPO on {record['pairs']} pairs, {record['optimizer_steps']} steps: loss "
+                f"{_num(record['loss_before'], '.4f')} -> {_num(record['loss_after'], '.4f')}, "
+                f"margin {_num(record['margin_after'], '+.3f')}, accuracy "
+                f"{_num(record['accuracy_after'])}, grad norm {_num(record['mean_grad_norm'])}")
+    return ""
+
+
+def format_iteration(iteration: int, method: str, records: list[dict[str, Any]]) -> str:
+    lines = [f"iteration {iteration} ({method})"]
+    for record in records:
+        name = record["stage"].split("/", 1)[-1]
+        took = "  done before" if record.get("reused") else f"{record['seconds']:7.1f} s"
+        lines.append(f"  {name:<20} {describe_stage(record):<104} {took}")
+    return "\n".join(lines)

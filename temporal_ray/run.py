@@ -1,0 +1,93 @@
+"""The experiment driver: iterate a method from M0, one prompt chunk per iteration.
+
+    M_0 = model.path
+    for i in range(iterations):  M_{i+1} = iteration(stages_i, prompts_i, present=M_i, past=M_0)
+
+Resuming is the default: rerunning the same command skips every finished stage. A rerun whose
+config differs from the one the run directory was started with is refused (naming the changed
+fields) unless forced, since finished stages would no longer match the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import yaml
+
+from temporal_ray.config import Config, changed_fields
+from temporal_ray.methods import ITERATIONS
+from temporal_ray.prompts import iteration_chunk, load_prompts
+from temporal_ray.report import format_iteration
+from temporal_ray.stages import IterationStages
+from temporal_ray.storage import RunDir
+
+
+class ConfigChangedError(RuntimeError):
+    """The run directory holds stages made with another config."""
+
+
+def start_ray(cfg: Config) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    runtime_env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, runtime_env=runtime_env)
+    else:
+        # Joins the cluster of `ray job submit` (RAY_ADDRESS) or starts a local one.
+        ray.init(num_cpus=cfg.ray.num_cpus, runtime_env=runtime_env)
+
+
+def check_config(run: RunDir, cfg: Config, force: bool) -> None:
+    """Write the resolved config, or refuse a resume whose config changed."""
+    saved = run.read_text("config.yaml")
+    if saved is not None and not force:
+        changed = changed_fields(yaml.safe_load(saved), cfg.model_dump(mode="json"))
+        if changed:
+            raise ConfigChangedError(
+                f"{run.uri} was started with another config; changed: {', '.join(changed)}. "
+                "Use another storage.run_dir, or pass --force to reuse the finished stages.")
+    run.write_text("config.yaml", cfg.to_yaml())
+
+
+def absolute_paths(cfg: Config) -> Config:
+    """Local paths made absolute: Ray workers do not run in the driver's directory."""
+    def fix(path: str) -> str:
+        return path if "://" in path else os.path.abspath(path)
+
+    return cfg.model_copy(update={
+        "model": cfg.model.model_copy(update={"path": fix(cfg.model.path)}),
+        "data": cfg.data.model_copy(update={"prompts": fix(cfg.data.prompts)}),
+        "storage": cfg.storage.model_copy(update={"run_dir": fix(cfg.storage.run_dir)}),
+    })
+
+
+def run_experiment(cfg: Config, force: bool = False) -> list[dict[str, Any]]:
+    """Run (or resume) an experiment; returns one summary record per iteration."""
+    cfg = absolute_paths(cfg)
+    prompt_set = load_prompts(cfg.data.prompts, cfg.data.prompt_field)
+    run = RunDir(cfg.storage.run_dir)
+    check_config(run, cfg, force)
+    start_ray(cfg)
+
+    iterate = ITERATIONS[cfg.method.name.value]
+    past = present = cfg.model.path
+    summary = []
+    for i in range(cfg.method.iterations):
+        started = time.time()
+        stages = IterationStages(cfg, run, i)
+        prompts = stages.prompts(iteration_chunk(prompt_set.rows, i,
+                                                 cfg.data.prompts_per_iteration))
+        present = iterate(stages, prompts, present=present, past=past)
+        print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
+        summary.append({"iteration": i, "model": present, "stages": stages.records,
+                        "seconds": round(time.time() - started, 1)})
+        run.write_text("summary.json", json.dumps(
+            {"method": cfg.method.name.value, "prompts_dropped": prompt_set.dropped,
+             "iterations": summary}, indent=2, default=str))
+    print(f"final model: {present}", flush=True)
+    return summary

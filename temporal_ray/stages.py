@@ -1,0 +1,141 @@
+"""The stages of one iteration, each run once and published atomically under iter_<i>/<name>.
+
+`IterationStages` is what a method's iteration function calls: generate, judge, pairs, dpo.
+Each call returns the path of the finished stage's output; when that stage already finished in
+an earlier attempt (same run directory), it returns at once without redoing the work. The
+manifest of every stage carries the counts that the run summary prints.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from temporal_ray.config import Config
+from temporal_ray.dpo.trainer import train_dpo
+from temporal_ray.generate.requests import derive_seed
+from temporal_ray.generate.stage import generate_candidates
+from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, parse_judgement
+from temporal_ray.judge.stage import judge_candidates
+from temporal_ray.pairs import PairSet
+from temporal_ray.roles import Role
+from temporal_ray.storage import RunDir, read_rows, write_rows
+
+
+class NoPairsError(RuntimeError):
+    """A pair stage kept no pair: DPO would have nothing to learn from."""
+
+
+class IterationStages:
+    def __init__(self, cfg: Config, run: RunDir, iteration: int):
+        self.cfg = cfg
+        self.run = run
+        self.iteration = iteration
+        self.records: list[dict[str, Any]] = []
+
+    def _stage(self, name: str, produce: Callable[[str], dict[str, Any]],
+               **manifest: Any) -> str:
+        result = self.run.run_stage(f"iter_{self.iteration}/{name}", produce,
+                                    config_hash=self.cfg.hash(), **manifest)
+        self.records.append({**result.manifest, "reused": result.reused})
+        return result.path
+
+    def prompts(self, rows: list[dict[str, str]]) -> str:
+        def produce(tmp: str) -> dict[str, Any]:
+            write_rows(rows, f"{tmp}/data/prompts.parquet")
+            return {"rows": len(rows)}
+        return self._stage("prompts", produce, kind="prompts") + "/data"
+
+    def generate(self, role: Role, model: str, prompts: str) -> str:
+        """Sample K responses per prompt from `model` playing `role`."""
+        generation = self.cfg.generation.model_copy(
+            update={"seed": derive_seed(self.cfg.generation.seed, self.iteration)})
+
+        def produce(tmp: str) -> dict[str, Any]:
+            generate_candidates(prompts, model, role.value, generation, self.cfg.engine,
+                                f"{tmp}/data")
+            rows = read_rows(f"{tmp}/data", ["response_tokens"])
+            tokens = [r["response_tokens"] for r in rows]
+            return {"rows": len(rows), "mean_response_tokens": _mean(tokens)}
+        return self._stage(f"candidates_{role.value}", produce, kind="generate",
+                           role=role.value, model=model) + "/data"
+
+    def judge(self, name: str, candidates: list[str], judge_model: str) -> str:
+        """Score candidates with the configured judge (the present model, or a rule)."""
+        judge = self.cfg.judge
+        seed = derive_seed(self.cfg.generation.seed, self.iteration, name)
+
+        def produce(tmp: str) -> dict[str, Any]:
+            judge_candidates(candidates, judge_model, judge, self.cfg.engine, seed,
+                             f"{tmp}/data")
+            return judge_counts(read_rows(f"{tmp}/data", ["role", "score", "judgements"]),
+                                judge.score_pattern, judge.min_score, judge.max_score)
+        return self._stage(name, produce, kind="judge", judge=judge.kind,
+                           judge_model=judge_model) + "/data"
+
+    def pairs(self, name: str, build: Callable[[], PairSet]) -> str:
+        """Build DPO pairs with a strategy from pairs.py and store them."""
+        def produce(tmp: str) -> dict[str, Any]:
+            result = build()
+            if not result.pairs:
+                raise NoPairsError(
+                    f"iteration {self.iteration}, {name}: no pair kept "
+                    f"(dropped: {dict(result.dropped) or 'no scored candidates'}). "
+                    "Check the judge: with too few distinct scores every prompt is a tie.")
+            write_rows(result.pairs, f"{tmp}/data/pairs.parquet")
+            return pair_counts(result)
+        return self._stage(name, produce, kind="pairs") + "/data/pairs.parquet"
+
+    def dpo(self, name: str, pairs: str, start_model: str) -> str:
+        """DPO-train `start_model` (also the reference) on `pairs`; returns the new model."""
+        def produce(tmp: str) -> dict[str, Any]:
+            metrics = train_dpo(pairs, start_model, tmp, self.cfg.dpo,
+                                storage_path=self.run.path("ray_train"),
+                                name=f"iter_{self.iteration}_{name}")
+            return {k: v for k, v in metrics.items() if k != "history"}
+        return self._stage(name, produce, kind="dpo", start_model=start_model)
+
+
+def read_scored(path: str, role: Role | None = None) -> list[dict[str, Any]]:
+    """Scored candidate rows of a judge stage, optionally of one role."""
+    rows = read_rows(path, ["prompt_id", "prompt", "role", "sample_index", "response", "score"])
+    return [r for r in rows if role is None or r["role"] == role.value]
+
+
+def judge_counts(rows: list[dict[str, Any]], pattern: str, low: float,
+                 high: float) -> dict[str, Any]:
+    """Per role: candidates, how many got a score, and why judgements failed."""
+    by_role: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = by_role.setdefault(row["role"], {"candidates": 0, "scored": 0, "scores": [],
+                                                 NO_SCORE: 0, OUT_OF_RANGE: 0})
+        entry["candidates"] += 1
+        if row["score"] is not None:
+            entry["scored"] += 1
+            entry["scores"].append(row["score"])
+        for text in row["judgements"] or []:
+            problem = parse_judgement(text, pattern, low, high).problem
+            if problem:
+                entry[problem] += 1
+    for entry in by_role.values():
+        entry["mean_score"] = _mean(entry.pop("scores"))
+    return {"rows": len(rows), "roles": by_role}
+
+
+def pair_counts(result: PairSet) -> dict[str, Any]:
+    chosen = [p["chosen_score"] for p in result.pairs]
+    rejected = [p["rejected_score"] for p in result.pairs]
+    return {
+        "pairs": len(result.pairs),
+        "dropped": dict(result.dropped),
+        "mean_chosen_score": _mean(chosen),
+        "mean_rejected_score": _mean(rejected),
+        "score_gap": _mean(chosen) - _mean(rejected),
+        "chosen_roles": {role: sum(p["chosen_role"] == role for p in result.pairs)
+                         for role in sorted({p["chosen_role"] for p in result.pairs})},
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")

@@ -1,0 +1,162 @@
+"""The run directory: where every stage's output lands atomically, and how a rerun resumes.
+
+    runs/<name>/config.yaml                    resolved config of the run
+    runs/<name>/iter_<i>/<stage>/              one finished stage: data files + manifest.json
+    runs/<name>/iter_<i>/<stage>.tmp-<uuid>/   a stage being written (ignored, cleaned up)
+
+A stage is finished exactly when its directory exists under its final name and holds
+`manifest.json`: outputs are written into a temporary sibling, the manifest is written last,
+then the directory is renamed into place. A crash at any point leaves either nothing or a
+`.tmp-` directory, never a half stage under the final name. The run directory is any path that
+pyarrow's filesystems open (local, a mounted volume, s3://, gs://).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyarrow import fs as pafs
+
+MANIFEST = "manifest.json"
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path for a local path or URI."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), str(Path(uri).resolve())
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A finished stage: where it lives and what its manifest says."""
+
+    path: str
+    manifest: dict[str, Any]
+    reused: bool = False
+    """True when the stage had finished in an earlier attempt and was not run again."""
+
+
+class RunDir:
+    """One run's directory, holding stage outputs under `iter_<i>/<stage>`."""
+
+    def __init__(self, uri: str):
+        self.fs, self.root = resolve(uri)
+        self.uri = uri if "://" in uri else self.root
+        self.fs.create_dir(self.root, recursive=True)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def write_text(self, relative: str, text: str) -> None:
+        """Write a small file atomically (temporary name, then rename)."""
+        final = self.path(relative)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(text.encode("utf-8"))
+        self.fs.move(tmp, final)
+
+    def read_text(self, relative: str) -> str | None:
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as f:
+                return f.read().decode("utf-8")
+        except FileNotFoundError:
+            return None
+
+    def finished(self, stage: str) -> StageResult | None:
+        """The finished stage at `stage` (e.g. 'iter_0/pairs'), or None."""
+        text = self.read_text(f"{stage}/{MANIFEST}")
+        if text is None:
+            return None
+        return StageResult(self.path(stage), json.loads(text))
+
+    def run_stage(self, stage: str, produce: Callable[[str], dict[str, Any]],
+                  **manifest: Any) -> StageResult:
+        """Return the finished `stage`, or run `produce(tmp_dir)` and publish its output.
+
+        `produce` writes its files into the directory it is given and returns a dict of
+        counts for the manifest (rows, pairs, ...). Leftover temporary directories of this
+        stage from a crashed earlier attempt are removed first.
+        """
+        done = self.finished(stage)
+        if done is not None:
+            return StageResult(done.path, done.manifest, reused=True)
+        final = self.path(stage)
+        parent, name = final.rsplit("/", 1)
+        self.fs.create_dir(parent, recursive=True)
+        for info in self.fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+            if info.base_name.startswith(f"{name}.tmp-") or info.base_name == name:
+                _delete(self.fs, info)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        self.fs.create_dir(tmp, recursive=True)
+        started = time.time()
+        counts = produce(tmp)
+        record = {"stage": stage, **manifest, **counts,
+                  "seconds": round(time.time() - started, 2), "finished_at": time.time()}
+        with self.fs.open_output_stream(f"{tmp}/{MANIFEST}") as out:
+            out.write(json.dumps(record, indent=2, default=str).encode("utf-8"))
+        self.fs.move(tmp, final)
+        return StageResult(final, record)
+
+
+def _delete(fs: pafs.FileSystem, info: pafs.FileInfo) -> None:
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(info.path)
+    else:
+        fs.delete_file(info.path)
+
+
+def read_rows(path: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """All rows of a directory of Parquet files (a stage's data/), as dicts."""
+    import pyarrow.dataset as pads
+
+    fs, local = resolve(path)
+    dataset = pads.dataset(local, filesystem=fs, format="parquet")
+    return dataset.to_table(columns=columns).to_pylist()
+
+
+def write_rows(rows: list[dict[str, Any]], path: str) -> None:
+    """Write rows as one Parquet file at `path` (a file inside a stage's temporary dir)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs, local = resolve(path)
+    fs.create_dir(local.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(pa.Table.from_pylist(rows), local, filesystem=fs)
+
+
+def upload_dir(local_dir: str, dest_uri: str) -> None:
+    """Copy a local directory (a checkpoint a library wrote) to any filesystem."""
+    fs, dest = resolve(dest_uri)
+    pafs.copy_files(local_dir, dest, source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=fs)
+
+
+def ensure_local(path: str) -> str:
+    """A local directory holding the model at `path`, copied down once when it is remote."""
+    if "://" not in path:
+        return path
+    fs, remote = resolve(path)
+    name = remote.strip("/").replace("/", "__")
+    cache = Path(tempfile.gettempdir()) / "temporal-ray-models" / name
+    if not cache.exists():
+        tmp = Path(f"{cache}.tmp-{uuid.uuid4().hex[:8]}")
+        pafs.copy_files(remote, str(tmp), source_filesystem=fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        try:
+            tmp.rename(cache)
+        except OSError:  # another actor on this node finished the same copy first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(cache)

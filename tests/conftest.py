@@ -1,0 +1,30 @@
+"""Shared fixtures: a tiny model built on the spot and one local Ray cluster per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    from temporal_ray.tiny import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster; 4 logical CPUs so 2 engine actors or 2 trainer workers fit."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False,
+             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
+                                       "HF_HUB_OFFLINE": "1"}})
+    yield
+    ray.shutdown()
