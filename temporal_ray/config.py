@@ -24,7 +24,9 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    # Overrides are parsed as YAML: `storage.run_dir=2024` must still reach a str field.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True,
+                              coerce_numbers_to_str=True)
 
 
 class Method(str, Enum):
@@ -76,8 +78,9 @@ class JudgeConfig(Section):
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.9, gt=0, le=1)
     max_new_tokens: int = Field(256, gt=0)
-    score_pattern: str = r"Score:\s*([0-5](?:\.\d+)?)"
-    """Regular expression whose first group is the score; the last match in a judgement wins."""
+    score_pattern: str = r"Score:\s*(\d+(?:\.\d+)?)"
+    """Regular expression whose first group is the score; the last match in a judgement wins.
+    It reads any number so that "Score: 7" counts as out of range rather than unparsed."""
     min_score: float = 0.0
     max_score: float = 5.0
 
@@ -99,7 +102,7 @@ class DPOConfig(Section):
     """Global batch of pairs per optimizer step, over all workers."""
     micro_batch_size: int = Field(1, gt=0)
     """Pairs per worker per forward pass; the rest is gradient accumulation."""
-    max_length: int = Field(2048, gt=0)
+    max_length: int = Field(2048, ge=8)
     """Prompt plus response tokens; longer sequences lose their response tail."""
     zero_stage: Literal[0, 1, 2, 3] = 3
     workers: int = Field(2, gt=0)

@@ -26,7 +26,7 @@ def temporal_iteration(stages: IterationStages, prompts: str, present: str, past
         return anchored_rejection(read_scored(scores, Role.PRESENT),
                                   read_scored(scores, Role.PAST))
 
-    d1 = stages.pairs("pairs_anchored", lambda: phase_one()[1])
+    d1 = stages.pairs("pairs_anchored", lambda: phase_one().d1)
     future = stages.dpo("model_future", d1, start_model=present)
 
     # Phase 2, future-guided chosen: M_i (not M_f) judges K samples of M_f.

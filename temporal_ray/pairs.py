@@ -8,7 +8,8 @@ Out: pair rows {prompt_id, prompt, chosen, rejected, chosen_score, rejected_scor
 - `best_vs_worst`: standard Self-Rewarding (Yuan et al.): chosen = best, rejected = worst of
   the present model's samples.
 - `anchored_rejection` (temporal, phase 1): chosen = best present sample, rejected = worst over
-  present and past (M0) samples; gives D1 and the per-prompt selections phase 2 starts from.
+  present and past (M0) samples; gives D1 and the per-prompt selections phase 2 starts from
+  (`PhaseOne`).
 - `future_guided` (temporal, phase 2): the future model's best replaces the chosen when it
   scores higher than the present's best; the rejected stays; gives D2.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 Row = dict[str, Any]
 
@@ -98,7 +99,14 @@ def best_vs_worst(scored: list[Row]) -> PairSet:
     return _keep_if_ordered(selections, result)
 
 
-def anchored_rejection(present: list[Row], past: list[Row]) -> tuple[dict[str, Selection], PairSet]:
+class PhaseOne(NamedTuple):
+    """Temporal phase 1: each prompt's selection that phase 2 starts from, and D1."""
+
+    selections: dict[str, Selection]
+    d1: PairSet
+
+
+def anchored_rejection(present: list[Row], past: list[Row]) -> PhaseOne:
     """Phase 1: chosen from the present model, rejected anchored in the past model (D1)."""
     result = PairSet()
     selections = {}
@@ -113,16 +121,18 @@ def anchored_rejection(present: list[Row], past: list[Row]) -> tuple[dict[str, S
             continue
         best = _best(mine)
         selections[prompt_id] = Selection(best, _worst(mine + old), best["score"])
-    return selections, _keep_if_ordered(selections, result)
+    return PhaseOne(selections, _keep_if_ordered(selections, result))
 
 
-def future_guided(selections: dict[str, Selection], future: list[Row]) -> PairSet:
+def future_guided(phase_one: PhaseOne, future: list[Row]) -> PairSet:
     """Phase 2: upgrade each phase-1 chosen to the future model's best where that scores
     higher than the present model's best; keep the phase-1 rejected (D2)."""
-    result = PairSet()
+    # Prompts without a phase-1 selection stay dropped, for the reason phase 1 gave.
+    result = PairSet(dropped=Counter({reason: count for reason, count in
+                                      phase_one.d1.dropped.items() if reason != TIE}))
     future_groups = _scored_by_prompt(future)
     upgraded = {}
-    for prompt_id, selection in selections.items():
+    for prompt_id, selection in phase_one.selections.items():
         candidates = future_groups.get(prompt_id, [])
         chosen = selection.chosen
         if candidates:
@@ -130,6 +140,4 @@ def future_guided(selections: dict[str, Selection], future: list[Row]) -> PairSe
             if best_future["score"] > selection.present_best:
                 chosen = best_future
         upgraded[prompt_id] = Selection(chosen, selection.rejected, selection.present_best)
-    # Prompts that had no phase-1 selection are dropped for the same reason as in phase 1.
-    result.dropped[TOO_FEW_SCORED] += len(set(future_groups) - set(selections))
     return _keep_if_ordered(upgraded, result)

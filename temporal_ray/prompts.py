@@ -41,7 +41,9 @@ def load_prompts(path: str | Path, prompt_field: str = "prompt") -> PromptSet:
     seen_ids: set[str] = set()
     seen_prompts: set[str] = set()
     dropped = {"duplicate_prompt": 0}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and friends unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         where = f"{path}:{number}"

@@ -145,11 +145,6 @@ def test_apply_override_on_plain_dict():
     assert tree == {"dpo": {"beta": 0.5}, "method": {"iterations": 4}}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.py: override values are parsed as YAML and the pydantic models do not coerce "
-    "numbers to strings, so a string field given a numeric-looking value "
-    "(`storage.run_dir=2024`, `model.path=7`) fails with 'Input should be a valid string'. "
-    "Setting coerce_numbers_to_str=True in Section.model_config would fix it."))
 def test_numeric_looking_override_of_string_field():
     assert load_config(TINY, ["storage.run_dir=2024"]).storage.run_dir == "2024"
 

@@ -219,9 +219,8 @@ def test_anchored_counts_drops_by_reason():
 
 
 def phase_one(present_scores, past_scores, prompt_id="a"):
-    selections, _ = anchored_rejection(rows(prompt_id, "present", present_scores),
-                                       rows(prompt_id, "past", past_scores))
-    return selections
+    return anchored_rejection(rows(prompt_id, "present", present_scores),
+                              rows(prompt_id, "past", past_scores))
 
 
 def test_future_strictly_better_replaces_chosen():
@@ -265,7 +264,8 @@ def test_future_keeps_phase_one_rejected_even_when_future_wrote_worse():
 
 
 def test_future_unscored_or_absent_keeps_present_chosen():
-    selections = {**phase_one([4, 2], [1, 3], "a"), **phase_one([4, 2], [1, 3], "b")}
+    selections = anchored_rejection(rows("a", "present", [4, 2]) + rows("b", "present", [4, 2]),
+                                    rows("a", "past", [1, 3]) + rows("b", "past", [1, 3]))
     d2 = future_guided(selections, rows("a", "future", [None, None]))   # no rows for "b"
     assert by_prompt(d2)["a"]["chosen"] == "present-a-0"
     assert by_prompt(d2)["b"]["chosen"] == "present-b-0"
@@ -290,7 +290,9 @@ def test_future_phase_one_tie_without_upgrade_stays_a_tie():
 
 
 def test_future_prompt_without_phase_one_selection_is_dropped():
-    selections = phase_one([4, 2], [1, 3], "a")
+    # "z" has a single scored sample in phase 1 (too few): it stays dropped in phase 2.
+    selections = anchored_rejection(rows("a", "present", [4, 2]) + rows("z", "present", [5]),
+                                    rows("a", "past", [1, 3]) + rows("z", "past", [None]))
     future = rows("a", "future", [5]) + rows("z", "future", [5, 1])
     d2 = future_guided(selections, future)
     assert [p["prompt_id"] for p in d2.pairs] == ["a"]
@@ -304,8 +306,8 @@ def test_future_every_prompt_is_kept_or_counted():
             + rows("c", "past", [None]) + rows("d", "past", [3, 3]))
     future = (rows("a", "future", [5, 1]) + rows("b", "future", [2, 1])
               + rows("c", "future", [5, 5]) + rows("d", "future", [4, None]))
-    selections, d1 = anchored_rejection(present, past)
-    assert [p["prompt_id"] for p in d1.pairs] == ["a"]
+    selections = anchored_rejection(present, past)
+    assert [p["prompt_id"] for p in selections.d1.pairs] == ["a"]
     d2 = future_guided(selections, future)
     # a: future 5 > 4 replaces the chosen; b: future 2 = present best 2 -> tie with rejected 2;
     # c: no phase-1 selection; d: future 4 > 3 rescues the phase-1 tie.
@@ -319,28 +321,22 @@ def test_future_every_prompt_is_kept_or_counted():
 def test_future_does_not_mutate_phase_one_selections():
     selections = phase_one([4, 2], [1, 3])
     future_guided(selections, rows("a", "future", [5]))
-    assert selections["a"].chosen["response"] == "present-a-0"
-    assert selections["a"].present_best == 4.0
+    assert selections.selections["a"].chosen["response"] == "present-a-0"
+    assert selections.selections["a"].present_best == 4.0
 
 
 def test_future_drop_reason_of_prompt_with_no_scored_present_sample():
     # Phase 1 drops "a" as no_scored_present; the same prompt's phase-2 drop is counted too.
-    selections, d1 = anchored_rejection(rows("a", "present", [None, None]),
+    selections = anchored_rejection(rows("a", "present", [None, None]),
                                         rows("a", "past", [1, 4]))
-    assert nonzero(d1.dropped) == {NO_SCORED_PRESENT: 1}
+    assert nonzero(selections.d1.dropped) == {NO_SCORED_PRESENT: 1}
     d2 = future_guided(selections, rows("a", "future", [5, 2]))
     assert d2.pairs == []
     assert sum(d2.dropped.values()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pairs.py future_guided counts every prompt without a phase-1 selection as "
-    "too_few_scored, although its comment says they are dropped 'for the same reason as in "
-    "phase 1': a prompt phase 1 dropped as no_scored_present is reported as too_few_scored "
-    "in D2's drop counts. Pass the phase-1 reasons along (e.g. in anchored_rejection's "
-    "return) or count them under one honest label such as no_phase1_selection."))
 def test_future_drop_reason_matches_phase_one_reason():
-    selections, d1 = anchored_rejection(rows("a", "present", [None, None]),
+    selections = anchored_rejection(rows("a", "present", [None, None]),
                                         rows("a", "past", [1, 4]))
     d2 = future_guided(selections, rows("a", "future", [5, 2]))
-    assert nonzero(d2.dropped) == nonzero(d1.dropped) == {NO_SCORED_PRESENT: 1}
+    assert nonzero(d2.dropped) == nonzero(selections.d1.dropped) == {NO_SCORED_PRESENT: 1}

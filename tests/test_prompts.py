@@ -158,11 +158,6 @@ def test_non_utf8_bytes_name_the_line(tmp_path):
     assert "not valid UTF-8" in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "prompts.py load_prompts splits the file with str.splitlines(), which also breaks at "
-    "U+2028, U+2029 and U+0085; JSON allows these unescaped inside strings (json.dumps with "
-    "ensure_ascii=False writes them raw), so such a valid line is reported as 'not valid "
-    "JSON'. Split on '\\n' only (text.split('\\n'), stripping a trailing '\\r')."))
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
 def test_unicode_line_separator_inside_a_prompt(tmp_path, separator):
     text = f"first part{separator}second part"

@@ -44,6 +44,7 @@ def prompt_text(tokenizer: Any, prompt: str) -> str:
 def _encode(prompt_ids: list[int], response_ids: list[int], max_length: int):
     # Keep the whole prompt where possible and cut the response tail; a prompt that alone is
     # too long keeps its last tokens so that at least one response token remains.
+    max_length = max(max_length, 2)
     prompt_ids = prompt_ids[-(max_length - 1):]
     response_ids = response_ids[: max_length - len(prompt_ids)]
     ids = prompt_ids + response_ids

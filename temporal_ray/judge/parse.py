@@ -1,8 +1,9 @@
 """Judge outputs to scores: parse each sampled judgement, average the valid ones.
 
-method.md: take the last match of `Score:\\s*([0-5](\\.\\d+)?)`; drop unparseable samples and
-out-of-range values; a candidate with no valid sample gets no score (None). Every drop is
-counted by reason so that a run where judgements fail to parse says so. Pure.
+method.md: take the last `Score: k` (judge.score_pattern reads any number, so "Score: 7" is
+counted as out of range, not as unparsed); drop unparseable samples and out-of-range values;
+a candidate with no valid sample gets no score (None). Every drop is counted by reason so that
+a run where judgements fail to parse says so. Pure.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ A custom template (judge.prompt_template) replaces the rubric; it must hold the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ADDITIVE_5_POINT_RUBRIC = """\
@@ -50,7 +51,12 @@ def load_template(path: str | None) -> str:
     return template
 
 
+_PLACEHOLDER = re.compile(r"\{(prompt|response)\}")
+
+
 def judge_messages(template: str, prompt: str, response: str) -> list[dict[str, str]]:
-    """The chat the judge answers. str.replace, not str.format: responses contain braces."""
-    text = template.replace("{prompt}", prompt).replace("{response}", response)
+    """The chat the judge answers. Both placeholders are filled in one pass (not str.format:
+    responses contain braces, and a prompt may contain the text "{response}")."""
+    values = {"prompt": prompt, "response": response}
+    text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
     return [{"role": "user", "content": text}]

@@ -77,14 +77,19 @@ def test_encode_invariants(max_length, prompt_len, response_len):
         assert kept_prompt == prompt   # the whole prompt is kept when it fits
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dpo/batches.py _encode: with max_length=1, `prompt_ids[-(max_length - 1):]` is "
-    "`prompt_ids[-0:]`, i.e. the whole prompt, and the sequence comes out longer than "
-    "max_length. config.py allows dpo.max_length=1 (Field gt=0); it should require >= 2 "
-    "(one prompt token to predict from, one response token) or _encode should guard it."))
-def test_encode_never_exceeds_max_length_one():
-    ids, _ = _encode([1, 2, 3], [7, 8], max_length=1)
-    assert len(ids) <= 1
+def test_encode_keeps_one_prompt_and_one_response_token_at_the_smallest_length():
+    ids, labels = _encode([1, 2, 3], [7, 8], max_length=2)
+    assert ids == [3, 7]
+    assert labels == [IGNORE_INDEX, 7]
+
+
+def test_config_refuses_a_max_length_too_small_to_train_on():
+    from pydantic import ValidationError
+
+    from temporal_ray.config import DPOConfig
+
+    with pytest.raises(ValidationError, match="max_length"):
+        DPOConfig(max_length=1)
 
 
 # --------------------------------------------------------------------------- tokenize_pair

@@ -1,0 +1,28 @@
+"""The vLLM adapter cannot run without a GPU; check what can be checked: Ray's own config
+class accepts what we build."""
+
+import pytest
+
+from temporal_ray.config import EngineConfig
+from temporal_ray.generate.vllm_engine import vllm_processor_kwargs
+
+
+def test_processor_kwargs_follow_the_engine_config():
+    engine = EngineConfig(kind="vllm", actors=3, batch_size=64, tensor_parallel_size=2,
+                          max_model_len=4096)
+    kwargs = vllm_processor_kwargs("/models/m0", engine)
+    assert kwargs["model_source"] == "/models/m0"
+    assert kwargs["concurrency"] == 3
+    assert kwargs["batch_size"] == 64
+    assert kwargs["engine_kwargs"]["tensor_parallel_size"] == 2
+    assert kwargs["engine_kwargs"]["max_model_len"] == 4096
+    assert kwargs["engine_kwargs"]["enable_prefix_caching"] is True
+
+
+def test_ray_data_llm_accepts_the_config():
+    llm = pytest.importorskip("ray.data.llm")
+    engine = EngineConfig(kind="vllm", actors=2, tensor_parallel_size=2)
+    config = llm.vLLMEngineProcessorConfig(**vllm_processor_kwargs("/models/m0", engine))
+    assert config.model_source == "/models/m0"
+    assert config.engine_kwargs["tensor_parallel_size"] == 2
+    assert config.engine_kwargs["enable_prefix_caching"] is True

@@ -1,0 +1,74 @@
+"""Atomic stages on the local filesystem: finished means renamed into place with a manifest."""
+
+import json
+
+import pytest
+
+from temporal_ray.storage import RunDir, read_rows, write_rows
+
+
+def test_stage_is_published_with_manifest_and_counts(tmp_path):
+    run = RunDir(str(tmp_path / "run"))
+
+    def produce(tmp):
+        write_rows([{"a": 1}, {"a": 2}], f"{tmp}/data/x.parquet")
+        return {"rows": 2}
+
+    result = run.run_stage("iter_0/thing", produce, kind="test")
+    assert not result.reused
+    stage = tmp_path / "run" / "iter_0" / "thing"
+    manifest = json.loads((stage / "manifest.json").read_text())
+    assert manifest["rows"] == 2 and manifest["kind"] == "test"
+    assert manifest["seconds"] >= 0
+    assert read_rows(str(stage / "data")) == [{"a": 1}, {"a": 2}]
+    assert [p.name for p in (tmp_path / "run" / "iter_0").iterdir()] == ["thing"]
+
+
+def test_finished_stage_is_not_run_again(tmp_path):
+    run = RunDir(str(tmp_path))
+    calls = []
+
+    def produce(tmp):
+        calls.append(tmp)
+        return {"rows": 0}
+
+    run.run_stage("s", produce)
+    again = run.run_stage("s", produce)
+    assert len(calls) == 1
+    assert again.reused
+
+
+def test_crash_leaves_no_stage_and_the_rerun_redoes_it(tmp_path):
+    run = RunDir(str(tmp_path))
+
+    def crash(tmp):
+        write_rows([{"a": 1}], f"{tmp}/data/x.parquet")
+        raise RuntimeError("killed mid-stage")
+
+    with pytest.raises(RuntimeError):
+        run.run_stage("s", crash)
+    assert run.finished("s") is None
+    assert not (tmp_path / "s").exists()
+    assert any(p.name.startswith("s.tmp-") for p in tmp_path.iterdir())
+
+    result = run.run_stage("s", lambda tmp: {"rows": 1})
+    assert not result.reused
+    # the leftover temporary directory of the crashed attempt is cleaned up
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_directory_without_manifest_is_unfinished(tmp_path):
+    run = RunDir(str(tmp_path))
+    (tmp_path / "s" / "data").mkdir(parents=True)  # files written, manifest never was
+    assert run.finished("s") is None
+    result = run.run_stage("s", lambda tmp: {"rows": 3})
+    assert not result.reused and result.manifest["rows"] == 3
+
+
+def test_write_text_is_atomic_and_readable(tmp_path):
+    run = RunDir(str(tmp_path))
+    run.write_text("config.yaml", "a: 1\n")
+    run.write_text("config.yaml", "a: 2\n")
+    assert run.read_text("config.yaml") == "a: 2\n"
+    assert run.read_text("missing.txt") is None
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
