@@ -40,12 +40,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show-config":
             print(cfg.to_yaml(), end="")
             return 0
+        from temporal_ray.preflight import ModelCheckError
         from temporal_ray.run import ConfigChangedError, run_experiment
-        from temporal_ray.stages import NoPairsError
+        from temporal_ray.stages import JudgeFailureError, NoPairsError
+        from temporal_ray.storage import RunLockedError
 
         try:
             run_experiment(cfg, force=args.force)
-        except (ConfigChangedError, NoPairsError) as err:
+        except (ConfigChangedError, NoPairsError, JudgeFailureError, ModelCheckError,
+                RunLockedError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     except (ConfigError, PromptFileError) as err:

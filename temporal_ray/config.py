@@ -83,6 +83,9 @@ class JudgeConfig(Section):
     It reads any number so that "Score: 7" counts as out of range rather than unparsed."""
     min_score: float = 0.0
     max_score: float = 5.0
+    min_valid_share: float = Field(0.5, ge=0, le=1)
+    """Stop the iteration when fewer than this share of a role's candidates got a valid
+    score, rather than train on the handful of pairs the rest would give."""
 
     @model_validator(mode="after")
     def _rule_needs_callable(self) -> JudgeConfig:

@@ -33,7 +33,7 @@ def temporal_iteration(stages: IterationStages, prompts: str, present: str, past
     future_candidates = stages.generate(Role.FUTURE, future, prompts)
     future_scores = stages.judge("scores_future", [future_candidates], judge_model=present)
     d2 = stages.pairs("pairs_future_guided",
-                      lambda: future_guided(phase_one()[0], read_scored(future_scores)))
+                      lambda: future_guided(phase_one(), read_scored(future_scores)))
     return stages.dpo("model", d2, start_model=present)
 
 

@@ -19,10 +19,11 @@ import yaml
 
 from temporal_ray.config import Config, changed_fields
 from temporal_ray.methods import ITERATIONS
-from temporal_ray.prompts import iteration_chunk, load_prompts
+from temporal_ray.preflight import check_model, drop_overlong
+from temporal_ray.prompts import PromptFileError, iteration_chunk, load_prompts
 from temporal_ray.report import format_iteration
 from temporal_ray.stages import IterationStages
-from temporal_ray.storage import RunDir
+from temporal_ray.storage import RunDir, RunLock
 
 
 class ConfigChangedError(RuntimeError):
@@ -70,24 +71,39 @@ def run_experiment(cfg: Config, force: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) an experiment; returns one summary record per iteration."""
     cfg = absolute_paths(cfg)
     prompt_set = load_prompts(cfg.data.prompts, cfg.data.prompt_field)
+    check_model(cfg.model.path)
+    rows, overlong = drop_overlong(prompt_set.rows, cfg.model.path,
+                                   cfg.generation.max_new_tokens)
+    if not rows:
+        raise PromptFileError(f"{cfg.data.prompts}: every prompt is longer than the model's "
+                              "context minus generation.max_new_tokens")
+    dropped = {**prompt_set.dropped, "too_long": overlong}
     run = RunDir(cfg.storage.run_dir)
-    check_config(run, cfg, force)
-    start_ray(cfg)
+    with RunLock(run):
+        check_config(run, cfg, force)
+        start_ray(cfg)
+        return iterate_method(cfg, run, rows, dropped)
 
+
+def iterate_method(cfg: Config, run: RunDir, prompts_rows: list[dict[str, str]],
+                   prompts_dropped: dict[str, int]) -> list[dict[str, Any]]:
+    """M_{i+1} = iteration(M_i) for each prompt chunk; one summary record per iteration."""
     iterate = ITERATIONS[cfg.method.name.value]
     past = present = cfg.model.path
     summary = []
     for i in range(cfg.method.iterations):
         started = time.time()
         stages = IterationStages(cfg, run, i)
-        prompts = stages.prompts(iteration_chunk(prompt_set.rows, i,
+        prompts = stages.prompts(iteration_chunk(prompts_rows, i,
                                                  cfg.data.prompts_per_iteration))
         present = iterate(stages, prompts, present=present, past=past)
         print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
         summary.append({"iteration": i, "model": present, "stages": stages.records,
                         "seconds": round(time.time() - started, 1)})
         run.write_text("summary.json", json.dumps(
-            {"method": cfg.method.name.value, "prompts_dropped": prompt_set.dropped,
+            {"method": cfg.method.name.value, "prompts_dropped": prompts_dropped,
              "iterations": summary}, indent=2, default=str))
+    if any(prompts_dropped.values()):
+        print(f"prompts dropped before the run: {prompts_dropped}", flush=True)
     print(f"final model: {present}", flush=True)
     return summary

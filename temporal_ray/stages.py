@@ -27,6 +27,10 @@ class NoPairsError(RuntimeError):
     """A pair stage kept no pair: DPO would have nothing to learn from."""
 
 
+class JudgeFailureError(RuntimeError):
+    """Too few candidates got a valid score from the judge."""
+
+
 class IterationStages:
     def __init__(self, cfg: Config, run: RunDir, iteration: int):
         self.cfg = cfg
@@ -71,8 +75,10 @@ class IterationStages:
                              f"{tmp}/data")
             return judge_counts(read_rows(f"{tmp}/data", ["role", "score", "judgements"]),
                                 judge.score_pattern, judge.min_score, judge.max_score)
-        return self._stage(name, produce, kind="judge", judge=judge.kind,
+        path = self._stage(name, produce, kind="judge", judge=judge.kind,
                            judge_model=judge_model) + "/data"
+        check_judged_share(self.records[-1], path, judge.min_valid_share)
+        return path
 
     def pairs(self, name: str, build: Callable[[], PairSet]) -> str:
         """Build DPO pairs with a strategy from pairs.py and store them."""
@@ -101,6 +107,23 @@ def read_scored(path: str, role: Role | None = None) -> list[dict[str, Any]]:
     """Scored candidate rows of a judge stage, optionally of one role."""
     rows = read_rows(path, ["prompt_id", "prompt", "role", "sample_index", "response", "score"])
     return [r for r in rows if role is None or r["role"] == role.value]
+
+
+def check_judged_share(record: dict[str, Any], path: str, min_share: float) -> None:
+    """Stop loudly when the judge scored too few candidates of some role, with examples."""
+    for role, counts in record["roles"].items():
+        share = counts["scored"] / counts["candidates"] if counts["candidates"] else 0.0
+        if share >= min_share:
+            continue
+        unscored = [r for r in read_rows(path, ["role", "score", "judgements"])
+                    if r["role"] == role and r["score"] is None][:3]
+        examples = "\n".join(f"  ...{(r['judgements'] or [''])[0][-200:]!r}" for r in unscored)
+        raise JudgeFailureError(
+            f"{record['stage']}: the judge scored {counts['scored']} of {counts['candidates']} "
+            f"{role} candidates ({share:.0%} < judge.min_valid_share {min_share:.0%}); "
+            f"{counts['no_score']} judgements had no score, {counts['out_of_range']} were out "
+            f"of range. Examples of judge outputs:\n{examples}\nCheck judge.score_pattern, "
+            "judge.max_new_tokens and whether M0 was trained on judge (EFT) data.")
 
 
 def judge_counts(rows: list[dict[str, Any]], pattern: str, low: float,

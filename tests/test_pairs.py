@@ -8,8 +8,6 @@ the rejected stays the phase-1 rejected. A prompt with < 2 scored responses yiel
 
 from __future__ import annotations
 
-import pytest
-
 from temporal_ray.pairs import (
     NO_SCORED_PRESENT,
     TIE,

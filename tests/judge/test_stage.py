@@ -52,7 +52,8 @@ def test_judge_requests_one_per_sample_with_own_seed():
     assert [r["judge_index"] for r in rows] == [0, 1, 2]
     assert len({r["sampling_params"]["seed"] for r in rows}) == 3
     content = rows[0]["messages"][0]["content"]
-    assert "User: Name a fruit." in content and "<response>A banana {is} yellow.</response>" in content
+    assert "User: Name a fruit." in content
+    assert "<response>A banana {is} yellow.</response>" in content
     assert all(r["prompt_id"] == "p1" and r["sample_index"] == 2 for r in rows)
 
 

@@ -1,0 +1,47 @@
+"""The counting and checks of stages.py that need no cluster."""
+
+import pytest
+
+from temporal_ray.config import JudgeConfig
+from temporal_ray.pairs import PairSet
+from temporal_ray.stages import JudgeFailureError, check_judged_share, judge_counts, pair_counts
+from temporal_ray.storage import write_rows
+
+PATTERN = JudgeConfig().score_pattern
+
+
+def test_judge_counts_per_role_and_reason():
+    rows = [
+        {"role": "present", "score": 4.0, "judgements": ["Score: 4", "nothing"]},
+        {"role": "present", "score": None, "judgements": ["Score: 9", "bla"]},
+        {"role": "past", "score": 2.0, "judgements": []},  # a rule judge keeps no text
+    ]
+    counts = judge_counts(rows, PATTERN, 0.0, 5.0)
+    assert counts["rows"] == 3
+    assert counts["roles"]["present"] == {"candidates": 2, "scored": 1, "no_score": 2,
+                                          "out_of_range": 1, "mean_score": 4.0}
+    assert counts["roles"]["past"]["mean_score"] == 2.0
+
+
+def test_pair_counts():
+    pairs = [{"chosen_score": 4.0, "rejected_score": 1.0, "chosen_role": "present"},
+             {"chosen_score": 5.0, "rejected_score": 2.0, "chosen_role": "future"}]
+    counts = pair_counts(PairSet(pairs, dropped={"tie": 2}))
+    assert counts["pairs"] == 2 and counts["dropped"] == {"tie": 2}
+    assert counts["mean_chosen_score"] == 4.5 and counts["mean_rejected_score"] == 1.5
+    assert counts["score_gap"] == 3.0
+    assert counts["chosen_roles"] == {"future": 1, "present": 1}
+
+
+def test_too_few_valid_judgements_stop_with_examples(tmp_path):
+    rows = [{"role": "present", "score": None, "judgements": ["I think it is fine."]},
+            {"role": "present", "score": None, "judgements": ["Score: 12"]},
+            {"role": "present", "score": 3.0, "judgements": ["Score: 3"]}]
+    write_rows(rows, str(tmp_path / "data" / "s.parquet"))
+    record = {"stage": "iter_0/scores_present", **judge_counts(rows, PATTERN, 0.0, 5.0)}
+    with pytest.raises(JudgeFailureError) as err:
+        check_judged_share(record, str(tmp_path / "data"), min_share=0.5)
+    message = str(err.value)
+    assert "scored 1 of 3 present candidates" in message
+    assert "I think it is fine." in message and "judge.min_valid_share" in message
+    check_judged_share(record, str(tmp_path / "data"), min_share=0.3)  # 33% is enough here
