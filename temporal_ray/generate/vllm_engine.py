@@ -2,7 +2,9 @@
 
 Takes the same request rows as the `hf` engine ({messages, sampling_params}) and returns the
 same columns (generated_text, num_input_tokens, num_generated_tokens): the processor's chat
-template, tokenize, engine and detokenize stages do the work; our columns pass through.
+template, tokenize, engine and detokenize stages do the work; our columns pass through, except
+that Ray's stages write the templated text into a `prompt` column, so the user's prompt is
+stashed before and restored after (`stash_prompt`, `restore_prompt`).
 Needs the `gpu` extra (ray[llm], which brings vllm) and a GPU.
 """
 
@@ -30,8 +32,25 @@ def vllm_processor_kwargs(model_path: str, engine: EngineConfig) -> dict[str, An
     }
 
 
+STASHED_PROMPT = "source_prompt"
+
+
+def stash_prompt(row: dict[str, Any]) -> dict[str, Any]:
+    """Preprocess: move our `prompt` out of the way of the column Ray's stages write."""
+    out = dict(row)
+    out[STASHED_PROMPT] = out.pop("prompt")
+    return out
+
+
+def restore_prompt(row: dict[str, Any]) -> dict[str, Any]:
+    """Postprocess: put the user's prompt back where every stage after generation reads it."""
+    out = dict(row)
+    out["prompt"] = out.pop(STASHED_PROMPT)
+    return out
+
+
 def build_vllm_processor(model_path: str, engine: EngineConfig):
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     config = vLLMEngineProcessorConfig(**vllm_processor_kwargs(model_path, engine))
-    return build_processor(config)
+    return build_processor(config, preprocess=stash_prompt, postprocess=restore_prompt)

@@ -27,6 +27,8 @@ from temporal_ray.judge.parse import average_score, parse_judgement
 from temporal_ray.judge.rubric import judge_messages, load_template
 
 CANDIDATE_KEY = ["role", "prompt_id", "sample_index"]
+CANDIDATE_COLUMNS = ["prompt_id", "prompt", "role", "sample_index", "response", "prompt_tokens",
+                     "response_tokens"]
 
 
 def load_rule(spec: str) -> Callable[[str, str], float]:
@@ -76,9 +78,8 @@ def aggregate_judgements(group: pd.DataFrame, pattern: str, low: float,
     texts = list(group["generated_text"])
     parsed = [parse_judgement(text, pattern, low, high) for text in texts]
     first = group.iloc[0]
-    row = {col: first[col] for col in group.columns
-           if col not in ("judge_index", "messages", "sampling_params", "generated_text",
-                          "num_input_tokens", "num_generated_tokens")}
+    # Only the candidate's own columns: engines may add columns of their own.
+    row = {col: first[col] for col in CANDIDATE_COLUMNS}
     row.update(score=average_score(parsed), judgements=texts,
                judge_scores=[j.score for j in parsed],
                valid_judgements=sum(j.score is not None for j in parsed))

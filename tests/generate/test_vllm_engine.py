@@ -26,3 +26,18 @@ def test_ray_data_llm_accepts_the_config():
     assert config.model_source == "/models/m0"
     assert config.engine_kwargs["tensor_parallel_size"] == 2
     assert config.engine_kwargs["enable_prefix_caching"] is True
+
+
+def test_user_prompt_survives_the_prompt_column_that_ray_stages_write():
+    from temporal_ray.generate.vllm_engine import restore_prompt, stash_prompt
+
+    request = {"prompt_id": "p1", "prompt": "Name a fruit.", "messages": [], "role": "past"}
+    stashed = stash_prompt(request)
+    assert "prompt" not in stashed
+    # what Ray's chat-template and vLLM stages add to the row
+    engine_row = {**stashed, "prompt": "<|user|>\nName a fruit.<|end|>\n<|assistant|>\n",
+                  "generated_text": "A banana.", "num_input_tokens": 9,
+                  "num_generated_tokens": 3}
+    out = restore_prompt(engine_row)
+    assert out["prompt"] == "Name a fruit."
+    assert out["generated_text"] == "A banana." and out["prompt_id"] == "p1"

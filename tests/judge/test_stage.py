@@ -14,7 +14,7 @@ from temporal_ray.judge.stage import (
 )
 
 CANDIDATE = {"prompt_id": "p1", "prompt": "Name a fruit.", "role": "past", "sample_index": 2,
-             "response": "A banana {is} yellow."}
+             "response": "A banana {is} yellow.", "prompt_tokens": 9, "response_tokens": 6}
 PATTERN = JudgeConfig().score_pattern
 
 
@@ -70,6 +70,7 @@ def test_aggregate_averages_valid_judgements_in_order():
     assert row["judgements"] == texts
     assert row["response"] == CANDIDATE["response"]
     assert "generated_text" not in row and "messages" not in row
+    assert "num_input_tokens" not in row  # engine columns do not leak into scored rows
 
 
 def test_aggregate_with_no_valid_judgement_gives_no_score():
