@@ -11,16 +11,18 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-# The CPU build of torch where no GPU is present (the pin matches ray[llm]'s vllm), then the
-# package with its dev extras. Re-runs when pyproject.toml changes.
+# The CPU build of torch where no GPU is present (the pin matches ray[llm]'s vllm; its own
+# dependencies come with the package install), then the package with its dev extras.
+# Re-runs when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1; then \
 	  $(BIN)/pip install -q "torch==2.13.0"; \
 	else \
-	  $(BIN)/pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-	  || $(BIN)/pip install -q "torch==2.13.0"; \
+	  $(BIN)/pip install -q --no-deps --retries 1 --timeout 15 "torch==2.13.0" \
+	    --index-url https://download.pytorch.org/whl/cpu \
+	  || $(BIN)/pip install -q --no-deps "torch==2.13.0"; \
 	fi
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
