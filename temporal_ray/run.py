@@ -35,12 +35,13 @@ def start_ray(cfg: Config) -> None:
 
     if ray.is_initialized():
         return
-    runtime_env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, runtime_env=runtime_env)
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        # A cluster (or a `ray job submit` job): the job's own runtime env applies; passing
+        # another one here would clash with it.
+        ray.init(address=cfg.ray.address)
     else:
-        # Joins the cluster of `ray job submit` (RAY_ADDRESS) or starts a local one.
-        ray.init(num_cpus=cfg.ray.num_cpus, runtime_env=runtime_env)
+        ray.init(num_cpus=cfg.ray.num_cpus,
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
 
 
 def check_config(run: RunDir, cfg: Config, force: bool) -> None:
