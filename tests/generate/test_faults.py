@@ -1,4 +1,4 @@
-"""A generation actor killed mid-stage (SIGKILL of its process, found through Ray's state API):
+"""A generation actor killed mid-stage (SIGKILL of its process, found by its Ray process title):
 Ray Data restarts it and retries its batches; the stage completes with every (prompt, sample)
 exactly once, and, since every row samples with its own seed, with the same texts as a run
 that was not disturbed."""
@@ -23,16 +23,25 @@ PROMPTS_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "temporal_ray
                             "tiny_prompts.jsonl")
 
 
-def kill_one_engine_actor(stop: threading.Event, killed: list[int]) -> None:
-    from ray.util.state import list_actors
+def engine_actor_pids() -> list[int]:
+    """Ray titles an actor's process `ray::MapWorker(MapBatches(HFEngine))...`."""
+    import psutil
 
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith("ray::MapWorker(MapBatches(HFEngine))"):
+            pids.append(proc.info["pid"])
+    return pids
+
+
+def kill_one_engine_actor(stop: threading.Event, killed: list[float]) -> None:
     while not stop.is_set():
-        alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")])
-                 if "HFEngine" in (a.class_name or "")]
-        if alive:
-            time.sleep(1.0)  # let it start on its first batches
-            os.kill(alive[0].pid, signal.SIGKILL)
-            killed.append(alive[0].pid)
+        pids = engine_actor_pids()
+        if pids:
+            time.sleep(3.0)  # let it load the model and start on its batches
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(time.time())
             return
         time.sleep(0.2)
 
@@ -59,11 +68,13 @@ def test_killed_engine_actor_loses_and_duplicates_nothing(tiny_model, ray_cluste
     killer.start()
     try:
         generate("faulted")
+        finished = time.time()
     finally:
         stop.set()
         killer.join()
 
     assert killed, "no engine actor was found to kill"
+    assert killed[0] < finished - 1.0, "the actor was killed after the stage had finished"
     clean, faulted = candidates(tmp_path / "clean"), candidates(tmp_path / "faulted")
     assert len(clean) == 24 * 2
     assert faulted == clean
