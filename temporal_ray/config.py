@@ -113,6 +113,11 @@ class DPOConfig(Section):
     cpus_per_worker: float = Field(1, gt=0)
     grad_clip: float = Field(1.0, gt=0)
     seed: int = 0
+    checkpoint_every: int = Field(50, ge=0)
+    """Optimizer steps between checkpoints inside a DPO run (0: none). A restarted worker
+    group, or the same command run again, resumes from the latest one."""
+    max_failures: int = Field(2, ge=0)
+    """Worker-group restarts Ray Train may make within one DPO run."""
 
 
 class EngineConfig(Section):

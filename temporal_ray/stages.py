@@ -20,7 +20,7 @@ from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, parse_judgement
 from temporal_ray.judge.stage import judge_candidates
 from temporal_ray.pairs import PairSet
 from temporal_ray.roles import Role
-from temporal_ray.storage import RunDir, read_rows, write_rows
+from temporal_ray.storage import RunDir, read_rows, resolve, write_rows
 
 
 class NoPairsError(RuntimeError):
@@ -95,12 +95,22 @@ class IterationStages:
 
     def dpo(self, name: str, pairs: str, start_model: str) -> str:
         """DPO-train `start_model` (also the reference) on `pairs`; returns the new model."""
+        # The Ray Train run keeps the checkpoints a crashed attempt resumes from; its name
+        # follows the exact pairs file, so redone pairs never resume a stale run.
+        fs, pairs_file = resolve(pairs)
+        pairs_id = derive_seed(pairs, fs.get_file_info(pairs_file).mtime_ns)
+        train_name = f"iter_{self.iteration}_{name}_{pairs_id:08x}"
+
         def produce(tmp: str) -> dict[str, Any]:
             metrics = train_dpo(pairs, start_model, tmp, self.cfg.dpo,
-                                storage_path=self.run.path("ray_train"),
-                                name=f"iter_{self.iteration}_{name}")
+                                storage_path=self.run.uri_of(self.run.path("ray_train")),
+                                name=train_name)
             return {k: v for k, v in metrics.items() if k != "history"}
-        return self._stage(name, produce, kind="dpo", start_model=start_model)
+        path = self._stage(name, produce, kind="dpo", start_model=start_model)
+        # The model is published: its checkpoints (optimizer states included) can go.
+        self.run.fs.delete_dir_contents(self.run.path("ray_train", train_name),
+                                        missing_dir_ok=True)
+        return path
 
 
 def read_scored(path: str, role: Role | None = None) -> list[dict[str, Any]]:

@@ -54,11 +54,17 @@ class RunDir:
 
     def __init__(self, uri: str):
         self.fs, self.root = resolve(uri)
-        self.uri = uri if "://" in uri else self.root
+        self.scheme = uri.split("://", 1)[0] + "://" if "://" in uri else ""
+        self.uri = self.scheme + self.root
         self.fs.create_dir(self.root, recursive=True)
 
     def path(self, *parts: str) -> str:
+        """Path inside this run's filesystem (what `self.fs` takes)."""
         return "/".join([self.root, *parts])
+
+    def uri_of(self, fs_path: str) -> str:
+        """The same place as a URI that any process (a Ray worker) can `resolve`."""
+        return self.scheme + fs_path
 
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
@@ -84,13 +90,13 @@ class RunDir:
         text = self.read_text(f"{stage}/{MANIFEST}")
         if text is None:
             return None
-        return StageResult(self.path(stage), json.loads(text))
+        return StageResult(self.uri_of(self.path(stage)), json.loads(text))
 
     def run_stage(self, stage: str, produce: Callable[[str], dict[str, Any]],
                   **manifest: Any) -> StageResult:
         """Return the finished `stage`, or run `produce(tmp_dir)` and publish its output.
 
-        `produce` writes its files into the directory it is given and returns a dict of
+        `produce` writes its files into the directory (URI) it is given and returns a dict of
         counts for the manifest (rows, pairs, ...). Leftover temporary directories of this
         stage from a crashed earlier attempt are removed first.
         """
@@ -106,13 +112,13 @@ class RunDir:
         tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
         self.fs.create_dir(tmp, recursive=True)
         started = time.time()
-        counts = produce(tmp)
+        counts = produce(self.uri_of(tmp))
         record = {"stage": stage, **manifest, **counts,
                   "seconds": round(time.time() - started, 2), "finished_at": time.time()}
         with self.fs.open_output_stream(f"{tmp}/{MANIFEST}") as out:
             out.write(json.dumps(record, indent=2, default=str).encode("utf-8"))
         self.fs.move(tmp, final)
-        return StageResult(final, record)
+        return StageResult(self.uri_of(final), record)
 
 
 class RunLockedError(RuntimeError):

@@ -27,9 +27,14 @@ def check_batch_geometry(dpo: DPOConfig) -> None:
 
 
 def train_dpo(pairs_path: str, start_model: str, output_dir: str, dpo: DPOConfig,
-              storage_path: str, name: str) -> dict[str, Any]:
-    """Run DPO on Ray Train workers and return the metrics that rank 0 wrote."""
-    from ray.train import RunConfig, ScalingConfig
+              storage_path: str, name: str,
+              fail_once_at_step: int | None = None) -> dict[str, Any]:
+    """Run DPO on Ray Train workers and return the metrics that rank 0 wrote.
+
+    `name` under `storage_path` holds the run's checkpoints: a run with the same name resumes
+    from its latest one, so the name must change when the pairs or the start model do.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     check_batch_geometry(dpo)
@@ -38,7 +43,8 @@ def train_dpo(pairs_path: str, start_model: str, output_dir: str, dpo: DPOConfig
         beta=dpo.beta, lr=dpo.lr, min_lr=dpo.min_lr, warmup_ratio=dpo.warmup_ratio,
         epochs=dpo.epochs, batch_size=dpo.batch_size, micro_batch_size=dpo.micro_batch_size,
         max_length=dpo.max_length, zero_stage=dpo.zero_stage, grad_clip=dpo.grad_clip,
-        seed=dpo.seed, use_gpu=dpo.use_gpu,
+        seed=dpo.seed, use_gpu=dpo.use_gpu, checkpoint_every=dpo.checkpoint_every,
+        fail_once_at_step=fail_once_at_step,
     )
     resources = {"CPU": dpo.cpus_per_worker}
     if dpo.use_gpu:
@@ -49,7 +55,11 @@ def train_dpo(pairs_path: str, start_model: str, output_dir: str, dpo: DPOConfig
         torch_config=TorchConfig(backend="nccl" if dpo.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=dpo.workers, use_gpu=dpo.use_gpu,
                                      resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=storage_path),
+        run_config=RunConfig(
+            name=name, storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=dpo.max_failures),
+            # Only the latest checkpoint is needed to resume; optimizer states are large.
+            checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
     trainer.fit()
     # Train V2 returns no metrics without a reported checkpoint: rank 0 wrote them beside

@@ -43,15 +43,17 @@ class DPOJob:
     grad_clip: float
     seed: int
     use_gpu: bool
+    checkpoint_every: int = 0
+    fail_once_at_step: int | None = None
+    """Test hook: raise once at this optimizer step, to exercise restarts."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def deepspeed_config(job: DPOJob, world_size: int, total_steps: int) -> dict[str, Any]:
-    """The DeepSpeed config for one run: batch geometry, ZeRO stage, precision, schedule."""
+def deepspeed_config(job: DPOJob, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed config for one run: batch geometry, ZeRO stage, precision."""
     accumulation = job.batch_size // (job.micro_batch_size * world_size)
-    warmup = int(job.warmup_ratio * total_steps)
     config: dict[str, Any] = {
         "train_batch_size": job.batch_size,
         "train_micro_batch_size_per_gpu": job.micro_batch_size,
@@ -63,16 +65,6 @@ def deepspeed_config(job: DPOJob, world_size: int, total_steps: int) -> dict[str
         },
         "bf16": {"enabled": job.use_gpu},
         "zero_allow_untested_optimizer": True,
-        "scheduler": {
-            "type": "WarmupCosineLR",
-            "params": {
-                "total_num_steps": max(total_steps, 1),
-                # DeepSpeed needs >= 1 warmup step; a one-step "warmup" from ratio 1.0 is none.
-                "warmup_num_steps": max(warmup, 1),
-                "warmup_min_ratio": 0.0 if warmup else 1.0,
-                "cos_min_ratio": job.min_lr / job.lr,
-            },
-        },
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
@@ -92,8 +84,10 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.integrations import HfDeepSpeedConfig
 
+    from temporal_ray.dpo import resume
     from temporal_ray.dpo.batches import collate, shard_indices, tokenize_pair
     from temporal_ray.dpo.loss import dpo_loss, sequence_logps
+    from temporal_ray.dpo.schedule import lr_factor
     from temporal_ray.storage import ensure_local, resolve, upload_dir
 
     job = DPOJob(**job_dict)
@@ -117,7 +111,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                      for i in range(0, len(mine), job.micro_batch_size)]
     steps_per_epoch = len(mine) // per_rank_step
     total_steps = steps_per_epoch * job.epochs
-    ds_config = deepspeed_config(job, world, total_steps)
+    ds_config = deepspeed_config(job, world)
 
     # With ZeRO-3 this object makes from_pretrained build the model under deepspeed.zero.Init,
     # so each rank only ever holds its shard. It must stay alive while the model is built.
@@ -127,7 +121,13 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     optimizer = None
     if not job.use_gpu:
         optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=0.0)
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
+    warmup = int(job.warmup_ratio * total_steps)
+
+    def schedule(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, total_steps, warmup, job.min_lr / job.lr))
+
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
                                       model_parameters=model.parameters(), config=ds_config)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -156,26 +156,38 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         return mean_over_ranks({"loss": _mean(losses), "reward_margin": _mean(margins),
                                 "reward_accuracy": _mean(accuracies)})
 
-    # Reference log-probs: the starting model before any update is the DPO reference.
+    # Reference log-probs: the starting model before any update is the DPO reference. A
+    # restarted run takes them (and its weights and place in the data) from its checkpoint.
     started = time.time()
-    engine.eval()
-    reference: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    with torch.no_grad():
-        for number, indices in enumerate(micro_batches):
-            reference[number] = tuple(t.detach() for t in forward_logps(indices))
-    before = evaluate(reference)
+    restored = resume.restore(engine, rank)
+    if restored is None:
+        state = resume.LoopState()
+        engine.eval()
+        reference: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        with torch.no_grad():
+            for number, indices in enumerate(micro_batches):
+                reference[number] = tuple(t.detach() for t in forward_logps(indices))
+        # history[0] holds the loss before training (log 2: the policy is the reference).
+        state.history.append({"step": 0, **evaluate(reference)})
+    else:
+        state, reference = restored
+        if rank == 0:
+            _log(f"[dpo] resumed from the checkpoint of step {len(state.history) - 1}")
+    before = state.history[0]
 
-    history: list[dict[str, float]] = []
     window: list[dict[str, float]] = []
-    for epoch in range(job.epochs):
+    while state.epoch < job.epochs:
         engine.train()
         order = list(range(len(micro_batches)))
-        random.Random(job.seed + epoch).shuffle(order)
-        for number in order:
+        random.Random(job.seed + state.epoch).shuffle(order)
+        while state.position < len(order):
+            number = order[state.position]
+            state.position += 1
             chosen, rejected = forward_logps(micro_batches[number])
             out = dpo_loss(chosen, rejected, *reference[number], job.beta)
             engine.backward(out.loss)
             boundary = engine.is_gradient_accumulation_boundary()
+            lr = float(engine.get_lr()[0])  # the rate this step applies
             engine.step()
             window.append({
                 "loss": out.loss.item(),
@@ -184,17 +196,26 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                 "chosen_logps": chosen.mean().item(),
                 "rejected_logps": rejected.mean().item(),
             })
-            if boundary:
-                step = mean_over_ranks({k: _mean([w[k] for w in window]) for k in window[0]})
-                step.update(step=len(history) + 1, epoch=epoch,
-                            grad_norm=float(engine.get_global_grad_norm() or 0.0),
-                            lr=float(engine.get_lr()[0]))
-                history.append(step)
-                window = []
-                if rank == 0:
-                    _log(f"[dpo] step {step['step']}/{total_steps} loss {step['loss']:.4f} "
-                          f"margin {step['reward_margin']:+.4f} acc {step['reward_accuracy']:.2f} "
-                          f"grad_norm {step['grad_norm']:.3f} lr {step['lr']:.2e}")
+            if not boundary:
+                continue
+            step = mean_over_ranks({k: _mean([w[k] for w in window]) for k in window[0]})
+            step.update(step=len(state.history), epoch=state.epoch,
+                        grad_norm=float(engine.get_global_grad_norm() or 0.0), lr=lr)
+            state.history.append(step)
+            window = []
+            if rank == 0:
+                _log(f"[dpo] step {step['step']}/{total_steps} loss {step['loss']:.4f} "
+                     f"margin {step['reward_margin']:+.4f} acc {step['reward_accuracy']:.2f} "
+                     f"grad_norm {step['grad_norm']:.3f} lr {step['lr']:.2e}")
+            if step["step"] == job.fail_once_at_step:
+                _fail_once(job.output_dir)
+            if job.checkpoint_every and step["step"] % job.checkpoint_every == 0:
+                at_end = state.position == len(order)
+                saved = resume.LoopState(state.epoch + at_end, 0 if at_end else state.position,
+                                         state.history)
+                resume.save(engine, saved, reference, rank, {"step": step["step"]})
+        state.epoch, state.position = state.epoch + 1, 0
+    history = state.history[1:]
     after = evaluate(reference)
 
     state_dict = (engine._zero3_consolidated_16bit_state_dict() if job.zero_stage == 3
@@ -222,6 +243,17 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         if local_out != job.output_dir:
             upload_dir(local_out, job.output_dir)
     dist.barrier()
+
+
+def _fail_once(output_dir: str) -> None:
+    """The test hook: raise the first time any rank gets here for this output directory."""
+    os.makedirs(output_dir, exist_ok=True)
+    marker = os.path.join(output_dir, ".fault_injected")
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    raise RuntimeError(f"injected fault (test hook) in {output_dir}")
 
 
 def _log(message: str) -> None:
