@@ -96,6 +96,11 @@ class JudgeConfig(Section):
 
 class DPOConfig(Section):
     beta: float = Field(0.1, gt=0)
+    loss: Literal["sigmoid", "ipo", "sigmoid_norm"] = "sigmoid"
+    """`sigmoid` (DPO), `ipo` (IPO, per-token normalised as in TRL), `sigmoid_norm` (DPO on
+    length-normalised log-ratios)."""
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """Conservative DPO (cDPO): the share of preference labels assumed flipped; sigmoid only."""
     lr: float = Field(1e-6, gt=0)
     min_lr: float = Field(1e-7, ge=0)
     """The learning rate decays on a cosine from `lr` to `min_lr`."""
@@ -118,6 +123,13 @@ class DPOConfig(Section):
     group, or the same command run again, resumes from the latest one."""
     max_failures: int = Field(2, ge=0)
     """Worker-group restarts Ray Train may make within one DPO run."""
+
+    @model_validator(mode="after")
+    def _smoothing_needs_sigmoid(self) -> DPOConfig:
+        if self.label_smoothing and self.loss != "sigmoid":
+            raise ValueError(f"dpo.label_smoothing applies to dpo.loss 'sigmoid' only, "
+                             f"not {self.loss!r}")
+        return self
 
 
 class EngineConfig(Section):

@@ -28,3 +28,28 @@ def ray_cluster():
                                        "HF_HUB_OFFLINE": "1"}})
     yield
     ray.shutdown()
+
+
+# ------------------------------------------------------------------ fault-injection table
+# Tests marked `chaos` record what they injected and what survived; `make chaos` runs them
+# and prints the table (the README keeps a copy).
+CHAOS_ROWS: list[dict] = []
+
+
+@pytest.fixture
+def chaos_record():
+    def record(fault: str, injected: int, survived: bool, rows_lost: int) -> None:
+        CHAOS_ROWS.append({"fault": fault, "injected": injected, "survived": survived,
+                           "rows_lost": rows_lost})
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not CHAOS_ROWS:
+        return
+    width = max(len(r["fault"]) for r in CHAOS_ROWS)
+    terminalreporter.write_sep("-", "fault injection")
+    terminalreporter.write_line(f"{'fault':<{width}}  injected  survived  rows lost")
+    for r in CHAOS_ROWS:
+        terminalreporter.write_line(f"{r['fault']:<{width}}  {r['injected']:>8}  "
+                                    f"{'yes' if r['survived'] else 'no':>8}  {r['rows_lost']:>9}")

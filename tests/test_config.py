@@ -308,3 +308,13 @@ def test_hash_is_the_same_in_another_process():
                          env=env, check=True, cwd=ROOT).stdout.split()
     cfg = load_config(TINY)
     assert out == [cfg.hash(), cfg.hash("dpo")]
+
+
+def test_label_smoothing_is_for_the_sigmoid_loss_only():
+    from temporal_ray.config import ConfigError
+
+    cfg = load_config(None, ["model.path=/m", "data.prompts=/p", "dpo.label_smoothing=0.1"])
+    assert cfg.dpo.label_smoothing == 0.1
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        load_config(None, ["model.path=/m", "data.prompts=/p", "dpo.loss=ipo",
+                           "dpo.label_smoothing=0.1"])

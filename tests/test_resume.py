@@ -16,7 +16,7 @@ import yaml
 
 from temporal_ray.storage import read_rows
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 PROMPTS, SAMPLES = 4, 2
@@ -41,7 +41,7 @@ def run_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "temporal_ray", "run", str(config)]
 
 
-def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path):
+def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path, chaos_record):
     config = write_config(tmp_path, tiny_model)
     run_dir = tmp_path / "run" / "iter_0"
     first = subprocess.Popen(run_command(config), stdout=subprocess.DEVNULL,
@@ -71,9 +71,12 @@ def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path
 
     prompt_ids = {r["prompt_id"] for r in read_rows(str(run_dir / "prompts" / "data"))}
     assert len(prompt_ids) == PROMPTS
+    lost = 0
     for role in ("present", "past", "future"):
         rows = read_rows(str(run_dir / f"candidates_{role}" / "data"))
+        lost += PROMPTS * SAMPLES - len({(r["prompt_id"], r["sample_index"]) for r in rows})
         assert len(rows) == PROMPTS * SAMPLES
         assert {r["prompt_id"] for r in rows} == prompt_ids
+    chaos_record("driver SIGKILL mid-iteration, rerun", 1, second.returncode == 0, lost)
     assert (run_dir / "model" / "model.safetensors").exists()
     assert not list(run_dir.glob("*.tmp-*")), "a temporary stage directory was left behind"

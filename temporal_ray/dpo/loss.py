@@ -1,11 +1,16 @@
-"""The DPO objective: per-sequence log-probs of responses and the sigmoid DPO loss.
+"""The DPO objective: per-sequence log-probs of responses and the DPO loss variants.
 
-Pure torch, no DeepSpeed or Ray, so it is tested on hand-worked numbers.
+Pure torch, no DeepSpeed or Ray, so it is tested on hand-worked numbers (and, in
+tests/dpo/test_trl_parity.py, against TRL 1.16's DPOTrainer). With pi_* and ref_* the summed
+log-probs of the chosen / rejected response tokens under the policy and the reference (prompt
+tokens masked out, label -100), Delta = (pi_c - ref_c) - (pi_r - ref_r) and n_* the number of
+response tokens:
 
-    loss = -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r)))
+    sigmoid       -(1 - eps) log sigmoid(beta Delta) - eps log sigmoid(-beta Delta)
+    ipo           ((pi_c - ref_c) / n_c - (pi_r - ref_r) / n_r - 1 / (2 beta))^2
+    sigmoid_norm  -log sigmoid(beta ((pi_c - ref_c) / n_c - (pi_r - ref_r) / n_r))
 
-where pi_* and ref_* are summed log-probs of the chosen / rejected response tokens under the
-policy and the reference (prompt tokens masked out, label -100).
+each averaged over the batch. eps (label smoothing, conservative DPO) applies to "sigmoid" only.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
+LOSS_TYPES = ("sigmoid", "ipo", "sigmoid_norm")
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -45,12 +51,54 @@ class DPOOutput:
         return self.chosen_rewards - self.rejected_rewards
 
 
+def _token_counts(name: str, counts: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    if counts is None:
+        raise ValueError(f"this loss_type needs {name}: the number of response tokens per sequence")
+    counts = torch.as_tensor(counts, device=like.device).to(like.dtype)
+    return counts.clamp(min=1.0)  # as TRL: an empty response counts as one token
+
+
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
-             ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float) -> DPOOutput:
-    """Sigmoid DPO loss (Rafailov et al., 2023) from summed response log-probs."""
+             ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
+             loss_type: str = "sigmoid", label_smoothing: float = 0.0,
+             chosen_tokens: torch.Tensor | None = None,
+             rejected_tokens: torch.Tensor | None = None) -> DPOOutput:
+    """DPO loss from summed response log-probs ([B] each); formulas in the module docstring.
+
+    - "sigmoid": DPO (Rafailov et al., 2023); with label_smoothing eps > 0, conservative DPO
+      (cDPO, Mitchell 2023). With eps = 0 it is TRL 1.16's loss_type "sigmoid". TRL 1.16's
+      "sigmoid" ignores label_smoothing; the cDPO form is the per-pair formula of TRL's "aot"
+      loss (identical to it for one pair per batch), not TRL's "robust" (which divides by
+      1 - 2 eps and subtracts the flipped term). eps must lie in [0, 0.5).
+    - "ipo": TRL 1.16's "ipo" (Azar et al., 2023, beta = tau), with TRL's per-token length
+      normalisation of the log-ratios.
+    - "sigmoid_norm": TRL 1.16's "sigmoid_norm", the sigmoid loss on per-token log-ratios.
+
+    "ipo" and "sigmoid_norm" need chosen_tokens / rejected_tokens ([B], the number of response
+    tokens of each sequence; clamped to at least 1 as TRL does) and reject label_smoothing != 0
+    (TRL silently ignores it for them). Rewards are beta * (policy - ref), detached, as TRL logs.
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"unknown loss_type {loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}")
+    if label_smoothing and loss_type != "sigmoid":
+        raise ValueError(f"label_smoothing applies to loss_type 'sigmoid' only, not {loss_type!r}")
     chosen_ratio = policy_chosen - ref_chosen
     rejected_ratio = policy_rejected - ref_rejected
-    losses = -F.logsigmoid(beta * (chosen_ratio - rejected_ratio))
+    if loss_type == "sigmoid":
+        logits = beta * (chosen_ratio - rejected_ratio)
+        losses = -F.logsigmoid(logits)
+        if label_smoothing:
+            losses = (1 - label_smoothing) * losses - label_smoothing * F.logsigmoid(-logits)
+    else:
+        n_chosen = _token_counts("chosen_tokens", chosen_tokens, chosen_ratio)
+        n_rejected = _token_counts("rejected_tokens", rejected_tokens, rejected_ratio)
+        delta = chosen_ratio / n_chosen - rejected_ratio / n_rejected
+        if loss_type == "ipo":
+            losses = (delta - 1 / (2 * beta)) ** 2
+        else:
+            losses = -F.logsigmoid(beta * delta)
     return DPOOutput(
         loss=losses.mean(),
         chosen_rewards=(beta * chosen_ratio).detach(),

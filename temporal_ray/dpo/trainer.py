@@ -40,7 +40,8 @@ def train_dpo(pairs_path: str, start_model: str, output_dir: str, dpo: DPOConfig
     check_batch_geometry(dpo)
     job = DPOJob(
         start_model=start_model, pairs_path=pairs_path, output_dir=output_dir,
-        beta=dpo.beta, lr=dpo.lr, min_lr=dpo.min_lr, warmup_ratio=dpo.warmup_ratio,
+        beta=dpo.beta, loss=dpo.loss, label_smoothing=dpo.label_smoothing,
+        lr=dpo.lr, min_lr=dpo.min_lr, warmup_ratio=dpo.warmup_ratio,
         epochs=dpo.epochs, batch_size=dpo.batch_size, micro_batch_size=dpo.micro_batch_size,
         max_length=dpo.max_length, zero_stage=dpo.zero_stage, grad_clip=dpo.grad_clip,
         seed=dpo.seed, use_gpu=dpo.use_gpu, checkpoint_every=dpo.checkpoint_every,

@@ -32,6 +32,8 @@ class DPOJob:
     pairs_path: str
     output_dir: str
     beta: float
+    loss: str
+    label_smoothing: float
     lr: float
     min_lr: float
     warmup_ratio: float
@@ -86,7 +88,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
 
     from temporal_ray.dpo import resume
     from temporal_ray.dpo.batches import collate, shard_indices, tokenize_pair
-    from temporal_ray.dpo.loss import dpo_loss, sequence_logps
+    from temporal_ray.dpo.loss import IGNORE_INDEX, dpo_loss, sequence_logps
     from temporal_ray.dpo.schedule import lr_factor
     from temporal_ray.storage import ensure_local, resolve, upload_dir
 
@@ -131,25 +133,34 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                                       model_parameters=model.parameters(), config=ds_config)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def forward_logps(indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_logps(indices: list[int]) -> tuple[torch.Tensor, ...]:
+        """Summed response log-probs and response token counts, chosen then rejected."""
         batch = collate([examples[i] for i in indices], pad_id)
         logits = engine(input_ids=batch.input_ids.to(device),
                         attention_mask=batch.attention_mask.to(device)).logits
-        logps = sequence_logps(logits.float(), batch.labels.to(device))
-        return logps[: batch.num_pairs], logps[batch.num_pairs:]
+        labels = batch.labels.to(device)
+        logps = sequence_logps(logits.float(), labels)
+        tokens = (labels[:, 1:] != IGNORE_INDEX).sum(-1)
+        n = batch.num_pairs
+        return logps[:n], logps[n:], tokens[:n], tokens[n:]
+
+    def loss_of(indices: list[int], number: int):
+        chosen, rejected, chosen_tokens, rejected_tokens = forward_logps(indices)
+        out = dpo_loss(chosen, rejected, *reference[number], job.beta, job.loss,
+                       job.label_smoothing, chosen_tokens, rejected_tokens)
+        return out, chosen, rejected
 
     def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
         tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
         dist.all_reduce(tensor)
         return dict(zip(values, (tensor / world).tolist()))
 
-    def evaluate(reference: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    def evaluate() -> dict[str, float]:
         engine.eval()
         losses, margins, accuracies = [], [], []
         with torch.no_grad():
             for number, indices in enumerate(micro_batches):
-                chosen, rejected = forward_logps(indices)
-                out = dpo_loss(chosen, rejected, *reference[number], job.beta)
+                out, _, _ = loss_of(indices, number)
                 losses.append(out.loss.item())
                 margins.append(out.margins.mean().item())
                 accuracies.append((out.margins > 0).float().mean().item())
@@ -166,9 +177,9 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         reference: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         with torch.no_grad():
             for number, indices in enumerate(micro_batches):
-                reference[number] = tuple(t.detach() for t in forward_logps(indices))
-        # history[0] holds the loss before training (log 2: the policy is the reference).
-        state.history.append({"step": 0, **evaluate(reference)})
+                reference[number] = tuple(t.detach() for t in forward_logps(indices)[:2])
+        # history[0]: the loss before any update, policy == reference (log 2 for sigmoid).
+        state.history.append({"step": 0, **evaluate()})
     else:
         state, reference = restored
         if rank == 0:
@@ -183,8 +194,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         while state.position < len(order):
             number = order[state.position]
             state.position += 1
-            chosen, rejected = forward_logps(micro_batches[number])
-            out = dpo_loss(chosen, rejected, *reference[number], job.beta)
+            out, chosen, rejected = loss_of(micro_batches[number], number)
             engine.backward(out.loss)
             boundary = engine.is_gradient_accumulation_boundary()
             lr = float(engine.get_lr()[0])  # the rate this step applies
@@ -216,7 +226,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                 resume.save(engine, saved, reference, rank, {"step": step["step"]})
         state.epoch, state.position = state.epoch + 1, 0
     history = state.history[1:]
-    after = evaluate(reference)
+    after = evaluate()
 
     state_dict = (engine._zero3_consolidated_16bit_state_dict() if job.zero_stage == 3
                   else engine.module.state_dict())

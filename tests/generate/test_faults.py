@@ -17,7 +17,7 @@ from temporal_ray.generate.stage import generate_candidates
 from temporal_ray.prompts import load_prompts
 from temporal_ray.storage import read_rows, write_rows
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 PROMPTS_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "temporal_ray", "assets",
                             "tiny_prompts.jsonl")
@@ -53,7 +53,8 @@ def candidates(path) -> dict[tuple[str, int], str]:
     return {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
 
 
-def test_killed_engine_actor_loses_and_duplicates_nothing(tiny_model, ray_cluster, tmp_path):
+def test_killed_engine_actor_loses_and_duplicates_nothing(tiny_model, ray_cluster, tmp_path,
+                                                        chaos_record):
     write_rows(load_prompts(PROMPTS_FILE).rows[:24], str(tmp_path / "prompts" / "p.parquet"))
     generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
     engine = EngineConfig(actors=2, batch_size=4)
@@ -77,4 +78,6 @@ def test_killed_engine_actor_loses_and_duplicates_nothing(tiny_model, ray_cluste
     assert killed[0] < finished - 1.0, "the actor was killed after the stage had finished"
     clean, faulted = candidates(tmp_path / "clean"), candidates(tmp_path / "faulted")
     assert len(clean) == 24 * 2
+    chaos_record("generation actor SIGKILL mid-stage", len(killed), faulted == clean,
+                 len(set(clean) - set(faulted)))
     assert faulted == clean
