@@ -21,7 +21,9 @@ def describe_stage(record: dict[str, Any]) -> str:
                 f"{_num(record['mean_response_tokens'], '.1f')} tokens on average")
     if kind == "judge":
         parts = []
-        for role, r in record["roles"].items():
+        order = ["present", "past", "future"]
+        for role, r in sorted(record["roles"].items(),
+                              key=lambda item: order.index(item[0]) if item[0] in order else 9):
             failed = r["no_score"] + r["out_of_range"]
             parts.append(f"{role} {r['scored']}/{r['candidates']} scored, "
                          f"mean {_num(r['mean_score'])}"

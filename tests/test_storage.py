@@ -53,7 +53,8 @@ def test_crash_leaves_no_stage_and_the_rerun_redoes_it(tmp_path, chaos_record):
     assert any(p.name.startswith("s.tmp-") for p in tmp_path.iterdir())
 
     result = run.run_stage("s", lambda tmp: {"rows": 1})
-    chaos_record("crash between data files and manifest", 1, not result.reused, 0)
+    chaos_record("crash between data files and manifest", 1, not result.reused,
+                 1 - result.manifest["rows"])
     assert not result.reused
     # the leftover temporary directory of the crashed attempt is cleaned up
     assert [p.name for p in tmp_path.iterdir()] == ["s"]

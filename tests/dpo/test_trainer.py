@@ -42,7 +42,7 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
     assert (tmp_path / "faulted" / ".fault_injected").exists()  # the fault did happen
     expected_steps = len(PAIRS) // DPO.batch_size * DPO.epochs
     chaos_record("DPO worker fails at step 2", 1,
-                 faulted["optimizer_steps"] == expected_steps, 0)
+                 faulted["optimizer_steps"] == expected_steps, len(PAIRS) - faulted["pairs"])
     assert clean["optimizer_steps"] == faulted["optimizer_steps"] == expected_steps
     assert [h["step"] for h in faulted["history"]] == list(range(1, expected_steps + 1))
     for a, b in zip(clean["history"], faulted["history"]):
@@ -55,14 +55,3 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
     # The first optimizer step already trains: no step is wasted at lr 0.
     assert clean["history"][0]["lr"] == pytest.approx(DPO.lr)
     assert json.loads((tmp_path / "faulted" / "metrics.json").read_text())["world_size"] == 2
-
-
-@pytest.mark.parametrize("loss", ["ipo", "sigmoid_norm"])
-def test_loss_variants_train_on_the_workers(tiny_model, ray_cluster, tmp_path, loss):
-    write_rows(PAIRS[:8], str(tmp_path / "pairs.parquet"))
-    dpo = DPO.model_copy(update={"loss": loss, "epochs": 2, "checkpoint_every": 0})
-    metrics = train_dpo(str(tmp_path / "pairs.parquet"), tiny_model, str(tmp_path / "out"), dpo,
-                        storage_path=str(tmp_path / "ray_train"), name=loss)
-    assert metrics["optimizer_steps"] == 2
-    assert metrics["loss_after"] < metrics["loss_before"]
-    assert metrics["margin_after"] > 0

@@ -1,0 +1,24 @@
+"""Each DPO loss variant trains on two real Ray Train workers with DeepSpeed ZeRO-3."""
+
+import pytest
+
+from temporal_ray.config import DPOConfig
+from temporal_ray.dpo.trainer import train_dpo
+from temporal_ray.storage import write_rows
+
+pytestmark = pytest.mark.slow
+
+PAIRS = [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
+          "rejected": "I like trains and the sea."} for i in range(8)]
+
+
+@pytest.mark.parametrize("loss", ["ipo", "sigmoid_norm"])
+def test_loss_variants_train_on_the_workers(tiny_model, ray_cluster, tmp_path, loss):
+    write_rows(PAIRS, str(tmp_path / "pairs.parquet"))
+    dpo = DPOConfig(loss=loss, lr=1e-3, min_lr=1e-4, warmup_ratio=0.0, batch_size=8,
+                    micro_batch_size=2, epochs=2, max_length=64, checkpoint_every=0)
+    metrics = train_dpo(str(tmp_path / "pairs.parquet"), tiny_model, str(tmp_path / "out"), dpo,
+                        storage_path=str(tmp_path / "ray_train"), name=loss)
+    assert metrics["optimizer_steps"] == 2
+    assert metrics["loss_after"] < metrics["loss_before"]
+    assert metrics["margin_after"] > 0
