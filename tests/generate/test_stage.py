@@ -1,0 +1,34 @@
+"""The generate stage through real Ray Data actor pools: the output does not depend on how
+many actors share the work."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from temporal_ray.config import EngineConfig, GenerationConfig
+from temporal_ray.generate.stage import generate_candidates
+from temporal_ray.prompts import load_prompts
+from temporal_ray.storage import read_rows, write_rows
+
+pytestmark = pytest.mark.slow
+
+PROMPTS_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "temporal_ray", "assets",
+                            "tiny_prompts.jsonl")
+
+
+def test_one_actor_or_two_give_the_same_candidates(tiny_model, ray_cluster, tmp_path):
+    prompts = load_prompts(PROMPTS_FILE).rows[:10]
+    write_rows(prompts, str(tmp_path / "prompts" / "p.parquet"))
+    generation = GenerationConfig(samples=3, max_new_tokens=16, temperature=0.9, seed=11)
+    outputs = {}
+    for actors in (1, 2):
+        out = tmp_path / f"actors{actors}"
+        generate_candidates(str(tmp_path / "prompts"), tiny_model, "past", generation,
+                            EngineConfig(actors=actors, batch_size=4), str(out))
+        rows = read_rows(str(out))
+        outputs[actors] = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
+        assert len(rows) == len(outputs[actors]) == 10 * 3  # none lost, none twice
+    assert {p for p, _ in outputs[1]} == {p["prompt_id"] for p in prompts}
+    assert outputs[1] == outputs[2]
