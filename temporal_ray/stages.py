@@ -16,7 +16,7 @@ from temporal_ray.config import Config
 from temporal_ray.dpo.trainer import train_dpo
 from temporal_ray.generate.requests import derive_seed
 from temporal_ray.generate.stage import generate_candidates
-from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, parse_judgement
+from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, count_problems, parse_judgement
 from temporal_ray.judge.stage import judge_candidates
 from temporal_ray.pairs import PairSet
 from temporal_ray.roles import Role
@@ -147,10 +147,10 @@ def judge_counts(rows: list[dict[str, Any]], pattern: str, low: float,
         if row["score"] is not None:
             entry["scored"] += 1
             entry["scores"].append(row["score"])
-        for text in row["judgements"] or []:
-            problem = parse_judgement(text, pattern, low, high).problem
-            if problem:
-                entry[problem] += 1
+        problems = count_problems(
+            [parse_judgement(text, pattern, low, high) for text in row["judgements"] or []])
+        for problem, count in problems.items():
+            entry[problem] += count
     for entry in by_role.values():
         entry["mean_score"] = _mean(entry.pop("scores"))
     return {"rows": len(rows), "roles": by_role}
