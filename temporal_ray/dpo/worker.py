@@ -96,7 +96,6 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    random.seed(job.seed)
     torch.manual_seed(job.seed)
     deepspeed.init_distributed(dist_backend="nccl" if job.use_gpu else "gloo")
 
