@@ -94,35 +94,73 @@ class JudgeConfig(Section):
         return self
 
 
-class DPOConfig(Section):
-    beta: float = Field(0.1, gt=0)
-    loss: Literal["sigmoid", "ipo", "sigmoid_norm"] = "sigmoid"
-    """`sigmoid` (DPO), `ipo` (IPO, per-token normalised as in TRL), `sigmoid_norm` (DPO on
-    length-normalised log-ratios)."""
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
-    """Conservative DPO (cDPO): the share of preference labels assumed flipped; sigmoid only."""
+class LoraConfig(Section):
+    enabled: bool = False
+    """Train LoRA adapters on a frozen base instead of every weight."""
+    rank: int = Field(16, gt=0)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj",
+                                 "gate_proj", "up_proj", "down_proj"]
+    """Module names that get adapters (Llama, Qwen2 and Mistral share these names)."""
+
+
+class TrainingConfig(Section):
+    """What every DeepSpeed training stage shares (DPO and SFT)."""
+
     lr: float = Field(1e-6, gt=0)
     min_lr: float = Field(1e-7, ge=0)
     """The learning rate decays on a cosine from `lr` to `min_lr`."""
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     epochs: int = Field(1, gt=0)
     batch_size: int = Field(32, gt=0)
-    """Global batch of pairs per optimizer step, over all workers."""
+    """Global batch of examples (pairs for DPO) per optimizer step, over all workers."""
     micro_batch_size: int = Field(1, gt=0)
-    """Pairs per worker per forward pass; the rest is gradient accumulation."""
+    """Examples per worker per forward pass; the rest is gradient accumulation."""
     max_length: int = Field(2048, ge=8)
     """Prompt plus response tokens; longer sequences lose their response tail."""
     zero_stage: Literal[0, 1, 2, 3] = 3
+    offload_optimizer: bool = False
+    """ZeRO: keep optimizer states (and the update) in CPU memory; needs DeepSpeed's CPU Adam."""
+    offload_params: bool = False
+    """ZeRO-3: keep parameters in CPU memory between uses (the 70B full fine-tune needs it)."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in backward instead of storing them."""
+    lora: LoraConfig = LoraConfig()
     workers: int = Field(2, gt=0)
     use_gpu: bool = False
+    """GPU: bf16 weights, NCCL, one GPU per worker. CPU: fp32 and gloo."""
     cpus_per_worker: float = Field(1, gt=0)
+    gpu_memory_gib: float = Field(80, gt=0)
+    """Memory of one GPU; `temporal-ray plan` and the pre-run check compare the plan with it."""
     grad_clip: float = Field(1.0, gt=0)
     seed: int = 0
     checkpoint_every: int = Field(50, ge=0)
-    """Optimizer steps between checkpoints inside a DPO run (0: none). A restarted worker
+    """Optimizer steps between checkpoints inside a training run (0: none). A restarted worker
     group, or the same command run again, resumes from the latest one."""
     max_failures: int = Field(2, ge=0)
-    """Worker-group restarts Ray Train may make within one DPO run."""
+    """Worker-group restarts Ray Train may make within one training run."""
+
+    @model_validator(mode="after")
+    def _offload_needs_zero(self) -> TrainingConfig:
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        return self
+
+
+class DPOConfig(TrainingConfig):
+    beta: float = Field(0.1, gt=0)
+    loss: Literal["sigmoid", "ipo", "sigmoid_norm"] = "sigmoid"
+    """`sigmoid` (DPO), `ipo` (IPO, per-token normalised as in TRL), `sigmoid_norm` (DPO on
+    length-normalised log-ratios)."""
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """Conservative DPO (cDPO): the share of preference labels assumed flipped; sigmoid only."""
+    reference: Literal["precomputed", "resident"] = "precomputed"
+    """`precomputed`: one inference pass over the pairs before training stores the reference
+    log-probs, and no reference model stays in memory. `resident`: the reference model stays
+    loaded and scores each batch as it comes (with LoRA: the policy with its adapter off)."""
 
     @model_validator(mode="after")
     def _smoothing_needs_sigmoid(self) -> DPOConfig:
@@ -130,6 +168,22 @@ class DPOConfig(Section):
             raise ValueError(f"dpo.label_smoothing applies to dpo.loss 'sigmoid' only, "
                              f"not {self.loss!r}")
         return self
+
+
+class SFTConfig(TrainingConfig):
+    """Supervised fine-tuning that makes M0 from a base model (`temporal-ray sft`)."""
+
+    data: list[str] = []
+    """JSONL files of {prompt, response} rows: IFT (instructions) and EFT (judge prompts answered
+    with a justification ending in "Score: k"). The loss covers response tokens only."""
+    base_model: str | None = None
+    """The model to fine-tune (a Hugging Face directory)."""
+    output: str | None = None
+    """Where M0 goes; empty means <storage.run_dir>/sft/model."""
+    lr: float = Field(1e-5, gt=0)
+    min_lr: float = Field(1e-6, ge=0)
+    epochs: int = Field(2, gt=0)
+    batch_size: int = Field(16, gt=0)
 
 
 class EngineConfig(Section):
@@ -165,6 +219,7 @@ class Config(Section):
     generation: GenerationConfig = GenerationConfig()
     judge: JudgeConfig = JudgeConfig()
     dpo: DPOConfig = DPOConfig()
+    sft: SFTConfig = SFTConfig()
     engine: EngineConfig = EngineConfig()
     ray: RayConfig = RayConfig()
     storage: StorageConfig = StorageConfig()

@@ -23,6 +23,11 @@ class TokenizedPair:
     rejected_ids: list[int]
     rejected_labels: list[int]
 
+    @property
+    def length(self) -> int:
+        """The padded width this pair needs in a batch."""
+        return max(len(self.chosen_ids), len(self.rejected_ids))
+
 
 @dataclass
 class PairBatch:
@@ -88,3 +93,12 @@ def shard_indices(num_items: int, rank: int, world_size: int, per_step: int) -> 
     total = -(-num_items // chunk) * chunk
     padded = [i % num_items for i in range(total)]
     return padded[rank::world_size]
+
+
+def bucket_by_length(indices: list[int], lengths: list[int], micro_batch_size: int
+                     ) -> list[list[int]]:
+    """Cut a rank's items into micro-batches of similar length (sorted, longest first), so a
+    micro-batch pads to little more than its own items. The loop shuffles the micro-batch
+    order, so training does not see lengths in order."""
+    ordered = sorted(indices, key=lambda i: (-lengths[i], i))
+    return [ordered[i: i + micro_batch_size] for i in range(0, len(ordered), micro_batch_size)]

@@ -1,13 +1,16 @@
 """The DPO training loop that runs inside each Ray Train worker, on a DeepSpeed engine.
 
 One worker = one rank. Every rank:
-  1. loads the starting model under ZeRO-3 partitioning (never whole on one rank),
+  1. loads the starting model under ZeRO-3 partitioning (never whole on one rank), with LoRA
+     adapters if asked (`training.deepspeed_setup`),
   2. computes reference log-probs of its share of the pairs with that same starting model,
-     before any update (the reference is the starting point, so no second model is kept),
-  3. trains with the sigmoid DPO loss (chosen and rejected in one forward pass),
+     before any update (the reference is the starting point, so no second model is kept;
+     `dpo.reference=resident` keeps one instead),
+  3. trains with the configured DPO loss (chosen and rejected in one forward pass), writing a
+     checkpoint every `checkpoint_every` steps (`training.resume`),
   4. measures the loss on its pairs again after training,
   5. joins the gather of the sharded weights; rank 0 writes a Hugging Face checkpoint
-     (safetensors, config, tokenizer) and metrics.json into the output directory.
+     (`training.export`) and metrics.json into the output directory.
 Imports of deepspeed and transformers stay inside the function: the driver never needs them.
 """
 
@@ -31,50 +34,13 @@ class DPOJob:
     start_model: str
     pairs_path: str
     output_dir: str
-    beta: float
-    loss: str
-    label_smoothing: float
-    lr: float
-    min_lr: float
-    warmup_ratio: float
-    epochs: int
-    batch_size: int
-    micro_batch_size: int
-    max_length: int
-    zero_stage: int
-    grad_clip: float
-    seed: int
-    use_gpu: bool
-    checkpoint_every: int = 0
+    dpo: dict[str, Any]
+    """The `DPOConfig` section, dumped."""
     fail_once_at_step: int | None = None
     """Test hook: raise once at this optimizer step, to exercise restarts."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def deepspeed_config(job: DPOJob, world_size: int) -> dict[str, Any]:
-    """The DeepSpeed config for one run: batch geometry, ZeRO stage, precision."""
-    accumulation = job.batch_size // (job.micro_batch_size * world_size)
-    config: dict[str, Any] = {
-        "train_batch_size": job.batch_size,
-        "train_micro_batch_size_per_gpu": job.micro_batch_size,
-        "gradient_accumulation_steps": accumulation,
-        "gradient_clipping": job.grad_clip,
-        "zero_optimization": {
-            "stage": job.zero_stage,
-            "stage3_gather_16bit_weights_on_model_save": True,
-        },
-        "bf16": {"enabled": job.use_gpu},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    if job.use_gpu:
-        # DeepSpeed's fused AdamW on GPU; on CPU the client torch AdamW is passed instead,
-        # since the fused and CPU-Adam kernels need a CUDA or compiled build.
-        config["optimizer"] = {"type": "AdamW", "params": {"lr": job.lr, "weight_decay": 0.0}}
-    return config
 
 
 def train_dpo_worker(job_dict: dict[str, Any]) -> None:
@@ -83,70 +49,77 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     import ray.train
     import torch
     import torch.distributed as dist
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.integrations import HfDeepSpeedConfig
+    from transformers import AutoTokenizer
 
-    from temporal_ray.dpo import resume
-    from temporal_ray.dpo.batches import collate, shard_indices, tokenize_pair
+    from temporal_ray.config import DPOConfig
+    from temporal_ray.dpo.batches import bucket_by_length, collate, shard_indices, tokenize_pair
     from temporal_ray.dpo.loss import IGNORE_INDEX, dpo_loss, sequence_logps
-    from temporal_ray.dpo.schedule import lr_factor
     from temporal_ray.storage import ensure_local, resolve, upload_dir
+    from temporal_ray.training import resume
+    from temporal_ray.training.deepspeed_setup import (
+        build_engine,
+        build_frozen_engine,
+        deepspeed_config,
+        load_model,
+    )
+    from temporal_ray.training.export import save_trained
 
     job = DPOJob(**job_dict)
+    cfg = DPOConfig.model_validate(job.dpo)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    torch.manual_seed(job.seed)
-    deepspeed.init_distributed(dist_backend="nccl" if job.use_gpu else "gloo")
+    torch.manual_seed(cfg.seed)
+    deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
 
     start = ensure_local(job.start_model)
     tokenizer = AutoTokenizer.from_pretrained(start)
     fs, pairs_file = resolve(job.pairs_path)
     pairs = pq.read_table(pairs_file, filesystem=fs).to_pylist()
-    examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], job.max_length)
+    examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], cfg.max_length)
                 for p in pairs]
 
-    per_rank_step = job.batch_size // world
+    per_rank_step = cfg.batch_size // world
     mine = shard_indices(len(examples), rank, world, per_rank_step)
-    micro_batches = [mine[i: i + job.micro_batch_size]
-                     for i in range(0, len(mine), job.micro_batch_size)]
+    # Pairs of similar length share a micro-batch, so little compute goes to padding.
+    micro_batches = bucket_by_length(mine, [e.length for e in examples], cfg.micro_batch_size)
     steps_per_epoch = len(mine) // per_rank_step
-    total_steps = steps_per_epoch * job.epochs
-    ds_config = deepspeed_config(job, world)
-
-    # With ZeRO-3 this object makes from_pretrained build the model under deepspeed.zero.Init,
-    # so each rank only ever holds its shard. It must stay alive while the model is built.
-    hf_ds_config = HfDeepSpeedConfig(ds_config) if job.zero_stage == 3 else None  # noqa: F841
-    dtype = torch.bfloat16 if job.use_gpu else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(start, dtype=dtype)
-    optimizer = None
-    if not job.use_gpu:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=0.0)
-    warmup = int(job.warmup_ratio * total_steps)
-
-    def schedule(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, total_steps, warmup, job.min_lr / job.lr))
-
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
-                                      model_parameters=model.parameters(), config=ds_config)
+    total_steps = steps_per_epoch * cfg.epochs
+    ds_config = deepspeed_config(cfg, world)
+    engine = build_engine(load_model(start, cfg, ds_config), cfg, ds_config, total_steps)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def forward_logps(indices: list[int]) -> tuple[torch.Tensor, ...]:
+    def forward_logps(model: Any, indices: list[int]) -> tuple[torch.Tensor, ...]:
         """Summed response log-probs and response token counts, chosen then rejected."""
         batch = collate([examples[i] for i in indices], pad_id)
-        logits = engine(input_ids=batch.input_ids.to(device),
-                        attention_mask=batch.attention_mask.to(device)).logits
+        logits = model(input_ids=batch.input_ids.to(device),
+                       attention_mask=batch.attention_mask.to(device)).logits
         labels = batch.labels.to(device)
         logps = sequence_logps(logits.float(), labels)
         tokens = (labels[:, 1:] != IGNORE_INDEX).sum(-1)
         n = batch.num_pairs
         return logps[:n], logps[n:], tokens[:n], tokens[n:]
 
+    # The reference is the starting model. Precomputed: its log-probs, in one pass before any
+    # update. Resident: scored batch by batch by a frozen copy (with LoRA: the adapter off).
+    reference: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    frozen_reference = None
+    if cfg.reference == "resident" and not cfg.lora.enabled:
+        frozen_reference = build_frozen_engine(start, cfg, world)
+
+    def reference_logps(number: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if cfg.reference == "precomputed":
+            return reference[number]
+        with torch.no_grad():
+            if frozen_reference is not None:
+                return forward_logps(frozen_reference, micro_batches[number])[:2]
+            with engine.module.disable_adapter():
+                return forward_logps(engine, micro_batches[number])[:2]
+
     def loss_of(indices: list[int], number: int):
-        chosen, rejected, chosen_tokens, rejected_tokens = forward_logps(indices)
-        out = dpo_loss(chosen, rejected, *reference[number], job.beta, job.loss,
-                       job.label_smoothing, chosen_tokens, rejected_tokens)
+        chosen, rejected, chosen_tokens, rejected_tokens = forward_logps(engine, indices)
+        out = dpo_loss(chosen, rejected, *reference_logps(number), cfg.beta, cfg.loss,
+                       cfg.label_smoothing, chosen_tokens, rejected_tokens)
         return out, chosen, rejected
 
     def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
@@ -166,30 +139,31 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         return mean_over_ranks({"loss": _mean(losses), "reward_margin": _mean(margins),
                                 "reward_accuracy": _mean(accuracies)})
 
-    # Reference log-probs: the starting model before any update is the DPO reference. A
-    # restarted run takes them (and its weights and place in the data) from its checkpoint.
+    # A restarted run takes its weights, place in the data and reference log-probs from its
+    # checkpoint.
     started = time.time()
-    restored = resume.restore(engine, rank)
+    restored = resume.restore(engine, rank, frozen_base=cfg.lora.enabled)
     if restored is None:
         state = resume.LoopState()
         engine.eval()
-        reference: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        with torch.no_grad():
-            for number, indices in enumerate(micro_batches):
-                reference[number] = tuple(t.detach() for t in forward_logps(indices)[:2])
+        if cfg.reference == "precomputed":
+            with torch.no_grad():
+                for number, indices in enumerate(micro_batches):
+                    reference[number] = tuple(
+                        t.detach() for t in forward_logps(engine, indices)[:2])
         # history[0]: the loss before any update, policy == reference (log 2 for sigmoid).
         state.history.append({"step": 0, **evaluate()})
     else:
-        state, reference = restored
+        state, reference = restored[0], restored[1]
         if rank == 0:
             _log(f"[dpo] resumed from the checkpoint of step {len(state.history) - 1}")
     before = state.history[0]
 
     window: list[dict[str, float]] = []
-    while state.epoch < job.epochs:
+    while state.epoch < cfg.epochs:
         engine.train()
         order = list(range(len(micro_batches)))
-        random.Random(job.seed + state.epoch).shuffle(order)
+        random.Random(cfg.seed + state.epoch).shuffle(order)
         while state.position < len(order):
             number = order[state.position]
             state.position += 1
@@ -218,22 +192,19 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                      f"grad_norm {step['grad_norm']:.3f} lr {step['lr']:.2e}")
             if step["step"] == job.fail_once_at_step:
                 _fail_once(job.output_dir)
-            if job.checkpoint_every and step["step"] % job.checkpoint_every == 0:
+            if cfg.checkpoint_every and step["step"] % cfg.checkpoint_every == 0:
                 at_end = state.position == len(order)
                 saved = resume.LoopState(state.epoch + at_end, 0 if at_end else state.position,
                                          state.history)
-                resume.save(engine, saved, reference, rank, {"step": step["step"]})
+                resume.save(engine, saved, reference, rank, {"step": step["step"]},
+                            frozen_base=cfg.lora.enabled)
         state.epoch, state.position = state.epoch + 1, 0
     history = state.history[1:]
     after = evaluate()
 
-    state_dict = (engine._zero3_consolidated_16bit_state_dict() if job.zero_stage == 3
-                  else engine.module.state_dict())
+    local_out = job.output_dir if "://" not in job.output_dir else tempfile.mkdtemp()
+    save_trained(engine, tokenizer, local_out, start, cfg.zero_stage, cfg.lora.enabled, rank)
     if rank == 0:
-        local_out = job.output_dir if "://" not in job.output_dir else tempfile.mkdtemp()
-        os.makedirs(local_out, exist_ok=True)
-        engine.module.save_pretrained(local_out, state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(local_out)
         metrics = {
             "pairs": len(examples), "world_size": world, "optimizer_steps": len(history),
             "loss_before": before["loss"], "loss_after": after["loss"],

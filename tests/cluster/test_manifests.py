@@ -415,7 +415,7 @@ GPU_CONFIGS = [ROOT / "configs" / "llama-3.1-8b.yaml", ROOT / "configs" / "llama
 
 @pytest.mark.parametrize("path", GPU_CONFIGS, ids=ids(GPU_CONFIGS))
 def test_gpu_recipes_follow_the_paper(path):
-    from temporal_ray.dpo.trainer import check_batch_geometry
+    from temporal_ray.training.launch import check_batch_geometry
 
     cfg = load_config(path)
     assert cfg.method.name.value == "temporal"

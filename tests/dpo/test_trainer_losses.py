@@ -1,4 +1,8 @@
-"""Each DPO loss variant trains on two real Ray Train workers with DeepSpeed ZeRO-3."""
+"""Each DPO loss variant trains on two real Ray Train workers with DeepSpeed ZeRO-3; one of them
+with a resident reference model (a frozen second DeepSpeed engine) instead of precomputed
+reference log-probs."""
+
+import math
 
 import pytest
 
@@ -12,13 +16,18 @@ PAIRS = [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
           "rejected": "I like trains and the sea."} for i in range(8)]
 
 
-@pytest.mark.parametrize("loss", ["ipo", "sigmoid_norm"])
-def test_loss_variants_train_on_the_workers(tiny_model, ray_cluster, tmp_path, loss):
+@pytest.mark.parametrize(("loss", "reference"), [("ipo", "precomputed"),
+                                               ("sigmoid_norm", "resident")])
+def test_loss_variants_train_on_the_workers(tiny_model, ray_cluster, tmp_path, loss, reference):
     write_rows(PAIRS, str(tmp_path / "pairs.parquet"))
-    dpo = DPOConfig(loss=loss, lr=1e-3, min_lr=1e-4, warmup_ratio=0.0, batch_size=8,
-                    micro_batch_size=2, epochs=2, max_length=64, checkpoint_every=0)
+    dpo = DPOConfig(loss=loss, reference=reference, lr=1e-3, min_lr=1e-4, warmup_ratio=0.0,
+                    batch_size=8, micro_batch_size=2, epochs=2, max_length=64,
+                    checkpoint_every=0)
     metrics = train_dpo(str(tmp_path / "pairs.parquet"), tiny_model, str(tmp_path / "out"), dpo,
                         storage_path=str(tmp_path / "ray_train"), name=loss)
     assert metrics["optimizer_steps"] == 2
+    # Before any update the policy is the reference: every log-ratio is 0.
+    assert metrics["history"] and metrics["loss_before"] == pytest.approx(
+        {"ipo": (1 / (2 * 0.1)) ** 2, "sigmoid_norm": math.log(2)}[loss], abs=1e-5)
     assert metrics["loss_after"] < metrics["loss_before"]
     assert metrics["margin_after"] > 0

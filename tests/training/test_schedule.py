@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from temporal_ray.dpo.schedule import lr_factor
+from temporal_ray.training.schedule import lr_factor
 
 
 def test_no_warmup_starts_at_the_peak_and_ends_at_the_floor():

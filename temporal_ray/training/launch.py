@@ -1,0 +1,58 @@
+"""Launching a training loop on Ray Train workers: sizing, restarts, in-run checkpoints.
+
+In:  a per-worker loop function, its config dict, the `TrainingConfig` that sizes the group,
+     and where Ray Train keeps the run's checkpoints (`storage_path`/`name`).
+Out: the metrics.json that rank 0 wrote into `output_dir` (Ray Train V2 returns no metrics
+     without a reported checkpoint, so the loop writes them beside the model).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from temporal_ray.config import TrainingConfig
+from temporal_ray.storage import resolve
+
+
+def check_batch_geometry(cfg: TrainingConfig, section: str = "dpo") -> None:
+    """Refuse a batch size that the workers and micro-batches cannot split evenly."""
+    per_step = cfg.micro_batch_size * cfg.workers
+    if cfg.batch_size % per_step:
+        raise ValueError(
+            f"{section}.batch_size={cfg.batch_size} must be a multiple of "
+            f"{section}.micro_batch_size x {section}.workers = "
+            f"{cfg.micro_batch_size} x {cfg.workers} = {per_step}")
+
+
+def fit_on_workers(loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any],
+                   cfg: TrainingConfig, output_dir: str, storage_path: str,
+                   name: str) -> dict[str, Any]:
+    """Run `loop` on `cfg.workers` Ray Train workers and return rank 0's metrics.json.
+
+    A run with the same `name` under `storage_path` resumes from its latest checkpoint, so the
+    name must change when the inputs do.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    resources = {"CPU": cfg.cpus_per_worker}
+    if cfg.use_gpu:
+        resources["GPU"] = 1
+    trainer = TorchTrainer(
+        train_loop_per_worker=loop,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name=name, storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            # Only the latest checkpoint is needed to resume; optimizer states are large.
+            checkpoint_config=CheckpointConfig(num_to_keep=1)),
+    )
+    trainer.fit()
+    fs, path = resolve(f"{output_dir}/metrics.json")
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())

@@ -1,0 +1,156 @@
+"""The memory planner: DeepSpeed's own estimator numbers, hand-worked formulas, name lookup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from temporal_ray.plan import (
+    GIB,
+    LORA_MODULES,
+    Architecture,
+    MemoryPlan,
+    load_architecture,
+    plan_memory,
+)
+
+# vocab 100, hidden 16, intermediate 32, 2 layers, 4 heads of 4, 2 kv heads (kv width 8).
+TINY = Architecture(name="tiny", vocab_size=100, hidden_size=16, intermediate_size=32,
+                    num_layers=2, num_heads=4, num_kv_heads=2, tie_embeddings=False)
+GEOMETRY = dict(micro_batch_size=1, max_length=2048, gradient_checkpointing=True)
+
+
+def line(plan: MemoryPlan, prefix: str) -> float:
+    (found,) = [x.gib_per_gpu for x in plan.lines if x.what.startswith(prefix)]
+    return found
+
+
+@pytest.mark.parametrize("offload_optimizer", [False, True])
+def test_zero3_model_states_are_deepspeeds_estimate(offload_optimizer: bool) -> None:
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+
+    arch = load_architecture("llama-3.1-70b")
+    cpu, gpu, _ = estimate_zero3_model_states_mem_needs(
+        arch.total_params, arch.largest_layer_params, num_gpus_per_node=8, num_nodes=2,
+        cpu_offload=offload_optimizer, cpu_offload_params=False, zero_init=True)
+    plan = plan_memory(arch, gpus_per_node=8, nodes=2, zero_stage=3,
+                       offload_optimizer=offload_optimizer, offload_params=False, **GEOMETRY)
+    assert line(plan, "model states") == gpu / GIB
+    assert plan.cpu_gib_per_node == (cpu / GIB if offload_optimizer else 0.0)
+    assert plan.lines[0].source == "DeepSpeed estimate_zero3_model_states_mem_needs"
+
+
+def test_zero2_model_states_are_deepspeeds_estimate() -> None:
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    arch = load_architecture("llama-3.1-8b")
+    _, gpu = estimate_zero2_model_states_mem_needs(arch.total_params, num_gpus_per_node=8,
+                                                   num_nodes=1, cpu_offload=False)
+    plan = plan_memory(arch, gpus_per_node=8, nodes=1, zero_stage=2, offload_optimizer=False,
+                       offload_params=False, **GEOMETRY)
+    assert line(plan, "model states") == gpu / GIB
+
+
+@pytest.mark.parametrize("name, published", [
+    ("llama-3.1-8b", 8.03e9), ("llama-3.1-70b", 70.55e9),
+    ("qwen2.5-7b", 7.62e9), ("mistral-7b-v0.3", 7.25e9),
+])
+def test_bundled_param_counts_match_published(name: str, published: float) -> None:
+    assert load_architecture(name).total_params == pytest.approx(published, rel=0.005)
+
+
+def test_tiny_param_counts_by_hand() -> None:
+    # embed 100*16=1600; layer: q 256 + k 128 + v 128 + o 256 + 3*512 MLP + 2*16 norms = 2336;
+    # final norm 16; lm_head 1600 -> 1600 + 2*2336 + 16 + 1600.
+    assert TINY.total_params == 7888
+    assert TINY.largest_layer_params == 1600  # the embedding, bigger than any 16x32 linear
+    biased = Architecture(**{**TINY.__dict__, "attention_bias": True})
+    assert biased.total_params == 7888 + 2 * (16 + 8 + 8)
+    tied = Architecture(**{**TINY.__dict__, "tie_embeddings": True})
+    assert tied.total_params == 7888 - 1600
+
+
+def test_lora_params_by_hand() -> None:
+    # rank 2: q 2*(16+16)=64, v 2*(16+8)=48 per layer, 2 layers.
+    assert TINY.lora_params(2, ["q_proj", "v_proj"]) == 2 * (64 + 48)
+    # + k 48, o 64, gate/up 2*(16+32)=96 each, down 2*(32+16)=96.
+    assert TINY.lora_params(2, list(LORA_MODULES)) == 2 * (64 + 48 + 48 + 64 + 96 * 3)
+    with pytest.raises(ValueError, match="lm_head"):
+        TINY.lora_params(2, ["lm_head"])
+
+
+@pytest.mark.parametrize("checkpointing, activation_bytes", [
+    # tokens = 2 micro * 2 sequences * 8 = 32; one layer's working set 34*32*16 = 17408 bytes.
+    (True, 2 * 32 * 16 * 2 + 17408),  # 2 saved layer inputs in bf16 + one layer recomputed
+    (False, 2 * 17408),
+])
+def test_activation_and_logit_lines_by_hand(checkpointing: bool, activation_bytes: int) -> None:
+    plan = plan_memory(TINY, gpus_per_node=1, nodes=1, zero_stage=0, offload_optimizer=False,
+                       offload_params=False, micro_batch_size=2, max_length=8,
+                       gradient_checkpointing=checkpointing)
+    assert line(plan, "activations") == pytest.approx(activation_bytes / GIB)
+    assert line(plan, "logits") == pytest.approx(32 * 100 * (2 + 4) / GIB)
+    assert line(plan, "model states") == pytest.approx(20 * 7888 / GIB)
+    assert line(plan, "CUDA") == 2.0
+
+
+def test_lora_lines_by_hand() -> None:
+    plan = plan_memory(TINY, gpus_per_node=2, nodes=1, zero_stage=3, offload_optimizer=False,
+                       offload_params=False, micro_batch_size=1, max_length=8,
+                       gradient_checkpointing=True, lora_rank=2, lora_targets=["q_proj"],
+                       resident_reference=True)
+    assert line(plan, "frozen base") == pytest.approx(2 * 7888 / 2 / GIB)
+    assert line(plan, "LoRA adapter") == pytest.approx(16 * 2 * 64 / 2 / GIB)
+    assert line(plan, "ZeRO-3 gather") == pytest.approx(2 * 1600 / GIB)
+    assert not any(x.what.startswith("resident reference") for x in plan.lines)
+
+
+def test_resident_reference_is_a_sharded_bf16_copy() -> None:
+    plan = plan_memory(TINY, gpus_per_node=4, nodes=1, zero_stage=3, offload_optimizer=False,
+                       offload_params=False, micro_batch_size=1, max_length=8,
+                       gradient_checkpointing=True, resident_reference=True)
+    assert line(plan, "resident reference") == pytest.approx(2 * 7888 / 4 / GIB)
+
+
+def test_load_architecture_from_local_config(tmp_path) -> None:
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "llama", "vocab_size": 100, "hidden_size": 16, "intermediate_size": 32,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "tie_word_embeddings": False}))
+    assert load_architecture(str(model)) == Architecture(**{**TINY.__dict__, "name": "my-model"})
+
+
+def test_load_architecture_hub_name_resolves_to_bundled() -> None:
+    arch = load_architecture("meta-llama/Llama-3.1-70B-Instruct")
+    assert arch.name == "llama-3.1-70b" and arch.num_layers == 80
+    assert load_architecture("Qwen/Qwen2.5-7B-Instruct").attention_bias
+
+
+def test_load_architecture_unknown_name() -> None:
+    with pytest.raises(ValueError) as caught:
+        load_architecture("acme/Frobnicator-13B")
+    message = str(caught.value)
+    assert "acme/Frobnicator-13B" in message and "llama-3.1-8b" in message
+    assert "config.json" in message
+
+
+def test_70b_full_fine_tune_does_not_fit_one_node_but_lora_does() -> None:
+    arch = load_architecture("llama-3.1-70b")
+    full = plan_memory(arch, gpus_per_node=8, nodes=1, zero_stage=3, offload_optimizer=False,
+                       offload_params=False, **GEOMETRY)
+    assert not full.fits
+    assert "80.00 GiB" in full.table() and "DOES NOT FIT" in full.table()
+    lora = plan_memory(arch, gpus_per_node=8, nodes=1, zero_stage=3, offload_optimizer=False,
+                       offload_params=False, lora_rank=16, lora_targets=list(LORA_MODULES),
+                       **GEOMETRY)
+    assert lora.fits and "fits" in lora.table()
+
+
+def test_offload_params_needs_zero3() -> None:
+    with pytest.raises(ValueError, match="stage 3"):
+        plan_memory(TINY, gpus_per_node=1, nodes=1, zero_stage=2, offload_optimizer=True,
+                    offload_params=True, micro_batch_size=1, max_length=8,
+                    gradient_checkpointing=True)
