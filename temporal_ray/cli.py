@@ -1,6 +1,8 @@
 """`temporal-ray`: the command line.
 
     temporal-ray run CONFIG [section.field=value ...] [--force]
+    temporal-ray sft CONFIG [overrides ...] [--force]     M0 = SFT(sft.base_model, sft.data)
+    temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
 """
@@ -23,6 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. dpo.beta=0.2")
     run.add_argument("--force", action="store_true",
                      help="resume even though the config differs from the run directory's")
+    sft = commands.add_parser("sft", help="make M0 by supervised fine-tuning (IFT + EFT)")
+    sft.add_argument("config")
+    sft.add_argument("overrides", nargs="*")
+    sft.add_argument("--force", action="store_true",
+                     help="resume even though the sft config differs from the run directory's")
+    plan = commands.add_parser("plan", help="per-GPU memory of a training stage; exit 3 if "
+                                            "it does not fit")
+    plan.add_argument("config")
+    plan.add_argument("overrides", nargs="*")
+    plan.add_argument("--stage", choices=["dpo", "sft"], default="dpo")
     show = commands.add_parser("show-config", help="print the resolved config")
     show.add_argument("config")
     show.add_argument("overrides", nargs="*")
@@ -40,15 +52,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show-config":
             print(cfg.to_yaml(), end="")
             return 0
+        if args.command == "plan":
+            from temporal_ray.plan import plan_stage
+
+            stage_plan = plan_stage(cfg, args.stage)
+            print(stage_plan.table())
+            return 0 if stage_plan.fits else 3
+        from temporal_ray.plan import PlanError
         from temporal_ray.preflight import ModelCheckError
         from temporal_ray.run import ConfigChangedError, run_experiment
+        from temporal_ray.sft.stage import run_sft
         from temporal_ray.stages import JudgeFailureError, NoPairsError
         from temporal_ray.storage import RunLockedError
 
         try:
-            run_experiment(cfg, force=args.force)
+            if args.command == "sft":
+                run_sft(cfg, force=args.force)
+            else:
+                run_experiment(cfg, force=args.force)
         except (ConfigChangedError, NoPairsError, JudgeFailureError, ModelCheckError,
-                RunLockedError) as err:
+                RunLockedError, PlanError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     except (ConfigError, PromptFileError) as err:

@@ -131,6 +131,8 @@ class TrainingConfig(Section):
     use_gpu: bool = False
     """GPU: bf16 weights, NCCL, one GPU per worker. CPU: fp32 and gloo."""
     cpus_per_worker: float = Field(1, gt=0)
+    gpus_per_node: int = Field(8, gt=0)
+    """GPUs per node; the plan's offloaded CPU memory is per node."""
     gpu_memory_gib: float = Field(80, gt=0)
     """Memory of one GPU; `temporal-ray plan` and the pre-run check compare the plan with it."""
     grad_clip: float = Field(1.0, gt=0)
@@ -178,8 +180,8 @@ class SFTConfig(TrainingConfig):
     with a justification ending in "Score: k"). The loss covers response tokens only."""
     base_model: str | None = None
     """The model to fine-tune (a Hugging Face directory)."""
-    output: str | None = None
-    """Where M0 goes; empty means <storage.run_dir>/sft/model."""
+    output: str = "runs/sft"
+    """The SFT run directory: checked examples in data/, M0 in model/ (set model.path to it)."""
     lr: float = Field(1e-5, gt=0)
     min_lr: float = Field(1e-6, ge=0)
     epochs: int = Field(2, gt=0)

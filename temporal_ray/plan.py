@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from temporal_ray.config import Config
+
 GIB = 2**30
 CUDA_RESERVE_GIB = 2.0  # CUDA context, NCCL buffers, allocator fragmentation
 ACTIVATION_BYTES_PER_TOKEN_HIDDEN = 34  # Korthikanti et al. 2022, without the s^2 term
@@ -255,8 +257,48 @@ def plan_memory(arch: Architecture, *, gpus_per_node: int, nodes: int, zero_stag
         act = arch.num_layers * layer
         what = f"activations (all layers, {tokens} tokens)"
     lines.append(MemoryLine(what, act / GIB, "formula (Korthikanti 2022, 34*s*b*h)"))
-    # bf16 logits plus the fp32 copy log-softmax makes.
-    lines.append(MemoryLine("logits, bf16 + fp32 log-softmax", tokens * arch.vocab_size * 6 / GIB,
-                            "formula"))
+    # At the loss: bf16 logits, their fp32 copy and the fp32 log-softmax (dpo/loss.py).
+    lines.append(MemoryLine("logits, bf16 + fp32 copy + fp32 log-softmax",
+                            tokens * arch.vocab_size * 10 / GIB, "formula"))
     lines.append(MemoryLine("CUDA context + allocator reserve", CUDA_RESERVE_GIB, "fixed"))
     return MemoryPlan(lines=lines, gpu_memory_gib=gpu_memory_gib, cpu_gib_per_node=cpu)
+
+
+class PlanError(RuntimeError):
+    """A GPU training stage whose plan does not fit its GPUs."""
+
+
+def plan_stage(cfg: Config, stage: str = "dpo") -> MemoryPlan:
+    """The memory plan of the config's DPO or SFT stage."""
+    training = cfg.dpo if stage == "dpo" else cfg.sft
+    model = cfg.model.path if stage == "dpo" else (cfg.sft.base_model or "")
+    gpus_per_node = min(training.gpus_per_node, training.workers)
+    return plan_memory(
+        load_architecture(model), gpus_per_node=gpus_per_node,
+        nodes=-(-training.workers // gpus_per_node), zero_stage=training.zero_stage,
+        offload_optimizer=training.offload_optimizer, offload_params=training.offload_params,
+        micro_batch_size=training.micro_batch_size, max_length=training.max_length,
+        gradient_checkpointing=training.gradient_checkpointing,
+        lora_rank=training.lora.rank if training.lora.enabled else 0,
+        lora_targets=training.lora.target_modules,
+        resident_reference=stage == "dpo" and cfg.dpo.reference == "resident",
+        sequences_per_forward=2 if stage == "dpo" else 1,
+        gpu_memory_gib=training.gpu_memory_gib)
+
+
+def check_fits(cfg: Config, stage: str) -> None:
+    """Before a GPU job starts: refuse a stage that cannot fit, with the plan as the reason.
+    CPU runs are not planned; a model whose architecture cannot be read is let through."""
+    if not (cfg.dpo if stage == "dpo" else cfg.sft).use_gpu:
+        return
+    try:
+        plan = plan_stage(cfg, stage)
+    except ValueError as err:
+        print(f"warning: no memory plan for the {stage} stage: {err}", flush=True)
+        return
+    if not plan.fits:
+        raise PlanError(
+            f"the {stage} stage does not fit {plan.gpu_memory_gib:g} GiB GPUs:\n{plan.table()}\n"
+            f"Turn on {stage}.gradient_checkpointing, {stage}.offload_optimizer or "
+            f"{stage}.offload_params, use {stage}.lora, lower {stage}.micro_batch_size or "
+            f"{stage}.max_length, or add {stage}.workers.")

@@ -44,16 +44,21 @@ def start_ray(cfg: Config) -> None:
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
 
 
-def check_config(run: RunDir, cfg: Config, force: bool) -> None:
-    """Write the resolved config, or refuse a resume whose config changed."""
+def check_config(run: RunDir, cfg: Config, force: bool,
+                 sections: tuple[str, ...] | None = None) -> None:
+    """Write the resolved config (only `sections` of it, when given), or refuse a resume
+    whose config changed."""
+    current = cfg.model_dump(mode="json")
+    if sections:
+        current = {name: current[name] for name in sections}
     saved = run.read_text("config.yaml")
     if saved is not None and not force:
-        changed = changed_fields(yaml.safe_load(saved), cfg.model_dump(mode="json"))
+        changed = changed_fields(yaml.safe_load(saved), current)
         if changed:
             raise ConfigChangedError(
                 f"{run.uri} was started with another config; changed: {', '.join(changed)}. "
                 "Use another storage.run_dir, or pass --force to reuse the finished stages.")
-    run.write_text("config.yaml", cfg.to_yaml())
+    run.write_text("config.yaml", yaml.safe_dump(current, sort_keys=False))
 
 
 def absolute_paths(cfg: Config) -> Config:

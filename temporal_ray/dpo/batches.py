@@ -46,7 +46,9 @@ def prompt_text(tokenizer: Any, prompt: str) -> str:
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
 
 
-def _encode(prompt_ids: list[int], response_ids: list[int], max_length: int):
+def encode_prompt_response(prompt_ids: list[int], response_ids: list[int],
+                           max_length: int) -> tuple[list[int], list[int]]:
+    """Prompt + response ids and labels (the prompt masked), within max_length."""
     # Keep the whole prompt where possible and cut the response tail; a prompt that alone is
     # too long keeps its last tokens so that at least one response token remains.
     max_length = max(max_length, 2)
@@ -65,8 +67,8 @@ def tokenize_pair(tokenizer: Any, prompt: str, chosen: str, rejected: str,
     def response(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"] + eos
 
-    c_ids, c_labels = _encode(prompt_ids, response(chosen), max_length)
-    r_ids, r_labels = _encode(prompt_ids, response(rejected), max_length)
+    c_ids, c_labels = encode_prompt_response(prompt_ids, response(chosen), max_length)
+    r_ids, r_labels = encode_prompt_response(prompt_ids, response(rejected), max_length)
     return TokenizedPair(c_ids, c_labels, r_ids, r_labels)
 
 

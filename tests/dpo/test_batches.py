@@ -7,8 +7,8 @@ import torch
 
 from temporal_ray.dpo.batches import (
     TokenizedPair,
-    _encode,
     collate,
+    encode_prompt_response,
     prompt_text,
     shard_indices,
     tokenize_pair,
@@ -28,35 +28,35 @@ def encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-# -------------------------------------------------------------------------------- _encode
+# ----------------------------------------------------------------- encode_prompt_response
 
 
 def test_encode_fits():
-    ids, labels = _encode([1, 2, 3], [4, 5], max_length=10)
+    ids, labels = encode_prompt_response([1, 2, 3], [4, 5], max_length=10)
     assert ids == [1, 2, 3, 4, 5]
     assert labels == [M, M, M, 4, 5]
 
 
 def test_encode_cuts_the_response_tail():
-    ids, labels = _encode([1, 2, 3], [4, 5, 6, 7], max_length=5)
+    ids, labels = encode_prompt_response([1, 2, 3], [4, 5, 6, 7], max_length=5)
     assert ids == [1, 2, 3, 4, 5]
     assert labels == [M, M, M, 4, 5]
 
 
 def test_encode_prompt_filling_the_budget_keeps_one_response_token():
-    ids, labels = _encode([1, 2, 3, 4], [7, 8], max_length=4)
+    ids, labels = encode_prompt_response([1, 2, 3, 4], [7, 8], max_length=4)
     assert ids == [2, 3, 4, 7]
     assert labels == [M, M, M, 7]
 
 
 def test_encode_long_prompt_keeps_its_last_tokens():
-    ids, labels = _encode([1, 2, 3, 4, 5, 6], [7, 8], max_length=4)
+    ids, labels = encode_prompt_response([1, 2, 3, 4, 5, 6], [7, 8], max_length=4)
     assert ids == [4, 5, 6, 7]
     assert labels == [M, M, M, 7]
 
 
 def test_encode_max_length_two():
-    assert _encode([1, 2, 3], [7, 8], max_length=2) == ([3, 7], [M, 7])
+    assert encode_prompt_response([1, 2, 3], [7, 8], max_length=2) == ([3, 7], [M, 7])
 
 
 @pytest.mark.parametrize("max_length", range(2, 12))
@@ -64,7 +64,7 @@ def test_encode_max_length_two():
 def test_encode_invariants(max_length, prompt_len, response_len):
     prompt = list(range(100, 100 + prompt_len))
     response = list(range(200, 200 + response_len))
-    ids, labels = _encode(prompt, response, max_length)
+    ids, labels = encode_prompt_response(prompt, response, max_length)
     assert len(ids) == len(labels) == min(max_length, prompt_len + response_len)
     kept_prompt = [t for t, lab in zip(ids, labels, strict=True) if lab == M]
     kept_response = [lab for lab in labels if lab != M]
@@ -78,7 +78,7 @@ def test_encode_invariants(max_length, prompt_len, response_len):
 
 
 def test_encode_keeps_one_prompt_and_one_response_token_at_the_smallest_length():
-    ids, labels = _encode([1, 2, 3], [7, 8], max_length=2)
+    ids, labels = encode_prompt_response([1, 2, 3], [7, 8], max_length=2)
     assert ids == [3, 7]
     assert labels == [IGNORE_INDEX, 7]
 
