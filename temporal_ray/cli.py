@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             from temporal_ray.plan import plan_stage
 
             stage_plan = plan_stage(cfg, args.stage)
+            training = cfg.dpo if args.stage == "dpo" else cfg.sft
+            model = cfg.model.path if args.stage == "dpo" else cfg.sft.base_model
+            print(f"memory plan: {args.stage} stage of {model}, {training.workers} GPUs, ZeRO-"
+                  f"{training.zero_stage}{', LoRA' if training.lora.enabled else ''}")
             print(stage_plan.table())
             return 0 if stage_plan.fits else 3
         from temporal_ray.plan import PlanError

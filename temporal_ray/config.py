@@ -2,6 +2,8 @@
 
     cfg = load_config("configs/tiny.yaml", ["dpo.beta=0.2", "method.iterations=3"])
 
+A file may start from another with `base: other.yaml` and change only what differs.
+
 Every field has its default here and a docstring under it. An unknown key, a wrong type or a
 missing required value raises `ConfigError`, which names the field and the file. This module is
 pure: it imports neither ray nor torch.
@@ -264,22 +266,43 @@ def _describe(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _read_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config file as a dict; a top-level `base: other.yaml` (relative to this file)
+    is read first and this file's values are merged over it."""
+    if path.resolve() in seen:
+        raise ConfigError(f"config file {path}: `base` files include each other")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    base = tree.pop("base", None)
+    if base is None:
+        return tree
+    return _merge(_read_tree(path.parent / str(base), seen + (path.resolve(),)), tree)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merge(merged[key], value)
+        merged[key] = value
+    return merged
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply dotted overrides and validate the result."""
     tree: dict[str, Any] = {}
     source = "overrides"
     if path is not None:
         source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-        try:
-            tree = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        tree = _read_tree(Path(path))
     for override in overrides:
         apply_override(tree, override)
     if overrides:

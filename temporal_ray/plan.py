@@ -115,10 +115,16 @@ def load_architecture(model_path: str) -> Architecture:
     if "://" not in model_path and local.is_file():
         config = json.loads(local.read_text(encoding="utf-8"))
         return Architecture.from_hf_config(config, Path(model_path).name)
-    key = model_path.rstrip("/").rsplit("/", 1)[-1].lower()
     bundled = bundled_architectures()
-    # Longest prefix wins, so e.g. a -70b name never falls to a shorter sibling.
-    matches = sorted((n for n in bundled if key.startswith(n)), key=len, reverse=True)
+    # The nearest path component that names a bundled model wins ("/mnt/runs/llama-3.1-70b-sft/
+    # model" is a Llama-3.1-70B); among names, the longest prefix, so -70b never falls to -7b.
+    parts = [p.lower() for p in model_path.rstrip("/").split("/") if p]
+    key = parts[-1] if parts else model_path
+    matches = []
+    for part in reversed(parts):
+        matches = sorted((n for n in bundled if part.startswith(n)), key=len, reverse=True)
+        if matches:
+            break
     if not matches:
         raise ValueError(f"no architecture for model path {model_path!r}: no config.json there "
                          f"and {key!r} matches none of the bundled {sorted(bundled)}; point "

@@ -19,6 +19,7 @@ import yaml
 
 from temporal_ray.config import Config, changed_fields
 from temporal_ray.methods import ITERATIONS
+from temporal_ray.plan import check_fits
 from temporal_ray.preflight import check_model, drop_overlong
 from temporal_ray.prompts import PromptFileError, iteration_chunk, load_prompts
 from temporal_ray.report import format_iteration
@@ -84,6 +85,7 @@ def run_experiment(cfg: Config, force: bool = False) -> list[dict[str, Any]]:
         raise PromptFileError(f"{cfg.data.prompts}: every prompt is longer than the model's "
                               "context minus generation.max_new_tokens")
     dropped = {**prompt_set.dropped, "too_long": overlong}
+    check_fits(cfg, "dpo")  # a DPO stage that cannot fit its GPUs stops here, not hours in
     run = RunDir(cfg.storage.run_dir)
     with RunLock(run):
         check_config(run, cfg, force)

@@ -318,3 +318,21 @@ def test_label_smoothing_is_for_the_sigmoid_loss_only():
     with pytest.raises(ConfigError, match="label_smoothing"):
         load_config(None, ["model.path=/m", "data.prompts=/p", "dpo.loss=ipo",
                            "dpo.label_smoothing=0.1"])
+
+
+def test_base_file_is_merged_under(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "model: {path: m}\ndata: {prompts: p}\ndpo: {beta: 0.2, lr: 1.0e-5}\n")
+    (tmp_path / "lora.yaml").write_text(
+        "base: base.yaml\ndpo: {lr: 1.0e-4, lora: {enabled: true}}\n")
+    cfg = load_config(tmp_path / "lora.yaml", ["dpo.lora.rank=8"])
+    assert (cfg.dpo.beta, cfg.dpo.lr) == (0.2, 1e-4)
+    assert cfg.dpo.lora.enabled and cfg.dpo.lora.rank == 8
+    assert cfg.model.path == "m"
+
+
+def test_base_files_that_include_each_other_are_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="include each other"):
+        load_config(tmp_path / "a.yaml")

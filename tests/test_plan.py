@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,43 @@ def test_offload_params_needs_zero3() -> None:
         plan_memory(TINY, gpus_per_node=1, nodes=1, zero_stage=2, offload_optimizer=True,
                     offload_params=True, micro_batch_size=1, max_length=8,
                     gradient_checkpointing=True)
+
+
+# ------------------------------------------------------------------ shipped configs and the CLI
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if p.name != "tiny.yaml")
+
+
+@pytest.mark.parametrize("path", GPU_CONFIGS, ids=[p.stem for p in GPU_CONFIGS])
+def test_every_shipped_gpu_recipe_fits_its_gpus(path: Path) -> None:
+    from temporal_ray.config import load_config
+    from temporal_ray.plan import plan_stage
+
+    cfg = load_config(path)
+    for stage in ("dpo", "sft"):
+        plan = plan_stage(cfg, stage)
+        assert plan.fits, f"{path.name} {stage}:\n{plan.table()}"
+
+
+def test_a_recipe_that_cannot_fit_is_refused_before_any_job(capsys) -> None:
+    from temporal_ray.cli import main
+    from temporal_ray.config import load_config
+    from temporal_ray.plan import PlanError, check_fits
+
+    path = ROOT / "configs" / "llama-3.1-70b.yaml"
+    no_offload = ["dpo.offload_optimizer=false"]
+    with pytest.raises(PlanError, match=r"does not fit 80 GiB GPUs(.|\n)*dpo.offload_optimizer"):
+        check_fits(load_config(path, no_offload), "dpo")
+    assert main(["plan", str(path), *no_offload]) == 3
+    out = capsys.readouterr().out
+    assert "DOES NOT FIT" in out and "llama-3.1-70b" in out
+    assert main(["plan", str(path)]) == 0
+    assert "fits" in capsys.readouterr().out
+
+
+def test_cpu_runs_are_not_planned() -> None:
+    from temporal_ray.config import load_config
+    from temporal_ray.plan import check_fits
+
+    check_fits(load_config(ROOT / "configs" / "tiny.yaml", ["model.path=/nowhere"]), "dpo")

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from temporal_ray.config import Config, ConfigError
+from temporal_ray.plan import check_fits
 from temporal_ray.preflight import check_model
 from temporal_ray.sft.data import load_sft_rows
 from temporal_ray.sft.trainer import train_sft
@@ -29,6 +30,7 @@ def run_sft(cfg: Config, force: bool = False) -> str:
     base, output = _absolute(sft.base_model), _absolute(sft.output)
     rows = load_sft_rows([_absolute(p) for p in sft.data])  # bad lines stop us before Ray starts
     check_model(base)
+    check_fits(cfg, "sft")
     run = RunDir(output)
     with RunLock(run):
         check_config(run, cfg, force, sections=("sft",))
