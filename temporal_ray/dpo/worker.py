@@ -79,6 +79,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], cfg.max_length)
                 for p in pairs]
 
+    pair_tokens = sum(len(e.chosen_ids) + len(e.rejected_ids) for e in examples)
     per_rank_step = cfg.batch_size // world
     mine = shard_indices(len(examples), rank, world, per_rank_step)
     # Pairs of similar length share a micro-batch, so little compute goes to padding.
@@ -160,6 +161,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     before = state.history[0]
 
     window: list[dict[str, float]] = []
+    train_started = time.time()  # after the reference pass: throughput counts training only
     while state.epoch < cfg.epochs:
         engine.train()
         order = list(range(len(micro_batches)))
@@ -200,6 +202,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                             frozen_base=cfg.lora.enabled)
         state.epoch, state.position = state.epoch + 1, 0
     history = state.history[1:]
+    train_seconds = time.time() - train_started
     after = evaluate()
 
     local_out = job.output_dir if "://" not in job.output_dir else tempfile.mkdtemp()
@@ -216,6 +219,11 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
             "chosen_logps": _mean([h["chosen_logps"] for h in history]),
             "rejected_logps": _mean([h["rejected_logps"] for h in history]),
             "seconds": round(time.time() - started, 2),
+            # Prompt + response tokens of chosen and rejected over all epochs, per second of
+            # the training loop (a resumed run counts from its restart).
+            "train_tokens": pair_tokens * cfg.epochs,
+            "reference_seconds": round(train_started - started, 3),
+            "train_seconds": round(train_seconds, 3),
             "history": history,
         }
         with open(os.path.join(local_out, "metrics.json"), "w") as f:
