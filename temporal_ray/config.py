@@ -133,6 +133,9 @@ class TrainingConfig(Section):
     use_gpu: bool = False
     """GPU: bf16 weights, NCCL, one GPU per worker. CPU: fp32 and gloo."""
     cpus_per_worker: float = Field(1, gt=0)
+    resources_per_worker: dict[str, float] = {}
+    """Extra Ray resources each worker asks for, e.g. a node type's custom resource, so the
+    autoscaler adds (and the scheduler picks) nodes of that type for this stage."""
     gpus_per_node: int = Field(8, gt=0)
     """GPUs per node; the plan's offloaded CPU memory is per node."""
     gpu_memory_gib: float = Field(80, gt=0)
@@ -200,6 +203,9 @@ class EngineConfig(Section):
     gpus_per_actor: float = Field(0, ge=0)
     cpus_per_actor: float = Field(1, ge=0)
     tensor_parallel_size: int = Field(1, gt=0)
+    resources: dict[str, float] = {}
+    """Extra Ray resources each actor (vLLM: each GPU bundle) asks for, e.g. a node type's
+    custom resource, so generation lands on (and scales) the node type meant for it."""
     max_model_len: int | None = None
     """vLLM context length; empty means the model's own."""
 

@@ -18,16 +18,20 @@ def tiny_model(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 
 
-@pytest.fixture(scope="session")
+RAY_ENV = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}}
+
+
+@pytest.fixture
 def ray_cluster():
-    """A real local Ray cluster; 4 logical CPUs so 2 engine actors or 2 trainer workers fit."""
+    """A real local Ray cluster; 4 logical CPUs so 2 engine actors or 2 trainer workers fit.
+    Started once and shared; started again after a test that used a multi-node cluster
+    (tests/cluster/test_multinode.py). address="local": never join another process's cluster.
+    Ray shuts it down when the session exits."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False,
-             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
-                                       "HF_HUB_OFFLINE": "1"}})
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=4, include_dashboard=False, runtime_env=RAY_ENV)
     yield
-    ray.shutdown()
 
 
 # ------------------------------------------------------------------ fault-injection table

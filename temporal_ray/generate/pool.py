@@ -37,4 +37,5 @@ def run_engine_pool(requests: ray.data.Dataset, model_path: str,
         compute=ray.data.ActorPoolStrategy(size=engine.actors),
         num_cpus=engine.cpus_per_actor,
         num_gpus=engine.gpus_per_actor,
+        resources=engine.resources or None,
     )

@@ -24,12 +24,18 @@ def vllm_processor_kwargs(model_path: str, engine: EngineConfig) -> dict[str, An
     }
     if engine.max_model_len:
         engine_kwargs["max_model_len"] = engine.max_model_len
-    return {
+    kwargs = {
         "model_source": model_path,
         "engine_kwargs": engine_kwargs,
         "concurrency": engine.actors,
         "batch_size": engine.batch_size,
     }
+    if engine.resources:
+        # One bundle per vLLM worker (replicated tensor_parallel_size times by Ray), each also
+        # asking for the node type's resource.
+        kwargs["placement_group_config"] = {
+            "bundle_per_worker": {"GPU": 1, **engine.resources}, "strategy": "PACK"}
+    return kwargs
 
 
 STASHED_PROMPT = "source_prompt"

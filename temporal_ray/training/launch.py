@@ -37,7 +37,7 @@ def fit_on_workers(loop: Callable[[dict[str, Any]], None], loop_config: dict[str
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    resources = {"CPU": cfg.cpus_per_worker}
+    resources = {"CPU": cfg.cpus_per_worker, **cfg.resources_per_worker}
     if cfg.use_gpu:
         resources["GPU"] = 1
     trainer = TorchTrainer(

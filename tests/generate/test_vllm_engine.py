@@ -28,6 +28,18 @@ def test_ray_data_llm_accepts_the_config():
     assert config.engine_kwargs["enable_prefix_caching"] is True
 
 
+def test_node_type_resources_go_into_the_placement_bundles():
+    llm = pytest.importorskip("ray.data.llm")
+    engine = EngineConfig(kind="vllm", actors=2, tensor_parallel_size=4,
+                          resources={"gpu-h100-node": 0.01})
+    kwargs = vllm_processor_kwargs("/models/m0", engine)
+    assert kwargs["placement_group_config"]["bundle_per_worker"] == {"GPU": 1,
+                                                                     "gpu-h100-node": 0.01}
+    config = llm.vLLMEngineProcessorConfig(**kwargs)
+    assert config.placement_group_config["bundle_per_worker"]["gpu-h100-node"] == 0.01
+    assert "placement_group_config" not in vllm_processor_kwargs("/m", EngineConfig())
+
+
 def test_user_prompt_survives_the_prompt_column_that_ray_stages_write():
     from temporal_ray.generate.vllm_engine import restore_prompt, stash_prompt
 

@@ -1,0 +1,253 @@
+"""DPO training throughput: our DPO stage (Ray Train + DeepSpeed ZeRO-3) against TRL's DPOTrainer.
+
+What is measured: training tokens per second on CPU, both sides in the same run, on the same
+tiny model (`temporal_ray.tiny.build_tiny_model`), the same synthetic pairs and the same global
+batch (pairs per optimizer step).
+
+- Pairs: deterministic (seeded) prompts "What is {a} plus {b}?" with chosen and rejected
+  responses of 3..60 random words from a fixed vocabulary, so lengths vary and length bucketing
+  matters.
+- Tokens: prompt + response tokens of chosen and rejected (response followed by EOS, prompt
+  through the chat template), counted once with our tokenizer (`dpo.batches.tokenize_pair`, the
+  worker's own count, `train_tokens`). The same numerator serves both sides; the script checks
+  that TRL tokenises the same pairs to the same total.
+- Ours: `temporal_ray.dpo.trainer.train_dpo` with 2 workers (one CPU core each), ZeRO-3,
+  `batch_size` B, `micro_batch_size` M. Time = `reference_seconds` + `train_seconds` from the
+  metrics the worker writes: the one-off reference log-prob pass (and the first evaluation pass
+  that comes with it) plus the training loop. TRL computes reference log-probs inside its loop,
+  so the reference pass is counted. Train-only throughput is printed too. Ray Train start-up,
+  model loading, the DeepSpeed set-up and the final export are outside both figures.
+- TRL: `trl.DPOTrainer` in this process with 2 torch threads (our 2 workers use one core each),
+  a separate `ref_model`, the pairs as plain prompt (chat template applied) / chosen / rejected
+  text, per-device batch B with no gradient accumulation, fp32. Time = `train_runtime` of
+  `trainer.train()`.
+- Order: TRL then ours, `--repeats` times; the best run of each side is reported.
+
+The ratio ours/TRL is printed against the target (>= 1.3x); nothing is asserted. Results go to
+bench/results/dpo_throughput.json.
+
+    .venv/bin/python bench/dpo_throughput.py [--pairs 64] [--batch-size 8] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TARGET = 1.3
+RESULTS = Path(__file__).resolve().parent / "results" / "dpo_throughput.json"
+WORDS = (
+    "the a one two three four five six seven eight nine ten sum is number answer plus add "
+    "total result makes equals first then we get so count more less than value simple "
+    "because think it and of to in that this for with as on be at by from was were are"
+).split()
+
+
+def make_pairs(count: int, seed: int) -> list[dict[str, str]]:
+    """Deterministic pairs with responses of varied word counts (3..60)."""
+    rng = random.Random(seed)
+
+    def response() -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 60)))
+
+    pairs = []
+    for _ in range(count):
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        pairs.append({"prompt": f"What is {a} plus {b}?", "chosen": response(),
+                      "rejected": response()})
+    return pairs
+
+
+def count_tokens(model_path: str, pairs: list[dict[str, str]], max_length: int) -> int:
+    """Prompt + response tokens of chosen and rejected, exactly as our DPO worker counts them."""
+    from transformers import AutoTokenizer
+
+    from temporal_ray.dpo.batches import tokenize_pair
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], max_length)
+                for p in pairs]
+    return sum(len(e.chosen_ids) + len(e.rejected_ids) for e in examples)
+
+
+def run_trl(model_path: str, pairs: list[dict[str, str]], batch_size: int, lr: float,
+            max_length: int, out_dir: str) -> dict[str, Any]:
+    """One TRL DPOTrainer run; returns its train_runtime and the tokens TRL trained on."""
+    import datasets
+    import torch
+    import trl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from temporal_ray.dpo.batches import prompt_text
+
+    torch.set_num_threads(2)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    # Plain text with the chat template already applied: TRL appends EOS to the responses and
+    # tokenises prompt + response, which gives exactly our token ids (checked by the caller).
+    dataset = datasets.Dataset.from_list([
+        {"prompt": prompt_text(tokenizer, p["prompt"]), "chosen": p["chosen"],
+         "rejected": p["rejected"]}
+        for p in pairs
+    ])
+    steps = len(pairs) // batch_size
+    args = trl.DPOConfig(
+        output_dir=out_dir, per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=1, learning_rate=lr, num_train_epochs=1,
+        max_length=max_length, beta=0.1, loss_type=["sigmoid"], report_to=[],
+        logging_steps=max(steps, 1), use_cpu=True, bf16=False, fp16=False,
+        save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=0,
+    )
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    ref_model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    trainer = trl.DPOTrainer(model=model, ref_model=ref_model, args=args,
+                             train_dataset=dataset, processing_class=tokenizer)
+    prepared = trainer.train_dataset
+    tokens = sum(
+        min(len(row["prompt_ids"]) + len(row[side]), max_length)
+        for row in prepared for side in ("chosen_ids", "rejected_ids"))
+    started = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - started
+    return {"seconds": float(result.metrics["train_runtime"]), "wall_seconds": wall,
+            "tokens": tokens, "steps": int(result.global_step),
+            "train_loss": float(result.metrics.get("train_loss", float("nan")))}
+
+
+def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
+             micro_batch_size: int, lr: float, max_length: int, index: int) -> dict[str, Any]:
+    """One run of our DPO stage on 2 Ray Train workers; returns its metrics' timings."""
+    from temporal_ray.config import DPOConfig
+    from temporal_ray.dpo.trainer import train_dpo
+
+    cfg = DPOConfig(lr=lr, min_lr=lr / 10, warmup_ratio=0.0, epochs=1, batch_size=batch_size,
+                    micro_batch_size=micro_batch_size, max_length=max_length, zero_stage=3,
+                    workers=2, checkpoint_every=0)
+    started = time.perf_counter()
+    # A fresh name per run: a run with an existing name would resume rather than train.
+    metrics = train_dpo(pairs_path, model_path, str(work / f"ours-{index}"), cfg,
+                        storage_path=str(work / "ray_train"), name=f"bench-{index}")
+    wall = time.perf_counter() - started
+    return {"seconds": metrics["reference_seconds"] + metrics["train_seconds"],
+            "train_seconds": metrics["train_seconds"],
+            "reference_seconds": metrics["reference_seconds"],
+            "stage_seconds": metrics["seconds"], "wall_seconds": wall,
+            "tokens": metrics["train_tokens"], "steps": metrics["optimizer_steps"],
+            "train_loss": metrics["train_loss"]}
+
+
+def versions() -> dict[str, str]:
+    import deepspeed
+    import ray
+    import torch
+    import transformers
+    import trl
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__,
+            "trl": trl.__version__, "deepspeed": deepspeed.__version__,
+            "transformers": transformers.__version__, "ray": ray.__version__}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs per optimizer step")
+    parser.add_argument("--micro-batch-size", type=int, default=2,
+                        help="our pairs per worker per forward pass")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import ray
+
+    from temporal_ray.storage import write_rows
+    from temporal_ray.tiny import build_tiny_model
+
+    with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:
+        work = Path(tmp)
+        model_path = str(build_tiny_model(work / "model"))
+        pairs = make_pairs(args.pairs, args.seed)
+        pairs_path = str(work / "pairs.parquet")
+        write_rows(pairs, pairs_path)
+        tokens = count_tokens(model_path, pairs, args.max_length)
+
+        ray.init(address="local", num_cpus=4, include_dashboard=False,
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
+                                           "HF_HUB_OFFLINE": "1"}})
+        trl_runs: list[dict[str, Any]] = []
+        our_runs: list[dict[str, Any]] = []
+        try:
+            for index in range(args.repeats):
+                trl_runs.append(run_trl(model_path, pairs, args.batch_size, args.lr,
+                                        args.max_length, str(work / f"trl-{index}")))
+                print(f"[bench] TRL run {index}: {trl_runs[-1]}", flush=True)
+                our_runs.append(run_ours(pairs_path, model_path, work, args.batch_size,
+                                         args.micro_batch_size, args.lr, args.max_length,
+                                         index))
+                print(f"[bench] ours run {index}: {our_runs[-1]}", flush=True)
+        finally:
+            ray.shutdown()
+
+    trl_best = min(trl_runs, key=lambda r: r["seconds"])
+    ours_best = min(our_runs, key=lambda r: r["seconds"])
+    ours_train_best = min(our_runs, key=lambda r: r["train_seconds"])
+    same_tokens = all(r["tokens"] == tokens for r in trl_runs + our_runs)
+    trl_rate = tokens / trl_best["seconds"]
+    ours_rate = tokens / ours_best["seconds"]
+    ours_train_rate = tokens / ours_train_best["train_seconds"]
+    ratio = ours_rate / trl_rate
+    train_ratio = ours_train_rate / trl_rate
+
+    print()
+    print(f"DPO throughput: {args.pairs} pairs, global batch {args.batch_size}, "
+          f"{os.cpu_count()} CPUs, best of {args.repeats}")
+    print(f"token counts identical on both sides: {same_tokens}")
+    print(f"{'side':<34} {'tokens':>8} {'seconds':>9} {'tokens/s':>10}")
+    rows = [("TRL DPOTrainer (2 threads)", trl_best["seconds"]),
+            ("ours, reference pass + training", ours_best["seconds"]),
+            ("ours, training loop only", ours_train_best["train_seconds"])]
+    for label, seconds in rows:
+        print(f"{label:<34} {tokens:>8} {seconds:>9.2f} {tokens / seconds:>10.0f}")
+    met = ratio >= TARGET
+    print(f"ratio ours/TRL: {ratio:.2f}x (training loop only: {train_ratio:.2f}x); "
+          f"target >= {TARGET}x: {'met' if met else 'NOT met'}")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "dpo_throughput",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "versions": versions(),
+        "settings": {"pairs": args.pairs, "batch_size": args.batch_size,
+                     "micro_batch_size": args.micro_batch_size, "workers": 2,
+                     "trl_threads": 2, "lr": args.lr, "max_length": args.max_length,
+                     "repeats": args.repeats, "seed": args.seed},
+        "tokens": tokens,
+        "token_counts_identical": same_tokens,
+        "trl": {"best_seconds": trl_best["seconds"], "tokens_per_second": trl_rate,
+                "runs": trl_runs},
+        "ours": {"best_seconds": ours_best["seconds"], "tokens_per_second": ours_rate,
+                 "train_only_seconds": ours_train_best["train_seconds"],
+                 "train_only_tokens_per_second": ours_train_rate, "runs": our_runs},
+        "ratio": ratio,
+        "train_only_ratio": train_ratio,
+        "target": TARGET,
+        "target_met": met,
+    }, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
