@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TINY   := runs/tiny-model
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast chaos lint clean
+.PHONY: install run test test-fast chaos lint bench clean
 
 install: $(STAMP)
 
@@ -44,6 +44,12 @@ chaos: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Throughput benchmarks (CPU, a few minutes each): ratios against baselines measured in the
+# same run, printed and written to bench/results/; nothing is asserted.
+bench: $(STAMP)
+	$(BIN)/python bench/dpo_throughput.py
+	$(BIN)/python bench/generation.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -125,13 +125,14 @@ def run_trl(model_path: str, pairs: list[dict[str, str]], batch_size: int, lr: f
 
 
 def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
-             micro_batch_size: int, lr: float, max_length: int, index: int) -> dict[str, Any]:
+             micro_batch_size: int, lr: float, max_length: int, zero_stage: int,
+             index: int) -> dict[str, Any]:
     """One run of our DPO stage on 2 Ray Train workers; returns its metrics' timings."""
     from temporal_ray.config import DPOConfig
     from temporal_ray.dpo.trainer import train_dpo
 
     cfg = DPOConfig(lr=lr, min_lr=lr / 10, warmup_ratio=0.0, epochs=1, batch_size=batch_size,
-                    micro_batch_size=micro_batch_size, max_length=max_length, zero_stage=3,
+                    micro_batch_size=micro_batch_size, max_length=max_length, zero_stage=zero_stage,
                     workers=2, checkpoint_every=0)
     started = time.perf_counter()
     # A fresh name per run: a run with an existing name would resume rather than train.
@@ -168,6 +169,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--zero-stage", type=int, default=3, choices=(0, 1, 2, 3),
+                        help="our ZeRO stage (the stage's default, 3, is what is compared)")
     args = parser.parse_args()
 
     import ray
@@ -175,6 +178,7 @@ def main() -> None:
     from temporal_ray.storage import write_rows
     from temporal_ray.tiny import build_tiny_model
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:
         work = Path(tmp)
         model_path = str(build_tiny_model(work / "model"))
@@ -195,11 +199,12 @@ def main() -> None:
                 print(f"[bench] TRL run {index}: {trl_runs[-1]}", flush=True)
                 our_runs.append(run_ours(pairs_path, model_path, work, args.batch_size,
                                          args.micro_batch_size, args.lr, args.max_length,
-                                         index))
+                                         args.zero_stage, index))
                 print(f"[bench] ours run {index}: {our_runs[-1]}", flush=True)
         finally:
             ray.shutdown()
 
+    load_after = os.getloadavg()
     trl_best = min(trl_runs, key=lambda r: r["seconds"])
     ours_best = min(our_runs, key=lambda r: r["seconds"])
     ours_train_best = min(our_runs, key=lambda r: r["train_seconds"])
@@ -212,7 +217,8 @@ def main() -> None:
 
     print()
     print(f"DPO throughput: {args.pairs} pairs, global batch {args.batch_size}, "
-          f"{os.cpu_count()} CPUs, best of {args.repeats}")
+          f"{os.cpu_count()} CPUs, ZeRO-{args.zero_stage}, best of {args.repeats}")
+    print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f}")
     print(f"token counts identical on both sides: {same_tokens}")
     print(f"{'side':<34} {'tokens':>8} {'seconds':>9} {'tokens/s':>10}")
     rows = [("TRL DPOTrainer (2 threads)", trl_best["seconds"]),
@@ -229,11 +235,12 @@ def main() -> None:
         "benchmark": "dpo_throughput",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
+        "load_average_before_after": [load_before[0], load_after[0]],
         "versions": versions(),
         "settings": {"pairs": args.pairs, "batch_size": args.batch_size,
                      "micro_batch_size": args.micro_batch_size, "workers": 2,
-                     "trl_threads": 2, "lr": args.lr, "max_length": args.max_length,
-                     "repeats": args.repeats, "seed": args.seed},
+                     "zero_stage": args.zero_stage, "trl_threads": 2, "lr": args.lr,
+                     "max_length": args.max_length, "repeats": args.repeats, "seed": args.seed},
         "tokens": tokens,
         "token_counts_identical": same_tokens,
         "trl": {"best_seconds": trl_best["seconds"], "tokens_per_second": trl_rate,
@@ -246,7 +253,7 @@ def main() -> None:
         "target": TARGET,
         "target_met": met,
     }, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    print(f"wrote {RESULTS.name} under bench/results/")
 
 
 if __name__ == "__main__":

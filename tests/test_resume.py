@@ -1,5 +1,7 @@
 """A driver killed mid-iteration (SIGKILL of `temporal-ray run`): the same command resumes
-from the last finished stage and ends with the prompt sets and counts of a complete run."""
+from the last finished stage and ends with the prompt sets and counts of a complete run.
+While the first run is alive, a second one on the same run directory is refused by name; once
+it is killed, its lock does not keep the rerun out."""
 
 from __future__ import annotations
 
@@ -52,6 +54,12 @@ def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path
             assert first.poll() is None, "the run ended before it could be killed"
             assert time.time() < deadline, "no stage finished within 10 minutes"
             time.sleep(0.5)
+        blocked = subprocess.run(run_command(config), capture_output=True, text=True,
+                                 timeout=300)
+        refused = blocked.returncode == 2 and f"in use by process {first.pid}" in blocked.stderr
+        chaos_record("second run on a run directory in use", 1, refused, 0)
+        assert refused, blocked.stderr[-3000:]
+        assert first.poll() is None, "the first run ended before it could be killed"
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
     finally:

@@ -1,0 +1,104 @@
+"""A real `ray start --head` on this machine, then `ray job submit` of a one-iteration tiny run
+(the self-rewarding loop: the cheaper of the two, on the same entrypoint and stages)
+through jobs/run.py, with the repository as the working dir and cluster/runtime_env.yaml as the
+runtime env (less its pip list: this machine installs nothing). The job succeeds and the run
+directory holds every stage and the trained model. The cluster is stopped after.
+
+The cluster gets its own ports, temp dir and auth token, so it neither joins nor disturbs the
+single-node cluster the other tests share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+RAY = Path(sys.executable).with_name("ray")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def head_node():
+    """`ray start --head --block` as a child process; yields (dashboard address, env)."""
+    gcs, dashboard, client, node_manager, object_manager, agent_listen, agent_grpc, \
+        metrics, runtime_env_agent = free_ports(9)
+    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Unix socket paths are capped
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [str(RAY), "start", "--head", "--block", "--num-cpus=4", "--disable-usage-stats",
+         f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+         f"--ray-client-server-port={client}", f"--node-manager-port={node_manager}",
+         f"--object-manager-port={object_manager}",
+         f"--dashboard-agent-listen-port={agent_listen}",
+         f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
+         f"--runtime-env-agent-port={runtime_env_agent}", f"--temp-dir={temp_dir}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 120
+        while subprocess.run([str(RAY), "job", "list", "--address", address], env=env,
+                             capture_output=True).returncode != 0:
+            assert head.poll() is None, "ray start --head exited"
+            assert time.time() < deadline, "the head's job server did not come up in 120 s"
+            time.sleep(2)
+        yield address, env
+    finally:
+        # SIGTERM to `ray start --block` stops every process it started.
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_the_tiny_experiment(head_node, tiny_model, tmp_path):
+    address, env = head_node
+    runtime_env = yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())
+    runtime_env.pop("pip")  # our dependencies are installed here already
+    run_dir = tmp_path / "run"
+    overrides = [
+        f"model.path={tiny_model}", f"storage.run_dir={run_dir}", "method.iterations=1",
+        "method.name=self_rewarding",  # one generation and one DPO stage: the cheaper loop
+        "data.prompts_per_iteration=4", "generation.samples=2", "generation.max_new_tokens=8",
+        "dpo.batch_size=4", "dpo.micro_batch_size=2", "dpo.epochs=1", "engine.actors=1"]
+    submit = subprocess.run(
+        [str(RAY), "job", "submit", "--address", address, "--working-dir", str(ROOT),
+         "--runtime-env-json", json.dumps(runtime_env), "--",
+         sys.executable, "jobs/run.py", "--config", "configs/tiny.yaml", *overrides],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-2000:]
+    assert "succeeded" in submit.stdout
+
+    stages = {p.parent.name for p in (run_dir / "iter_0").glob("*/manifest.json")}
+    assert {"prompts", "candidates_present", "model"} <= stages
+    assert (run_dir / "iter_0" / "model" / "model.safetensors").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iterations"][0]["model"].endswith("iter_0/model")
+    assert "final model:" in submit.stdout
