@@ -1,6 +1,6 @@
 """`temporal-ray`: the command line.
 
-    temporal-ray run CONFIG [section.field=value ...] [--force]
+    temporal-ray run CONFIG [section.field=value ...] [--force] [--until STAGE] [--redo STAGE]
     temporal-ray sft CONFIG [overrides ...] [--force]     M0 = SFT(sft.base_model, sft.data)
     temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
     temporal-ray tiny-model OUT_DIR
@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. dpo.beta=0.2")
     run.add_argument("--force", action="store_true",
                      help="resume even though the config differs from the run directory's")
+    run.add_argument("--until", metavar="STAGE",
+                     help="stop once this stage has finished, e.g. iter_0/pairs_anchored")
+    run.add_argument("--redo", metavar="STAGE",
+                     help="first delete this finished stage and every later one")
     sft = commands.add_parser("sft", help="make M0 by supervised fine-tuning (IFT + EFT)")
     sft.add_argument("config")
     sft.add_argument("overrides", nargs="*")
@@ -67,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         from temporal_ray.run import ConfigChangedError, run_experiment
         from temporal_ray.sft.stage import run_sft
         from temporal_ray.stages import JudgeFailureError, NoPairsError
-        from temporal_ray.storage import RunLockedError
+        from temporal_ray.storage import RunLockedError, UnknownStageError
 
         try:
             if args.command == "sft":
                 run_sft(cfg, force=args.force)
             else:
-                run_experiment(cfg, force=args.force)
+                run_experiment(cfg, force=args.force, until=args.until, redo=args.redo)
         except (ConfigChangedError, NoPairsError, JudgeFailureError, ModelCheckError,
-                RunLockedError, PlanError) as err:
+                RunLockedError, PlanError, UnknownStageError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     except (ConfigError, PromptFileError) as err:

@@ -23,7 +23,7 @@ from temporal_ray.plan import check_fits
 from temporal_ray.preflight import check_model, drop_overlong
 from temporal_ray.prompts import PromptFileError, iteration_chunk, load_prompts
 from temporal_ray.report import format_iteration
-from temporal_ray.stages import IterationStages
+from temporal_ray.stages import IterationStages, StopAfterStage
 from temporal_ray.storage import RunDir, RunLock
 
 
@@ -74,8 +74,13 @@ def absolute_paths(cfg: Config) -> Config:
     })
 
 
-def run_experiment(cfg: Config, force: bool = False) -> list[dict[str, Any]]:
-    """Run (or resume) an experiment; returns one summary record per iteration."""
+def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
+                   redo: str | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) an experiment; returns one summary record per iteration.
+
+    `redo` (e.g. "iter_0/scores_present_past") first deletes that finished stage and every
+    stage that finished after it; `until` stops once the named stage has finished. Together
+    they replay one stage, to debug it."""
     cfg = absolute_paths(cfg)
     prompt_set = load_prompts(cfg.data.prompts, cfg.data.prompt_field)
     check_model(cfg.model.path)
@@ -89,28 +94,39 @@ def run_experiment(cfg: Config, force: bool = False) -> list[dict[str, Any]]:
     run = RunDir(cfg.storage.run_dir)
     with RunLock(run):
         check_config(run, cfg, force)
+        if redo:
+            print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
         start_ray(cfg)
-        return iterate_method(cfg, run, rows, dropped)
+        return iterate_method(cfg, run, rows, dropped, until)
 
 
 def iterate_method(cfg: Config, run: RunDir, prompts_rows: list[dict[str, str]],
-                   prompts_dropped: dict[str, int]) -> list[dict[str, Any]]:
+                   prompts_dropped: dict[str, int], until: str | None = None
+                   ) -> list[dict[str, Any]]:
     """M_{i+1} = iteration(M_i) for each prompt chunk; one summary record per iteration."""
     iterate = ITERATIONS[cfg.method.name.value]
     past = present = cfg.model.path
     summary = []
     for i in range(cfg.method.iterations):
         started = time.time()
-        stages = IterationStages(cfg, run, i)
-        prompts = stages.prompts(iteration_chunk(prompts_rows, i,
-                                                 cfg.data.prompts_per_iteration))
-        present = iterate(stages, prompts, present=present, past=past)
+        stages = IterationStages(cfg, run, i, until)
+        try:
+            prompts = stages.prompts(iteration_chunk(prompts_rows, i,
+                                                     cfg.data.prompts_per_iteration))
+            present = iterate(stages, prompts, present=present, past=past)
+        except StopAfterStage as stop:
+            print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
+            print(f"stopped after {stop} (--until)", flush=True)
+            return summary
         print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
         summary.append({"iteration": i, "model": present, "stages": stages.records,
                         "seconds": round(time.time() - started, 1)})
         run.write_text("summary.json", json.dumps(
             {"method": cfg.method.name.value, "prompts_dropped": prompts_dropped,
              "iterations": summary}, indent=2, default=str))
+    if until:
+        print(f"warning: --until {until}: this run has no such stage; it ran to the end",
+              flush=True)
     if any(prompts_dropped.values()):
         print(f"prompts dropped before the run: {prompts_dropped}", flush=True)
     print(f"final model: {present}", flush=True)

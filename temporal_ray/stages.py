@@ -31,18 +31,25 @@ class JudgeFailureError(RuntimeError):
     """Too few candidates got a valid score from the judge."""
 
 
+class StopAfterStage(Exception):  # noqa: N818 (control flow, not an error)
+    """Raised once the stage named by `until` has finished (`temporal-ray run --until`)."""
+
+
 class IterationStages:
-    def __init__(self, cfg: Config, run: RunDir, iteration: int):
+    def __init__(self, cfg: Config, run: RunDir, iteration: int, until: str | None = None):
         self.cfg = cfg
         self.run = run
         self.iteration = iteration
+        self.until = until
         self.records: list[dict[str, Any]] = []
 
     def _stage(self, name: str, produce: Callable[[str], dict[str, Any]],
                **manifest: Any) -> str:
-        result = self.run.run_stage(f"iter_{self.iteration}/{name}", produce,
-                                    config_hash=self.cfg.hash(), **manifest)
+        stage = f"iter_{self.iteration}/{name}"
+        result = self.run.run_stage(stage, produce, config_hash=self.cfg.hash(), **manifest)
         self.records.append({**result.manifest, "reused": result.reused})
+        if stage == self.until:
+            raise StopAfterStage(stage)
         return result.path
 
     def prompts(self, rows: list[dict[str, str]]) -> str:

@@ -49,6 +49,10 @@ class StageResult:
     """True when the stage had finished in an earlier attempt and was not run again."""
 
 
+class UnknownStageError(ValueError):
+    """A stage named on the command line that this run directory has not finished."""
+
+
 class RunDir:
     """One run's directory, holding stage outputs under `iter_<i>/<stage>`."""
 
@@ -91,6 +95,31 @@ class RunDir:
         if text is None:
             return None
         return StageResult(self.uri_of(self.path(stage)), json.loads(text))
+
+    def finished_stages(self) -> dict[str, float]:
+        """Every finished stage under iter_<i>/ and when it finished, oldest first."""
+        found = {}
+        for info in self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True,
+                                                            allow_not_found=True)):
+            relative = info.path[len(self.root) + 1:]
+            parts = relative.split("/")
+            if (len(parts) == 3 and parts[0].startswith("iter_") and parts[2] == MANIFEST
+                    and ".tmp-" not in parts[1]):
+                stage = "/".join(parts[:2])
+                found[stage] = json.loads(self.read_text(relative))["finished_at"]
+        return dict(sorted(found.items(), key=lambda item: item[1]))
+
+    def discard_from(self, stage: str) -> list[str]:
+        """Delete `stage` and every stage that finished after it (they may have read it), so
+        the next run redoes them. Returns what was deleted."""
+        finished = self.finished_stages()
+        if stage not in finished:
+            raise UnknownStageError(f"cannot redo {stage}: it has not finished in {self.uri} "
+                             f"(finished: {', '.join(finished) or 'none'})")
+        doomed = [s for s, at in finished.items() if at >= finished[stage]]
+        for name in reversed(doomed):
+            self.fs.delete_dir(self.path(name))
+        return doomed
 
     def run_stage(self, stage: str, produce: Callable[[str], dict[str, Any]],
                   **manifest: Any) -> StageResult:

@@ -4,7 +4,6 @@ Ray Train workers with DeepSpeed ZeRO-3 over gloo. Nothing is mocked."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -90,12 +89,18 @@ def test_temporal_iteration_and_resume(tiny_model, ray_cluster, tmp_path):
     assert_trained_checkpoint(run_dir / "iter_0" / "model_future", tiny_model)
     assert_trained_checkpoint(run_dir / "iter_0" / "model", tiny_model)
 
-    # Delete one finished stage: the rerun redoes it and reuses every other stage.
-    shutil.rmtree(run_dir / "iter_0" / "candidates_future")
-    (summary,) = run_experiment(cfg)
-    redone = [r["stage"] for r in summary["stages"] if not r["reused"]]
-    assert redone == ["iter_0/candidates_future"]
-    assert len(read_rows(str(run_dir / "iter_0/candidates_future/data"))) == per_role
+    # Replay one stage: --redo deletes it and every stage that finished after it (they read
+    # it), --until stops once the named stage is done; everything before is reused.
+    before = {p.parent.name: json.loads(p.read_text())["finished_at"]
+              for p in (run_dir / "iter_0").glob("*/manifest.json")}
+    assert run_experiment(cfg, redo="iter_0/scores_future",
+                          until="iter_0/pairs_future_guided") == []
+    after = {p.parent.name: json.loads(p.read_text())["finished_at"]
+             for p in (run_dir / "iter_0").glob("*/manifest.json")}
+    assert set(after) == set(before) - {"model"}
+    redone = {stage for stage in after if after[stage] != before[stage]}
+    assert redone == {"scores_future", "pairs_future_guided"}
+    assert len(read_rows(str(run_dir / "iter_0/scores_future/data"))) == per_role
 
 
 def test_self_rewarding_iteration(tiny_model, ray_cluster, tmp_path):

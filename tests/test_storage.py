@@ -113,3 +113,17 @@ def test_lock_with_a_stale_heartbeat_is_taken_over(tmp_path):
         {"host": "another-node", "pid": 1, "token": "x", "beat": time.time() - 600}))
     with RunLock(RunDir(str(tmp_path)), stale_after=120):
         pass
+
+
+def test_discard_from_deletes_a_stage_and_everything_after_it(tmp_path):
+    from temporal_ray.storage import UnknownStageError
+
+    run = RunDir(str(tmp_path))
+    for stage in ("iter_0/a", "iter_0/b", "iter_0/c", "iter_1/a"):
+        run.run_stage(stage, lambda tmp: {})
+    run.run_stage("iter_1/b.tmp-dead", lambda tmp: {})  # a leftover is not a stage
+    assert list(run.finished_stages()) == ["iter_0/a", "iter_0/b", "iter_0/c", "iter_1/a"]
+    assert run.discard_from("iter_0/b") == ["iter_0/b", "iter_0/c", "iter_1/a"]
+    assert list(run.finished_stages()) == ["iter_0/a"]
+    with pytest.raises(UnknownStageError, match=r"cannot redo iter_0/b(.|\n)*finished: iter_0/a"):
+        run.discard_from("iter_0/b")
