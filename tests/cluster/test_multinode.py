@@ -30,7 +30,7 @@ GENERATION_NODE, TRAINING_NODE = "generation_node", "training_node"
 RAY_ENV = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster():
     """Head (1 CPU, dashboard for the state API), 2 generation nodes, 1 training node."""
     import ray
@@ -83,32 +83,9 @@ def candidates(path) -> dict[tuple[str, int], str]:
     return {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
 
 
-def test_stages_land_on_their_node_types(cluster, tiny_model, tmp_path):
-    kinds = node_types()
-    prompts = write_prompts(tmp_path, 8)
-    engine = EngineConfig(actors=2, batch_size=4, resources={GENERATION_NODE: 1})
-    generate_candidates(prompts, tiny_model, "present", GenerationConfig(samples=2,
-                        max_new_tokens=8), engine, str(tmp_path / "candidates"))
-    assert len(candidates(tmp_path / "candidates")) == 16
-
-    pairs = [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
-              "rejected": "I like trains."} for i in range(4)]
-    write_rows(pairs, str(tmp_path / "pairs.parquet"))
-    dpo = DPOConfig(lr=1e-3, warmup_ratio=0.0, batch_size=4, micro_batch_size=1, max_length=64,
-                    checkpoint_every=0, resources_per_worker={TRAINING_NODE: 1})
-    metrics = train_dpo(str(tmp_path / "pairs.parquet"), tiny_model, str(tmp_path / "model"),
-                        dpo, storage_path=str(tmp_path / "ray_train"), name="placement")
-    assert metrics["optimizer_steps"] == 1
-
-    engines, workers = actors_of("HFEngine"), actors_of("RayTrainWorker")
-    assert len(engines) >= 2 and len(workers) >= 2
-    assert {kinds[a.node_id] for a in engines} == {GENERATION_NODE}
-    assert {kinds[a.node_id] for a in workers} == {TRAINING_NODE}
-
-
 @pytest.mark.chaos
-def test_removed_generation_node_loses_and_duplicates_nothing(cluster, tiny_model, tmp_path,
-                                                             chaos_record):
+def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path, chaos_record):
+    kinds = node_types()
     prompts = write_prompts(tmp_path, 24)
     generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
     engine = EngineConfig(actors=2, batch_size=4, resources={GENERATION_NODE: 1})
@@ -117,8 +94,24 @@ def test_removed_generation_node_loses_and_duplicates_nothing(cluster, tiny_mode
         generate_candidates(prompts, tiny_model, "present", generation, engine,
                             str(tmp_path / out))
 
+    # Placement: engines on generation nodes, trainer workers on the training node, none on
+    # the head.
     generate("clean")
-    seen = {a.actor_id for a in actors_of("HFEngine")}
+    pairs = [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
+              "rejected": "I like trains."} for i in range(4)]
+    write_rows(pairs, str(tmp_path / "pairs.parquet"))
+    dpo = DPOConfig(lr=1e-3, warmup_ratio=0.0, batch_size=4, micro_batch_size=1, max_length=64,
+                    checkpoint_every=0, resources_per_worker={TRAINING_NODE: 1})
+    metrics = train_dpo(str(tmp_path / "pairs.parquet"), tiny_model, str(tmp_path / "model"),
+                        dpo, storage_path=str(tmp_path / "ray_train"), name="placement")
+    assert metrics["optimizer_steps"] == 1
+    engines, workers = actors_of("HFEngine"), actors_of("RayTrainWorker")
+    assert len(engines) >= 2 and len(workers) >= 2
+    assert {kinds[a.node_id] for a in engines} == {GENERATION_NODE}
+    assert {kinds[a.node_id] for a in workers} == {TRAINING_NODE}
+
+    # Fault: the node of a busy engine actor is removed mid-stage.
+    seen = {a.actor_id for a in engines}
     removed: list[float] = []
     stop = threading.Event()
 

@@ -1,6 +1,7 @@
-"""Each DPO loss variant trains on two real Ray Train workers with DeepSpeed ZeRO-3; one of them
-with a resident reference model (a frozen second DeepSpeed engine) instead of precomputed
-reference log-probs."""
+"""A DPO loss variant trains on two real Ray Train workers with DeepSpeed ZeRO-3, with a
+resident reference model (a frozen second DeepSpeed engine) instead of precomputed reference
+log-probs. (sigmoid trains in tests/test_run.py, IPO in tests/training/test_lora.py; every
+variant's arithmetic matches TRL in tests/dpo/test_trl_parity.py.)"""
 
 import math
 
@@ -16,8 +17,7 @@ PAIRS = [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
           "rejected": "I like trains and the sea."} for i in range(8)]
 
 
-@pytest.mark.parametrize(("loss", "reference"), [("ipo", "precomputed"),
-                                               ("sigmoid_norm", "resident")])
+@pytest.mark.parametrize(("loss", "reference"), [("sigmoid_norm", "resident")])
 def test_loss_variants_train_on_the_workers(tiny_model, ray_cluster, tmp_path, loss, reference):
     write_rows(PAIRS, str(tmp_path / "pairs.parquet"))
     dpo = DPOConfig(loss=loss, reference=reference, lr=1e-3, min_lr=1e-4, warmup_ratio=0.0,

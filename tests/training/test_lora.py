@@ -1,13 +1,13 @@
-"""LoRA + DeepSpeed ZeRO-3 on two real Ray Train workers (gloo): DPO trains only the adapters,
-with gradient checkpointing on and the reference being the same model with its adapter off; the
-adapter it saves loads with peft, and the merged export loads with AutoModelForCausalLM and
-computes what base + adapter computes. A worker fails once mid-run: the group restarts from an
-adapter-only checkpoint (the frozen base reloads from the start model)."""
+"""LoRA + DeepSpeed ZeRO-3 on two real Ray Train workers (gloo): DPO (the IPO loss) trains only
+the adapters, with gradient checkpointing on and the reference being the same model with its
+adapter off; the adapter it saves loads with peft, and the merged export loads with
+AutoModelForCausalLM and computes what base + adapter computes. A worker fails once mid-run:
+the group restarts from an adapter-only checkpoint (the frozen base reloads from the start
+model)."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -29,9 +29,10 @@ def test_lora_dpo_on_zero3_saves_adapter_and_merged_model(tiny_model, ray_cluste
     from transformers import AutoModelForCausalLM
 
     write_rows(PAIRS, str(tmp_path / "pairs.parquet"))
-    dpo = DPOConfig(lr=1e-2, min_lr=1e-3, warmup_ratio=0.0, batch_size=8, micro_batch_size=2,
-                    epochs=2, max_length=64, checkpoint_every=1, max_failures=1, zero_stage=3,
-                    gradient_checkpointing=True, reference="resident",
+    dpo = DPOConfig(loss="ipo", lr=1e-2, min_lr=1e-3, warmup_ratio=0.0, batch_size=8,
+                    micro_batch_size=2, epochs=2, max_length=64, checkpoint_every=1,
+                    max_failures=1, zero_stage=3, gradient_checkpointing=True,
+                    reference="resident",
                     lora=LoraConfig(enabled=True, rank=4, alpha=8, dropout=0.0))
     out = tmp_path / "out"
     metrics = train_dpo(str(tmp_path / "pairs.parquet"), tiny_model, str(out), dpo,
@@ -39,8 +40,9 @@ def test_lora_dpo_on_zero3_saves_adapter_and_merged_model(tiny_model, ray_cluste
                         fail_once_at_step=1)
     assert (out / ".fault_injected").exists()
 
-    # The adapter starts at zero, so the adapter-off reference equals the policy: loss log 2.
-    assert metrics["loss_before"] == pytest.approx(math.log(2), abs=1e-5)
+    # The adapter starts at zero, so the adapter-off reference equals the policy: every
+    # log-ratio is 0 and the IPO loss is (1 / (2 beta))^2.
+    assert metrics["loss_before"] == pytest.approx((1 / (2 * dpo.beta)) ** 2, abs=1e-4)
     assert [h["step"] for h in metrics["history"]] == [1, 2]
     assert metrics["loss_after"] < metrics["loss_before"]
 
