@@ -128,17 +128,27 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         dist.all_reduce(tensor)
         return dict(zip(values, (tensor / world).tolist()))
 
+    def summarise(outputs: list) -> dict[str, float]:
+        """Loss, reward margin and accuracy over this rank's micro-batches, averaged over ranks."""
+        return mean_over_ranks({
+            "loss": _mean([out.loss.item() for out in outputs]),
+            "reward_margin": _mean([out.margins.mean().item() for out in outputs]),
+            "reward_accuracy": _mean([(out.margins > 0).float().mean().item()
+                                      for out in outputs])})
+
     def evaluate() -> dict[str, float]:
         engine.eval()
-        losses, margins, accuracies = [], [], []
         with torch.no_grad():
-            for number, indices in enumerate(micro_batches):
-                out, _, _ = loss_of(indices, number)
-                losses.append(out.loss.item())
-                margins.append(out.margins.mean().item())
-                accuracies.append((out.margins > 0).float().mean().item())
-        return mean_over_ranks({"loss": _mean(losses), "reward_margin": _mean(margins),
-                                "reward_accuracy": _mean(accuracies)})
+            return summarise([loss_of(indices, number)[0]
+                              for number, indices in enumerate(micro_batches)])
+
+    def at_reference() -> dict[str, float]:
+        """What `evaluate` gives while the policy still equals the reference: every
+        log-ratio 0 (token counts then cancel, so ones stand in for them)."""
+        return summarise([
+            dpo_loss(chosen, rejected, chosen, rejected, cfg.beta, cfg.loss,
+                     cfg.label_smoothing, torch.ones_like(chosen), torch.ones_like(chosen))
+            for chosen, rejected in reference.values()])
 
     # A restarted run takes its weights, place in the data and reference log-probs from its
     # checkpoint.
@@ -152,8 +162,10 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                 for number, indices in enumerate(micro_batches):
                     reference[number] = tuple(
                         t.detach() for t in forward_logps(engine, indices)[:2])
-        # history[0]: the loss before any update, policy == reference (log 2 for sigmoid).
-        state.history.append({"step": 0, **evaluate()})
+        # history[0]: the loss before any update. The policy is the reference then, so with
+        # precomputed reference log-probs it follows from them without another forward pass.
+        before = evaluate() if cfg.reference == "resident" else at_reference()
+        state.history.append({"step": 0, **before})
     else:
         state, reference = restored[0], restored[1]
         if rank == 0:
