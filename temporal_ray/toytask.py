@@ -34,20 +34,20 @@ FILLER = frozenset(
     "sorted sure the think to what word".split())
 
 _WORD_TEXT = """
-apple bread chair table water house river stone light green plant cloud smile dream horse
-tiger zebra mouse sheep goat lion bear wolf fox duck frog fish bird crab snake whale shark
-eagle owl camel panda koala cable candle paper pencil book desk lamp clock phone radio piano
-guitar drum flute song dance music movie story poem train plane boat ship truck bike road
-bridge tower castle city town farm field forest beach ocean lake island hill valley desert
-snow rain storm wind sun moon star planet earth fire metal gold silver iron glass wood sand
-salt sugar honey milk cheese butter egg rice bean corn soup cake pie cookie candy lemon orange
-grape peach melon cherry berry tomato potato onion carrot pepper garden flower tree leaf root
-seed grass rose lily tulip red blue yellow purple brown black white pink gray dark happy sad
-angry calm brave quick slow tall short small big warm cold hot soft hard loud quiet clean
-dirty rich poor young old new fast jump run walk swim sing read write draw cook sleep laugh
-cry open close push pull carry throw catch kick climb friend family mother father sister
-brother baby child king queen doctor farmer pilot singer teacher window door floor wall roof
-shirt shoe hat coat dress ring bag box cup plate spoon fork knife bottle basket pillow blanket
+apple bread chair table water house river stone light green plant cloud smile dream horse tiger
+zebra mouse sheep goat lion bear wolf fox duck frog fish bird crab snake whale shark eagle owl
+camel panda koala cable candle paper pencil book desk lamp clock phone radio piano guitar drum
+flute song dance music movie story poem train plane boat ship truck bike road bridge tower castle
+city town farm field forest beach ocean lake island hill valley desert snow rain storm wind sun
+moon star planet earth fire metal gold silver iron glass wood sand salt sugar honey milk cheese
+butter egg rice bean corn soup cake pie cookie candy lemon orange grape peach melon cherry berry
+tomato potato onion carrot pepper garden flower tree leaf root seed grass rose lily tulip red blue
+yellow purple brown black white pink gray dark happy sad angry calm brave quick slow tall short
+small big warm cold hot soft hard loud quiet clean dirty rich poor young old new fast jump run walk
+swim sing read write draw cook sleep laugh cry open close push pull carry throw catch kick climb
+friend family mother father sister brother baby child king queen doctor farmer pilot singer teacher
+window door floor wall roof shirt shoe hat coat dress ring bag box cup plate spoon fork knife
+bottle basket pillow blanket
 """
 WORDS: tuple[str, ...] = tuple(dict.fromkeys(
     w for w in _WORD_TEXT.split() if w != w[::-1] and w not in FILLER))
@@ -67,15 +67,15 @@ class Quality(enum.IntEnum):
     """Ground-truth quality levels, tied to the judge rubric by `RUBRIC_SCORE`."""
 
     OFF_TOPIC = 0        # anything else, empty included
-    WRONG_ON_TOPIC = 1   # an answer of the right kind that is wrong, or a hedge between several
+    # Wrong but of the right kind: for a number question any number; for a word question a bare
+    # word, or a near-variant of the answer (anagram, one letter changed); or a hedge.
+    WRONG_ON_TOPIC = 1
     CORRECT_VERBOSE = 2  # the answer as a whole token, plus extra text
     CORRECT_CLEAN = 3    # exactly the answer (case, surrounding space, trailing . ! ? ignored)
 
 
-RUBRIC_SCORE: dict[Quality, int] = {
-    Quality.CORRECT_CLEAN: 5, Quality.CORRECT_VERBOSE: 4,
-    Quality.WRONG_ON_TOPIC: 2, Quality.OFF_TOPIC: 0,
-}
+RUBRIC_SCORE: dict[Quality, int] = {Quality.CORRECT_CLEAN: 5, Quality.CORRECT_VERBOSE: 4,
+                                    Quality.WRONG_ON_TOPIC: 2, Quality.OFF_TOPIC: 0}
 # One clause per quality: the EFT judgement the judge learns to write.
 JUSTIFICATION: dict[Quality, str] = {
     Quality.CORRECT_CLEAN: "The response gives the correct answer directly and nothing else.",
@@ -172,7 +172,8 @@ def grade(task_or_answer: Task | str, response: str) -> Quality:
         answer, prompt_tokens = task_or_answer, set()
     answer = answer.strip().lower()
     number = answer.isdigit()
-    if response.strip().lower().rstrip(".!? \t\n") == answer:
+    bare = response.strip().lower().rstrip(".!? \t\n")
+    if bare == answer:
         return Quality.CORRECT_CLEAN
     tokens = _tokens(response)
 
@@ -183,10 +184,8 @@ def grade(task_or_answer: Task | str, response: str) -> Quality:
         hedged = any(t != answer and t not in FILLER and t not in prompt_tokens and rival(t)
                      for t in tokens)
         return Quality.WRONG_ON_TOPIC if hedged else Quality.CORRECT_VERBOSE
-    content = [t for t in tokens if t not in FILLER]
-    if any(rival(t) for t in content) or (
-            not number and len(content) == 1 and content[0].isalpha()):
-        return Quality.WRONG_ON_TOPIC
+    if any(rival(t) for t in tokens if t not in FILLER) or (not number and bare.isalpha()):
+        return Quality.WRONG_ON_TOPIC  # a rival answer, or a bare word for a word question
     return Quality.OFF_TOPIC
 
 
@@ -255,23 +254,26 @@ def ift_rows(tasks: Sequence[Task], seed: int, wrong_share: float = 0.3) -> list
     return rows
 
 
-def judge_prompt(task_prompt: str, candidate: str) -> str:
-    """The text of the judge's user turn for one candidate: the SFT prompt of an EFT row."""
-    return judge_messages(ADDITIVE_5_POINT_RUBRIC, task_prompt, candidate)[0]["content"]
+def judge_prompt(task_prompt: str, candidate: str, template: str = ADDITIVE_5_POINT_RUBRIC) -> str:
+    """The text of the judge's user turn for one candidate: the SFT prompt of an EFT row.
+    `template` must be the one the run's judge uses (judge.prompt_template)."""
+    return judge_messages(template, task_prompt, candidate)[0]["content"]
 
 
 def eft_response(quality: Quality) -> str:
     return f"{JUSTIFICATION[quality]} Score: {RUBRIC_SCORE[quality]}"
 
 
-def eft_rows(tasks: Sequence[Task], seed: int) -> list[dict[str, str]]:
+def eft_rows(tasks: Sequence[Task], seed: int,
+             template: str = ADDITIVE_5_POINT_RUBRIC) -> list[dict[str, str]]:
     """Evaluation data: one candidate per task, the qualities in balanced shares (each level
     n/4, +-1) assigned at random so that quality and family are independent."""
     rng = random.Random(seed)
     levels = list(Quality)
     qualities = (levels * math.ceil(len(tasks) / len(levels)))[: len(tasks)]
     rng.shuffle(qualities)
-    return [{"prompt": judge_prompt(t.prompt, corrupt(t, rng, q)), "response": eft_response(q)}
+    return [{"prompt": judge_prompt(t.prompt, corrupt(t, rng, q), template),
+             "response": eft_response(q)}
             for t, q in zip(tasks, qualities)]
 
 
@@ -309,28 +311,32 @@ def write_jsonl(rows: Sequence[dict], path: str | Path) -> Path:
 
 
 def split_tasks(tasks: Sequence[Task], sizes: Sequence[int]) -> list[list[Task]]:
-    """Deal tasks to splits of the given sizes by smooth weighted round-robin, so every split
-    gets about the same family mix even when the tail of `tasks` holds only some families."""
+    """Split tasks into parts of the given sizes, each with the same family mix (to +-2 tasks
+    per family) and in the original order: smooth weighted round-robin over the tasks grouped
+    by family (each family block is dealt in proportion), then each part sorted back."""
     if sum(sizes) != len(tasks):
         raise ValueError(f"split sizes {list(sizes)} do not add up to {len(tasks)} tasks")
-    splits: list[list[Task]] = [[] for _ in sizes]
+    rank = {f: k for k, f in enumerate(dict.fromkeys(t.family for t in tasks))}
+    parts: list[list[int]] = [[] for _ in sizes]
     credit = [0] * len(sizes)
-    for task in tasks:
+    for i in sorted(range(len(tasks)), key=lambda i: rank[tasks[i].family]):
         credit = [c + s for c, s in zip(credit, sizes)]
         k = max(range(len(sizes)), key=lambda j: (credit[j], -j))
         credit[k] -= len(tasks)
-        splits[k].append(task)
-    return splits
+        parts[k].append(i)
+    return [[tasks[i] for i in sorted(part)] for part in parts]
 
 
 def build_toy_data(out_dir: str | Path, seed: int, n_ift: int, n_eft: int, n_prompts: int,
-                   n_heldout: int) -> dict[str, str]:
+                   n_heldout: int, judge_template: str = ADDITIVE_5_POINT_RUBRIC
+                   ) -> dict[str, str]:
     """Write ift/eft/prompts/heldout.jsonl to `out_dir`, their task prompts pairwise disjoint;
     return {name: path}."""
     sizes = {"ift": n_ift, "eft": n_eft, "prompts": n_prompts, "heldout": n_heldout}
     tasks = make_tasks(sum(sizes.values()), seed)
     split = dict(zip(sizes, split_tasks(tasks, list(sizes.values()))))
     out = Path(out_dir)
-    rows = {"ift": ift_rows(split["ift"], seed + 1), "eft": eft_rows(split["eft"], seed + 2),
+    rows = {"ift": ift_rows(split["ift"], seed + 1),
+            "eft": eft_rows(split["eft"], seed + 2, judge_template),
             "prompts": prompt_rows(split["prompts"]), "heldout": heldout_rows(split["heldout"])}
     return {name: str(write_jsonl(r, out / f"{name}.jsonl")) for name, r in rows.items()}
