@@ -13,11 +13,11 @@ batch (pairs per optimizer step).
   that TRL tokenises the same pairs to the same total.
 - Ours: `temporal_ray.dpo.trainer.train_dpo` with 2 workers (one CPU core each), ZeRO-3,
   `batch_size` B, `micro_batch_size` M (default B / 2: no gradient accumulation, as on TRL's
-  side; 8 and 4). Time = `reference_seconds` + `train_seconds` from the
-  metrics the worker writes: the one-off reference log-prob pass (and the first evaluation pass
-  that comes with it) plus the training loop. TRL computes reference log-probs inside its loop,
-  so the reference pass is counted. Train-only throughput is printed too. Ray Train start-up,
-  model loading, the DeepSpeed set-up and the final export are outside both figures.
+  side; 8 and 4). Time = `reference_seconds` + `train_seconds` from the metrics the worker
+  writes: the one-off reference log-prob pass plus the training loop. TRL computes reference
+  log-probs inside its loop, so the reference pass is counted. Train-only throughput is
+  printed too. Ray Train start-up, model loading, the DeepSpeed set-up and the final export
+  are outside both figures.
 - TRL: `trl.DPOTrainer` in this process with 2 torch threads (our 2 workers use one core each)
   and again with 1 thread; the faster is the baseline. A separate `ref_model`; the pairs as
   plain prompt (chat template applied) / chosen / rejected text; per-device batch B with no
@@ -231,8 +231,9 @@ def main() -> None:
     print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f}, "
           f"highest seen {busiest:.1f}")
     if busiest > (os.cpu_count() or 1) + 3:  # our own workers and Ray make about 3
-        print("WARNING: other processes competed for the CPUs during this run; the figures "
-              "are unreliable (two-thread TRL suffers most). Rerun on a quiet machine.")
+        print(f"WARNING: the load average reached {busiest:.1f} on {os.cpu_count()} CPUs, more "
+              "than this run's own workers and Ray processes make: other processes probably "
+              "competed for the CPUs and the figures are unreliable. Rerun on a quiet machine.")
     print(f"token counts identical on both sides: {same_tokens}")
     print(f"{'side':<34} {'tokens':>8} {'seconds':>9} {'tokens/s':>10}")
     rows = [(f"TRL DPOTrainer ({trl_best['threads']} thread(s))", trl_best["seconds"]),

@@ -204,8 +204,9 @@ def main() -> None:
     print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f}, "
           f"highest seen {busiest:.1f}")
     if busiest > (os.cpu_count() or 1) + 3:  # our own actors and Ray make about 3
-        print("WARNING: other processes competed for the CPUs during this run; the figures "
-              "are unreliable. Rerun on a quiet machine.")
+        print(f"WARNING: the load average reached {busiest:.1f} on {os.cpu_count()} CPUs, more "
+              "than this run's own actors and Ray processes make: other processes probably "
+              "competed for the CPUs and the figures are unreliable. Rerun on a quiet machine.")
     print(f"generated token counts identical on every path: {same_tokens}")
     if FOOTER_ACTORS in os.environ:
         print(f"{FOOTER_ACTORS}={os.environ[FOOTER_ACTORS]} (Ray Data's default: 32)")
