@@ -62,15 +62,18 @@ def check_config(run: RunDir, cfg: Config, force: bool,
     run.write_text("config.yaml", yaml.safe_dump(current, sort_keys=False))
 
 
-def absolute_paths(cfg: Config) -> Config:
-    """Local paths made absolute: Ray workers do not run in the driver's directory."""
-    def fix(path: str) -> str:
-        return path if "://" in path else os.path.abspath(path)
+def absolute(path: str) -> str:
+    """A local path made absolute (Ray workers do not run in the driver's directory); URIs
+    stay as they are."""
+    return path if "://" in path else os.path.abspath(path)
 
+
+def absolute_paths(cfg: Config) -> Config:
+    """The config's local paths made absolute."""
     return cfg.model_copy(update={
-        "model": cfg.model.model_copy(update={"path": fix(cfg.model.path)}),
-        "data": cfg.data.model_copy(update={"prompts": fix(cfg.data.prompts)}),
-        "storage": cfg.storage.model_copy(update={"run_dir": fix(cfg.storage.run_dir)}),
+        "model": cfg.model.model_copy(update={"path": absolute(cfg.model.path)}),
+        "data": cfg.data.model_copy(update={"prompts": absolute(cfg.data.prompts)}),
+        "storage": cfg.storage.model_copy(update={"run_dir": absolute(cfg.storage.run_dir)}),
     })
 
 

@@ -9,7 +9,6 @@ of the loop, so a rerun of the same command skips what is finished and a crash l
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from temporal_ray.config import Config, ConfigError
@@ -22,13 +21,13 @@ from temporal_ray.storage import RunDir, RunLock, write_rows
 
 def run_sft(cfg: Config, force: bool = False) -> str:
     """Run (or resume) SFT; returns the URI of the trained model directory."""
-    from temporal_ray.run import check_config, start_ray
+    from temporal_ray.run import absolute, check_config, start_ray
 
     sft = cfg.sft
     if not sft.base_model:
         raise ConfigError("sft.base_model is not set: the model to fine-tune into M0")
-    base, output = _absolute(sft.base_model), _absolute(sft.output)
-    rows = load_sft_rows([_absolute(p) for p in sft.data])  # bad lines stop us before Ray starts
+    base, output = absolute(sft.base_model), absolute(sft.output)
+    rows = load_sft_rows([absolute(p) for p in sft.data])  # bad lines stop us before Ray starts
     check_model(base)
     check_fits(cfg, "sft")
     run = RunDir(output)
@@ -59,7 +58,3 @@ def run_sft(cfg: Config, force: bool = False) -> str:
         print(f"M0: {model.path}  (set model.path to it)", flush=True)
         return model.path
 
-
-def _absolute(path: str) -> str:
-    # Ray workers do not run in the driver's directory.
-    return path if "://" in path else os.path.abspath(path)
