@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine with Python and pip:
-#   make run    builds a venv, a tiny model, and runs the embedded default experiment
+#   make run    builds a venv and runs the embedded default: the paper in miniature (CPU)
 #   make test   builds the venv and runs the test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TINY   := runs/tiny-model
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast chaos lint bench clean
+.PHONY: install run smoke test test-fast chaos lint bench clean
 
 install: $(STAMP)
 
@@ -30,7 +30,12 @@ $(STAMP): pyproject.toml
 $(TINY): | $(STAMP)
 	$(BIN)/temporal-ray tiny-model $(TINY)
 
-run: $(STAMP) $(TINY)
+# A tiny model made on the spot, synthetic tasks, SFT to M0, both methods, report + plots.
+run: $(STAMP)
+	$(BIN)/temporal-ray miniature configs/miniature.yaml $(ARGS)
+
+# The loop alone in a minute or two: a random tiny model and a rule judge (no SFT, no report).
+smoke: $(STAMP) $(TINY)
 	$(BIN)/temporal-ray run configs/tiny.yaml $(ARGS)
 
 test: $(STAMP)

@@ -2,6 +2,7 @@
 
     temporal-ray run CONFIG [section.field=value ...] [--force] [--until STAGE] [--redo STAGE]
     temporal-ray sft CONFIG [overrides ...] [--force]     M0 = SFT(sft.base_model, sft.data)
+    temporal-ray miniature CONFIG [overrides ...] [--force]   the paper in miniature (make run)
     temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
@@ -34,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     sft.add_argument("overrides", nargs="*")
     sft.add_argument("--force", action="store_true",
                      help="resume even though the sft config differs from the run directory's")
+    mini = commands.add_parser("miniature", help="the paper in miniature: tiny model, "
+                                                 "synthetic tasks, both methods, a report")
+    mini.add_argument("config")
+    mini.add_argument("overrides", nargs="*")
+    mini.add_argument("--force", action="store_true",
+                      help="resume even though the config differs from the run directory's")
     plan = commands.add_parser("plan", help="per-GPU memory of a training stage; exit 3 if "
                                             "it does not fit")
     plan.add_argument("config")
@@ -76,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "sft":
                 run_sft(cfg, force=args.force)
+            elif args.command == "miniature":
+                from temporal_ray.miniature import run_miniature
+
+                run_miniature(cfg, force=args.force)
             else:
                 run_experiment(cfg, force=args.force, until=args.until, redo=args.redo)
         except (ConfigChangedError, NoPairsError, JudgeFailureError, ModelCheckError,

@@ -50,3 +50,9 @@ ITERATIONS: dict[str, Callable[[IterationStages, str, str, str], str]] = {
     "temporal": temporal_iteration,
     "self_rewarding": self_rewarding_iteration,
 }
+
+# The pair stage whose pairs train M_{i+1}: what the collapse measurements look at.
+UPDATE_PAIRS: dict[str, str] = {
+    "temporal": "pairs_future_guided",
+    "self_rewarding": "pairs",
+}

@@ -231,10 +231,17 @@ def _delete(fs: pafs.FileSystem, info: pafs.FileInfo) -> None:
 
 def read_rows(path: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
     """All rows of a directory of Parquet files (a stage's data/), as dicts."""
+    import pyarrow as pa
     import pyarrow.dataset as pads
 
     fs, local = resolve(path)
     dataset = pads.dataset(local, filesystem=fs, format="parquet")
+    schemas = {fragment.physical_schema for fragment in dataset.get_fragments()}
+    if len(schemas) > 1:
+        # A file whose column was all null has type null there (a judge stage where no
+        # candidate of a block got a score): read every file with the unified schema.
+        schema = pa.unify_schemas(list(schemas), promote_options="permissive")
+        dataset = pads.dataset(local, filesystem=fs, format="parquet", schema=schema)
     return dataset.to_table(columns=columns).to_pylist()
 
 

@@ -10,6 +10,7 @@ treats it exactly like a real checkpoint.
 from __future__ import annotations
 
 import json
+import random
 from importlib import resources
 from pathlib import Path
 
@@ -31,13 +32,34 @@ def bundled_text() -> list[str]:
     return [line for line in lines if line.strip()]
 
 
+def tokenizer_text() -> list[str]:
+    """The tokenizer's training text: the bundled lines plus text of the synthetic task domain
+    (`toytask`: prompts, judge justifications, responses to number questions), so that the
+    miniature experiment's prompts take few tokens. No reversed or sorted words: their
+    spellings must not become single tokens."""
+    from temporal_ray import toytask
+
+    rng = random.Random(0)
+    lines = bundled_text()
+    for task in toytask.make_tasks(2000, seed=12345):
+        quality = rng.choice(list(toytask.Quality))
+        lines += [task.prompt, toytask.eft_response(quality)]
+        if task.family in ("add", "count"):
+            lines.append(toytask.corrupt(task, rng, quality))
+    return lines
+
+
 def build_tokenizer(vocab_size: int = 1024):
-    """A byte-level BPE tokenizer with our special tokens and chat template."""
+    """A byte-level BPE tokenizer with our special tokens and chat template. Digits stay single
+    tokens (as in most LLM tokenizers), which keeps arithmetic learnable."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -45,7 +67,7 @@ def build_tokenizer(vocab_size: int = 1024):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(bundled_text(), trainer=trainer)
+    tokenizer.train_from_iterator(tokenizer_text(), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<|begin|>",

@@ -264,17 +264,32 @@ def eft_response(quality: Quality) -> str:
     return f"{JUSTIFICATION[quality]} Score: {RUBRIC_SCORE[quality]}"
 
 
+def _balanced_qualities(n: int, rng: random.Random) -> list[Quality]:
+    """n quality levels in balanced shares (each n/4, +-1), in random order."""
+    levels = list(Quality)
+    qualities = (levels * math.ceil(n / len(levels)))[:n]
+    rng.shuffle(qualities)
+    return qualities
+
+
 def eft_rows(tasks: Sequence[Task], seed: int,
              template: str = ADDITIVE_5_POINT_RUBRIC) -> list[dict[str, str]]:
     """Evaluation data: one candidate per task, the qualities in balanced shares (each level
     n/4, +-1) assigned at random so that quality and family are independent."""
     rng = random.Random(seed)
-    levels = list(Quality)
-    qualities = (levels * math.ceil(len(tasks) / len(levels)))[: len(tasks)]
-    rng.shuffle(qualities)
     return [{"prompt": judge_prompt(t.prompt, corrupt(t, rng, q), template),
              "response": eft_response(q)}
-            for t, q in zip(tasks, qualities)]
+            for t, q in zip(tasks, _balanced_qualities(len(tasks), rng))]
+
+
+def judge_check_rows(tasks: Sequence[Task], seed: int,
+                     prefix: str = "check") -> list[dict[str, object]]:
+    """Candidates of known quality to check a judge against: one per task, qualities balanced
+    as in EFT, each with the rubric score a perfect judge gives (true_score)."""
+    rng = random.Random(seed)
+    return [{"prompt_id": f"{prefix}{i:05d}", "prompt": t.prompt,
+             "response": corrupt(t, rng, q), "true_score": RUBRIC_SCORE[q]}
+            for i, (t, q) in enumerate(zip(tasks, _balanced_qualities(len(tasks), rng)))]
 
 
 def prompt_rows(tasks: Sequence[Task], prefix: str = "toy") -> list[dict[str, str]]:

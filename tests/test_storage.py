@@ -127,3 +127,13 @@ def test_discard_from_deletes_a_stage_and_everything_after_it(tmp_path):
     assert list(run.finished_stages()) == ["iter_0/a"]
     with pytest.raises(UnknownStageError, match=r"cannot redo iter_0/b(.|\n)*finished: iter_0/a"):
         run.discard_from("iter_0/b")
+
+
+def test_read_rows_unifies_a_column_that_is_all_null_in_one_file(tmp_path):
+    """A judge stage where no candidate of one block got a score writes that file's score
+    column as type null; reading the stage must still give every row."""
+    write_rows([{"id": 1, "score": None, "scores": [None]}], str(tmp_path / "a.parquet"))
+    write_rows([{"id": 2, "score": 4.5, "scores": [4.0, 5.0]}], str(tmp_path / "b.parquet"))
+    rows = sorted(read_rows(str(tmp_path)), key=lambda r: r["id"])
+    assert rows == [{"id": 1, "score": None, "scores": [None]},
+                    {"id": 2, "score": 4.5, "scores": [4.0, 5.0]}]

@@ -216,3 +216,16 @@ def test_write_jsonl_replaces_atomically(tmp_path):
     write_jsonl(prompt_rows([ADD, REV]), path)
     assert [json.loads(line)["prompt"] for line in open(path)] == [ADD.prompt, REV.prompt]
     assert [p.name for p in path.parent.iterdir()] == ["rows.jsonl"]
+
+
+def test_judge_check_rows_are_balanced_and_scored_by_the_rubric():
+    from temporal_ray.toytask import judge_check_rows
+
+    tasks = make_tasks(40, seed=3)
+    rows = judge_check_rows(tasks, seed=9)
+    assert rows == judge_check_rows(tasks, seed=9)
+    assert [r["prompt"] for r in rows] == [t.prompt for t in tasks]
+    assert len({r["prompt_id"] for r in rows}) == 40
+    assert Counter(r["true_score"] for r in rows) == {5: 10, 4: 10, 2: 10, 0: 10}
+    for task, row in zip(tasks, rows):
+        assert RUBRIC_SCORE[grade(task, row["response"])] == row["true_score"]

@@ -25,6 +25,7 @@ from temporal_ray.generate.pool import run_engine_pool
 from temporal_ray.generate.requests import derive_seed, sampling_params
 from temporal_ray.judge.parse import average_score, parse_judgement
 from temporal_ray.judge.rubric import judge_messages, load_template
+from temporal_ray.storage import write_rows
 
 CANDIDATE_KEY = ["role", "prompt_id", "sample_index"]
 CANDIDATE_COLUMNS = ["prompt_id", "prompt", "role", "sample_index", "response", "prompt_tokens",
@@ -71,19 +72,23 @@ def judge_requests(candidate: dict[str, Any], template: str, samples: int, tempe
     ]
 
 
-def aggregate_judgements(group: pd.DataFrame, pattern: str, low: float,
-                         high: float) -> pd.DataFrame:
-    """One candidate's J judge outputs -> one scored row."""
-    group = group.sort_values("judge_index")
-    texts = list(group["generated_text"])
-    parsed = [parse_judgement(text, pattern, low, high) for text in texts]
-    first = group.iloc[0]
-    # Only the candidate's own columns: engines may add columns of their own.
-    row = {col: first[col] for col in CANDIDATE_COLUMNS}
-    row.update(score=average_score(parsed), judgements=texts,
-               judge_scores=[j.score for j in parsed],
-               valid_judgements=sum(j.score is not None for j in parsed))
-    return pd.DataFrame([row])
+def aggregate_judgements(outputs: pd.DataFrame, pattern: str, low: float,
+                         high: float) -> list[dict[str, Any]]:
+    """Engine output rows (J per candidate, in any order) -> one scored row per candidate,
+    ordered by CANDIDATE_KEY; a candidate's judgements stay in judge_index order."""
+    outputs = outputs.sort_values([*CANDIDATE_KEY, "judge_index"], kind="stable")
+    scored = []
+    for _, group in outputs.groupby(CANDIDATE_KEY, sort=False):
+        texts = list(group["generated_text"])
+        parsed = [parse_judgement(text, pattern, low, high) for text in texts]
+        first = group.iloc[0]
+        # Only the candidate's own columns: engines may add columns of their own.
+        row = {col: first[col] for col in CANDIDATE_COLUMNS}
+        row.update(score=average_score(parsed), judgements=texts,
+                   judge_scores=[j.score for j in parsed],
+                   valid_judgements=sum(j.score is not None for j in parsed))
+        scored.append(row)
+    return scored
 
 
 def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeConfig,
@@ -93,16 +98,24 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
     candidates = ray.data.read_parquet(candidate_paths)
     if judge.kind == "rule":
         # A rule is cheap and stateless: plain Ray tasks, no actor pool to start.
-        scored = candidates.map_batches(score_with_rule, fn_kwargs={"rule": judge.rule},
-                                        batch_format="pandas")
-    else:
-        requests = candidates.flat_map(judge_requests, fn_kwargs={
-            "template": load_template(judge.prompt_template), "samples": judge.samples,
-            "temperature": judge.temperature, "top_p": judge.top_p,
-            "max_tokens": judge.max_new_tokens, "seed": seed})
-        outputs = run_engine_pool(requests, judge_model, engine)
-        scored = outputs.groupby(CANDIDATE_KEY).map_groups(
-            aggregate_judgements, batch_format="pandas",
-            fn_kwargs={"pattern": judge.score_pattern, "low": judge.min_score,
-                       "high": judge.max_score})
-    scored.write_parquet(out_dir)
+        candidates.map_batches(score_with_rule, fn_kwargs={"rule": judge.rule},
+                               batch_format="pandas").write_parquet(out_dir)
+        return
+    requests = candidates.flat_map(judge_requests, fn_kwargs={
+        "template": load_template(judge.prompt_template), "samples": judge.samples,
+        "temperature": judge.temperature, "top_p": judge.top_p,
+        "max_tokens": judge.max_new_tokens, "seed": seed})
+    outputs = run_engine_pool(requests, judge_model, engine)
+    # A candidate's J judgements come back from different actors: gather them in the driver.
+    # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
+    # shuffle costs more than the judging itself at that size.
+    columns = [*CANDIDATE_COLUMNS, "judge_index", "generated_text"]
+    rows = aggregate_judgements(outputs.select_columns(columns).to_pandas(),
+                                judge.score_pattern, judge.min_score, judge.max_score)
+    write_rows([{k: _plain(v) for k, v in row.items()} for row in rows],
+               f"{out_dir}/scores.parquet")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from pandas as Python values, so Arrow infers the column types."""
+    return value.item() if hasattr(value, "item") else value

@@ -129,6 +129,13 @@ def our_step(model_dirs, batch, loss_type, label_smoothing):
     return out, grads, logps.detach(), ref_logps
 
 
+def fp32_spacing(values) -> float:
+    """The gap between adjacent float32 numbers at the largest |value|: 1.5e-5 from 128 to 256.
+    Summed log-probs of that size cannot agree to 1e-5 when their sums round differently."""
+    largest = torch.as_tensor(values, dtype=torch.float32).abs().max()
+    return (torch.nextafter(largest, torch.tensor(float("inf"))) - largest).item()
+
+
 def max_diff(a, b) -> float:
     return (torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)) \
         .abs().max().item()
@@ -177,7 +184,11 @@ def test_matches_trl(model_dirs, tmp_path, ours, theirs):
         "rewards/margins": abs(out.margins.mean().item() - metrics["rewards/margins"]),
     }
     print(f"\n{ours} vs TRL {theirs}: loss {trl_loss.item():.6f}, max |diff| {diffs}")
-    assert all(value < TOL for value in diffs.values()), diffs
+    # 1e-5 everywhere, except that a sequence log-prob sum may differ by one float32 step of
+    # its own size (TRL sums chunked log-softmax outputs, we sum the full one).
+    tolerance = {"logps": max(TOL, fp32_spacing(trl_logps)),
+                 "ref_logps": max(TOL, fp32_spacing(trl_ref_logps))}
+    assert all(value <= tolerance.get(key, TOL) for key, value in diffs.items()), diffs
 
     # The comparison is not vacuous: nonzero log-ratios and gradients on the head and embedding.
     assert (our_logps - our_ref_logps).abs().min() > 1e-2

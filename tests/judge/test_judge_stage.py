@@ -63,7 +63,7 @@ def test_aggregate_averages_valid_judgements_in_order():
                            "messages": [], "sampling_params": {}, "num_input_tokens": 1,
                            "num_generated_tokens": 1}
                           for i, t in reversed(list(enumerate(texts)))])
-    (row,) = aggregate_judgements(group, PATTERN, 0.0, 5.0).to_dict("records")
+    (row,) = aggregate_judgements(group, PATTERN, 0.0, 5.0)
     assert row["score"] == pytest.approx(3.5)
     assert row["judge_scores"] == [4.0, None, 3.0, None]
     assert row["valid_judgements"] == 2
@@ -75,5 +75,16 @@ def test_aggregate_averages_valid_judgements_in_order():
 
 def test_aggregate_with_no_valid_judgement_gives_no_score():
     group = pd.DataFrame([{**CANDIDATE, "judge_index": 0, "generated_text": "no idea"}])
-    (row,) = aggregate_judgements(group, PATTERN, 0.0, 5.0).to_dict("records")
+    (row,) = aggregate_judgements(group, PATTERN, 0.0, 5.0)
     assert row["score"] is None and row["valid_judgements"] == 0
+
+
+def test_aggregate_groups_many_candidates_in_key_order():
+    rows = [{**CANDIDATE, "prompt_id": pid, "sample_index": k, "judge_index": j,
+             "generated_text": f"Score: {score}"}
+            for pid, k, j, score in [("p2", 0, 1, 5), ("p1", 1, 0, 2), ("p2", 0, 0, 3),
+                                     ("p1", 0, 0, 4), ("p1", 1, 1, 4)]]
+    scored = aggregate_judgements(pd.DataFrame(rows), PATTERN, 0.0, 5.0)
+    assert [(r["prompt_id"], r["sample_index"], r["judge_scores"]) for r in scored] == [
+        ("p1", 0, [4.0]), ("p1", 1, [2.0, 4.0]), ("p2", 0, [3.0, 5.0])]
+    assert [r["score"] for r in scored] == [4.0, 3.0, 4.0]
