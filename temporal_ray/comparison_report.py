@@ -30,9 +30,9 @@ def _label(method: str) -> str:
 
 def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
     """Markdown: one row per checkpoint (M0 once, then each method's M_k)."""
-    lines = ["| model | DPO runs | held-out accuracy | clean answers | mean answer tokens | "
-             "judge agreement | judge Spearman | judge unparsed |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | DPO runs | held-out accuracy | clean answers | off-topic answers | "
+             "mean answer tokens | judge agreement | judge Spearman | judge unparsed |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     seen_m0 = False
     for row in checkpoints:
         if row["index"] == 0:
@@ -42,8 +42,10 @@ def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
         else:
             name = f"{_label(row['method'])} M{row['index']}"
         a, j = row["answers"], row["judge"]
+        off_topic = a.get("qualities", {}).get("off_topic", 0) / a["answers"]
         lines.append(f"| {name} | {row['compute']} | {_f(a['accuracy'])} | "
-                     f"{_f(a['clean_accuracy'])} | {_f(a['mean_answer_tokens'], '.1f')} | "
+                     f"{_f(a['clean_accuracy'])} | {_f(off_topic)} | "
+                     f"{_f(a['mean_answer_tokens'], '.1f')} | "
                      f"{_f(j['agreement'])} | {_f(j['spearman'])} | "
                      f"{_f(j['unparsed_share'])} |")
     return "\n".join(lines)
@@ -51,13 +53,16 @@ def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
 
 def iteration_table(iterations: list[dict[str, Any]]) -> str:
     """Markdown: one row per method and iteration, about the pairs that iteration trained on."""
-    lines = ["| method | iteration | pairs kept | dropped | chosen score | rejected score | "
-             "gap | chosen-rejected cosine | DPO reward margin | DPO grad norm |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | iteration | pairs kept | dropped | chosen from | chosen score | "
+             "rejected score | gap | chosen-rejected cosine | DPO reward margin | "
+             "DPO grad norm |",
+             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in iterations:
         dropped = ", ".join(f"{k} {v}" for k, v in row["dropped"].items() if v) or "none"
+        chosen_from = ", ".join(f"{k} {v}" for k, v in sorted(
+            row.get("chosen_roles", {}).items())) or "-"
         lines.append(f"| {_label(row['method'])} | {row['iteration']} | {row['count']} | "
-                     f"{dropped} | {_f(row['mean_chosen_score'], '.2f')} | "
+                     f"{dropped} | {chosen_from} | {_f(row['mean_chosen_score'], '.2f')} | "
                      f"{_f(row['mean_rejected_score'], '.2f')} | {_f(row['mean_gap'], '.2f')} | "
                      f"{_f(row['cosine'], '.4f')} | {_f(row['dpo_reward_margin'], '.4f')} | "
                      f"{_f(row['dpo_mean_grad_norm'], '.3f')} |")

@@ -86,7 +86,8 @@ def evaluate(cfg: Config, root: str, data: str,
     for method, models in checkpoints.items():
         for k, model in enumerate(models):
             name = "m0" if k == 0 else f"{method.value}/m{k}"
-            print(f"checking {name}: held-out answers and judge agreement", flush=True)
+            if evals.finished(name) is None:
+                print(f"checking {name}: held-out answers and judge agreement", flush=True)
             checks = check_checkpoint(evals, name, model, heldout, check, cfg)
             rows.append({"method": method.value, "index": k, "compute": k * cost[method],
                          "model": model, "answers": checks["answers"],

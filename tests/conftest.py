@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,37 @@ def tiny_model(tmp_path_factory) -> str:
     from temporal_ray.tiny import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture
+def assert_trained_checkpoint():
+    """Checks that a DPO stage wrote a trained, loadable checkpoint that differs from its start."""
+    return _assert_trained_checkpoint
+
+
+def _weights(path: str) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def _assert_trained_checkpoint(model_dir: Path, start_model: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    before, after = _weights(start_model), _weights(str(model_dir))
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "DPO changed no weight"
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert metrics["optimizer_steps"] >= 2
+    assert metrics["loss_before"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference
+    assert metrics["loss_after"] < metrics["loss_before"]
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = tokenizer("What is two plus three?", return_tensors="pt")["input_ids"]
+    out = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > ids.shape[1]
 
 
 RAY_ENV = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}}

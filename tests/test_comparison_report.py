@@ -9,14 +9,15 @@ from temporal_ray.comparison_report import findings, markdown, plot, terminal_su
 
 def _iteration(method: str, i: int, gap: float, cosine: float) -> dict:
     return {"method": method, "iteration": i, "count": 10, "dropped": {"tie": 2},
-            "mean_chosen_score": 4.0, "mean_rejected_score": 4.0 - gap, "mean_gap": gap,
+            "chosen_roles": {"present": 7, "future": 3}, "mean_chosen_score": 4.0,
+            "mean_rejected_score": 4.0 - gap, "mean_gap": gap,
             "cosine": cosine, "dpo_reward_margin": 0.05, "dpo_mean_grad_norm": 1.5}
 
 
 def _checkpoint(method: str, k: int, per_step: int, accuracy: float) -> dict:
     return {"method": method, "index": k, "compute": k * per_step, "model": f"/m/{method}{k}",
-            "answers": {"accuracy": accuracy, "clean_accuracy": accuracy / 2,
-                        "mean_answer_tokens": 3.0},
+            "answers": {"answers": 4, "accuracy": accuracy, "clean_accuracy": accuracy / 2,
+                        "qualities": {"off_topic": 1}, "mean_answer_tokens": 3.0},
             "judge": {"agreement": 0.5, "spearman": 0.7, "unparsed_share": 0.0}}
 
 
@@ -53,8 +54,9 @@ def test_markdown_has_every_section_and_m0_once(results):
                     "![measurements per iteration](report.png)"):
         assert heading in text
     assert text.count("| M0 (SFT) |") == 1
-    assert "| Self-Rewarding M2 | 2 | 0.350 | 0.175 |" in text
-    assert "| Temporal | 0 | 10 | tie 2 | 4.00 | 1.00 | 3.00 | 0.2500 | 0.0500 | 1.500 |" in text
+    assert "| Self-Rewarding M2 | 2 | 0.350 | 0.175 | 0.250 | 3.0 |" in text
+    assert ("| Temporal | 0 | 10 | tie 2 | future 3, present 7 | 4.00 | 1.00 | 3.00 | 0.2500 | "
+            "0.0500 | 1.500 |") in text
     assert "Findings" not in terminal_summary(results)
 
 

@@ -20,9 +20,8 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "miniature.yaml"
 PROMPTS = 8
 
 
-def test_miniature_writes_a_report_with_every_section(ray_cluster, tmp_path):
-    from tests.test_run import assert_trained_checkpoint
-
+def test_miniature_writes_a_report_with_every_section(ray_cluster, tmp_path,
+                                                      assert_trained_checkpoint):
     root = tmp_path / "mini"
     cfg = load_config(CONFIG, [
         f"storage.run_dir={root}", "miniature.ift=300", "miniature.eft=300",

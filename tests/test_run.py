@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from temporal_ray.config import load_config
 from temporal_ray.run import run_experiment
@@ -33,31 +32,8 @@ def manifest(run_dir: Path, stage: str) -> dict:
     return json.loads((run_dir / "iter_0" / stage / "manifest.json").read_text())
 
 
-def weights(path: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(Path(path) / "model.safetensors"))
-
-
-def assert_trained_checkpoint(model_dir: Path, start_model: str) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    before, after = weights(start_model), weights(str(model_dir))
-    assert before.keys() == after.keys()
-    assert any(not torch.equal(before[k], after[k]) for k in before), "DPO changed no weight"
-    metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert metrics["world_size"] == 2
-    assert metrics["optimizer_steps"] >= 2
-    assert metrics["loss_before"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference
-    assert metrics["loss_after"] < metrics["loss_before"]
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    ids = tokenizer("What is two plus three?", return_tensors="pt")["input_ids"]
-    out = model.generate(ids, max_new_tokens=5, do_sample=False)
-    assert out.shape[1] > ids.shape[1]
-
-
-def test_temporal_iteration_and_resume(tiny_model, ray_cluster, tmp_path):
+def test_temporal_iteration_and_resume(tiny_model, ray_cluster, tmp_path,
+                                      assert_trained_checkpoint):
     run_dir = tmp_path / "run"
     cfg = tiny_config(tiny_model, run_dir, "temporal")
     run_experiment(cfg)
@@ -101,14 +77,3 @@ def test_temporal_iteration_and_resume(tiny_model, ray_cluster, tmp_path):
     redone = {stage for stage in after if after[stage] != before[stage]}
     assert redone == {"scores_future", "pairs_future_guided"}
     assert len(read_rows(str(run_dir / "iter_0/scores_future/data"))) == per_role
-
-
-def test_self_rewarding_iteration(tiny_model, ray_cluster, tmp_path):
-    run_dir = tmp_path / "run"
-    (summary,) = run_experiment(tiny_config(tiny_model, run_dir, "self_rewarding"))
-    stages = [r["stage"].split("/")[1] for r in summary["stages"]]
-    assert stages == ["prompts", "candidates_present", "scores_present", "pairs", "model"]
-    assert not (run_dir / "iter_0" / "candidates_past").exists()
-    pairs = read_rows(str(run_dir / "iter_0" / "pairs" / "data"))
-    assert pairs and all(p["chosen_role"] == p["rejected_role"] == "present" for p in pairs)
-    assert_trained_checkpoint(run_dir / "iter_0" / "model", tiny_model)
