@@ -4,6 +4,7 @@
     temporal-ray sft CONFIG [overrides ...] [--force]     M0 = SFT(sft.base_model, sft.data)
     temporal-ray miniature CONFIG [overrides ...] [--force]   the paper in miniature (make run)
     temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
+    temporal-ray serve CHECKPOINT [--name N] [--port P] [--engine hf|vllm]   OpenAI API
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
 """
@@ -49,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     show = commands.add_parser("show-config", help="print the resolved config")
     show.add_argument("config")
     show.add_argument("overrides", nargs="*")
+    srv = commands.add_parser("serve", help="an OpenAI-compatible endpoint for a checkpoint "
+                                            "(Ray Serve; CPU: the HF engine, GPU: vLLM)")
+    srv.add_argument("checkpoint", help="a model directory, e.g. runs/miniature/temporal/"
+                                        "iter_1/model")
+    srv.add_argument("--name", help="the model id clients send (default: the directory name)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--engine", choices=["hf", "vllm"], default="hf")
+    srv.add_argument("--tensor-parallel-size", type=int, default=1)
     tiny = commands.add_parser("tiny-model", help="build the tiny embedded model")
     tiny.add_argument("out_dir")
     args = parser.parse_args(argv)
@@ -58,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
             from temporal_ray.tiny import build_tiny_model
 
             print(f"tiny model written to {build_tiny_model(args.out_dir)}")
+            return 0
+        if args.command == "serve":
+            from temporal_ray.preflight import ModelCheckError
+            from temporal_ray.serve import serve_checkpoint
+
+            try:
+                serve_checkpoint(args.checkpoint, args.name, args.engine, args.host, args.port,
+                                 args.tensor_parallel_size)
+            except ModelCheckError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
             return 0
         cfg = load_config(args.config, args.overrides)
         if args.command == "show-config":

@@ -1,6 +1,6 @@
 """A DPO loss variant trains on two real Ray Train workers with DeepSpeed ZeRO-3, with a
 resident reference model (a frozen second DeepSpeed engine) instead of precomputed reference
-log-probs. (sigmoid trains in tests/test_run.py, IPO in tests/training/test_lora.py; every
+log-probs. (sigmoid trains in tests/test_miniature.py, IPO in tests/training/test_lora.py; every
 variant's arithmetic matches TRL in tests/dpo/test_trl_parity.py.)"""
 
 import math

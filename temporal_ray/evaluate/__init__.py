@@ -1,0 +1,1 @@
+"""Evaluation of checkpoints: pairwise win rates against a reference model (winrate.py)."""

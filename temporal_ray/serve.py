@@ -1,0 +1,142 @@
+"""`temporal-ray serve CHECKPOINT`: an OpenAI-compatible endpoint for any checkpoint of a run.
+
+- GPU (`--engine vllm`): Ray Serve LLM, `LLMConfig` + `build_openai_app` (needs the gpu extra),
+  with the tensor-parallel size and replica range given.
+- CPU (`--engine hf`, the default): a Ray Serve deployment over the same HF engine the
+  generation pools use, with the same routes: GET /v1/models, POST /v1/chat/completions
+  (messages, temperature, top_p, max_tokens, seed; no streaming, n = 1), so a laptop can talk
+  to a run's model with any OpenAI client.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+DEFAULT_MAX_TOKENS = 256
+
+
+class RequestError(ValueError):
+    """A chat request that the endpoint cannot serve; the message says which field."""
+
+
+def chat_request_row(body: dict[str, Any], served_model: str) -> dict[str, Any]:
+    """An OpenAI chat request body -> the engine's request row (generate/requests.py)."""
+    from temporal_ray.generate.requests import derive_seed, sampling_params
+
+    if body.get("model") not in (None, served_model):
+        raise RequestError(f"model {body.get('model')!r} is not served here; "
+                           f"this endpoint serves {served_model!r}")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role")
+            for m in messages):
+        raise RequestError("messages must be a non-empty list of {role, content} objects")
+    if body.get("stream"):
+        raise RequestError("stream=true is not supported by the CPU endpoint")
+    if body.get("n", 1) != 1:
+        raise RequestError("only n=1 is supported by the CPU endpoint")
+    try:
+        params = sampling_params(
+            float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)),
+            int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
+            int(body["seed"]) if body.get("seed") is not None
+            else derive_seed(uuid.uuid4().hex))
+    except (TypeError, ValueError) as err:
+        raise RequestError(f"temperature, top_p, max_tokens and seed must be numbers: {err}"
+                           ) from err
+    if params["max_tokens"] <= 0 or not 0 < params["top_p"] <= 1 or params["temperature"] < 0:
+        raise RequestError("need max_tokens > 0, 0 < top_p <= 1 and temperature >= 0")
+    return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "sampling_params": params}
+
+
+def chat_completion(output: dict[str, Any], served_model: str) -> dict[str, Any]:
+    """An engine output row -> an OpenAI chat.completion object."""
+    prompt_tokens = int(output["num_input_tokens"])
+    completion_tokens = int(output["num_generated_tokens"])
+    finished = completion_tokens < int(output["sampling_params"]["max_tokens"])
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": served_model,
+        "choices": [{"index": 0, "finish_reason": "stop" if finished else "length",
+                     "message": {"role": "assistant", "content": output["generated_text"]}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1):
+    """The Serve application over the HF engine (one replica)."""
+    import pandas as pd
+    from fastapi import Body, FastAPI, HTTPException
+    from ray import serve
+
+    api = FastAPI(title=f"temporal-ray: {served_model}")
+
+    @serve.deployment(ray_actor_options={"num_cpus": num_cpus})
+    @serve.ingress(api)
+    class ChatModel:
+        def __init__(self) -> None:
+            from temporal_ray.generate.hf_engine import HFEngine
+
+            self.engine = HFEngine(checkpoint)
+
+        @api.get("/v1/models")
+        def models(self) -> dict[str, Any]:
+            return {"object": "list", "data": [{"id": served_model, "object": "model",
+                                                "owned_by": "temporal-ray", "root": checkpoint}]}
+
+        # `Body`: Serve rewrites the method's signature, and a string annotation alone would
+        # no longer mark the argument as the JSON body.
+        @api.post("/v1/chat/completions")
+        def chat(self, body: dict = Body(...)) -> dict[str, Any]:  # noqa: B008
+            try:
+                row = chat_request_row(body, served_model)
+            except RequestError as err:
+                raise HTTPException(status_code=400, detail=str(err)) from err
+            (output,) = self.engine(pd.DataFrame([row])).to_dict("records")
+            return chat_completion(output, served_model)
+
+    return ChatModel.bind()
+
+
+def build_vllm_app(checkpoint: str, served_model: str, tensor_parallel_size: int = 1,
+                   min_replicas: int = 1, max_replicas: int = 1):
+    """Ray Serve LLM's OpenAI app over vLLM (GPU; needs the gpu extra)."""
+    from ray.serve.llm import LLMConfig, build_openai_app
+
+    config = LLMConfig(
+        model_loading_config={"model_id": served_model, "model_source": checkpoint},
+        deployment_config={"autoscaling_config": {"min_replicas": min_replicas,
+                                                  "max_replicas": max_replicas}},
+        engine_kwargs={"tensor_parallel_size": tensor_parallel_size},
+    )
+    return build_openai_app({"llm_configs": [config]})
+
+
+def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf",
+                     host: str = "127.0.0.1", port: int = 8000, tensor_parallel_size: int = 1,
+                     blocking: bool = True) -> str:
+    """Start Serve with the checkpoint's app; returns the base URL (…/v1)."""
+    import ray
+    from ray import serve
+
+    from temporal_ray.preflight import check_model
+    from temporal_ray.run import absolute
+
+    checkpoint = absolute(checkpoint)
+    check_model(checkpoint)
+    served_model = name or checkpoint.rstrip("/").rsplit("/", 1)[-1]
+    if not ray.is_initialized():
+        ray.init()
+    serve.start(http_options={"host": host, "port": port})
+    app = (build_vllm_app(checkpoint, served_model, tensor_parallel_size) if engine == "vllm"
+           else build_cpu_app(checkpoint, served_model))
+    url = f"http://{host}:{port}/v1"
+    print(f"serving {checkpoint} as {served_model!r} at {url}", flush=True)
+    serve.run(app, name="temporal-ray", route_prefix="/", blocking=blocking)
+    return url

