@@ -86,8 +86,7 @@ def check_checkpoint(run: RunDir, stage: str, model: str, heldout: list[dict[str
         judged = aggregate_judgements(outputs[outputs["role"] == CHECK_ROLE],
                                       judge.score_pattern, judge.min_score, judge.max_score)
         write_rows(answer_rows, f"{tmp}/answers.parquet")
-        write_rows([{k: v.item() if hasattr(v, "item") else v for k, v in r.items()}
-                    for r in judged], f"{tmp}/judgements.parquet")
+        write_rows(judged, f"{tmp}/judgements.parquet")
         tasks = {r["prompt_id"]: Task(r["family"], r["prompt"], r["answer"]) for r in heldout}
         truth = {r["prompt_id"]: r["true_score"] for r in check}
         scores = {r["prompt_id"]: r["score"] for r in judged}

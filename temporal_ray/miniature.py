@@ -21,6 +21,7 @@ from temporal_ray.compare import method_config, run_comparison
 from temporal_ray.comparison_report import markdown, plot, terminal_summary
 from temporal_ray.config import Config, ConfigError, Method
 from temporal_ray.ground_truth import check_checkpoint
+from temporal_ray.prompts import read_jsonl
 from temporal_ray.run import absolute, start_ray
 from temporal_ray.sft.stage import run_sft
 from temporal_ray.storage import RunDir, RunLock
@@ -71,8 +72,7 @@ def miniature_config(cfg: Config, root: str, base_model: str, data: str) -> Conf
 
 
 def _read_jsonl(path: str) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [obj for _, obj in read_jsonl(path, "miniature data file", "storage.run_dir")]
 
 
 def evaluate(cfg: Config, root: str, data: str,

@@ -82,8 +82,9 @@ def aggregate_judgements(outputs: pd.DataFrame, pattern: str, low: float,
         texts = list(group["generated_text"])
         parsed = [parse_judgement(text, pattern, low, high) for text in texts]
         first = group.iloc[0]
-        # Only the candidate's own columns: engines may add columns of their own.
-        row = {col: first[col] for col in CANDIDATE_COLUMNS}
+        # Only the candidate's own columns: engines may add columns of their own. Python
+        # values, not numpy scalars, so Arrow infers the column types when rows are written.
+        row = {col: _plain(first[col]) for col in CANDIDATE_COLUMNS}
         row.update(score=average_score(parsed), judgements=texts,
                    judge_scores=[j.score for j in parsed],
                    valid_judgements=sum(j.score is not None for j in parsed))
@@ -112,10 +113,9 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
     columns = [*CANDIDATE_COLUMNS, "judge_index", "generated_text"]
     rows = aggregate_judgements(outputs.select_columns(columns).to_pandas(),
                                 judge.score_pattern, judge.min_score, judge.max_score)
-    write_rows([{k: _plain(v) for k, v in row.items()} for row in rows],
-               f"{out_dir}/scores.parquet")
+    write_rows(rows, f"{out_dir}/scores.parquet")
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars from pandas as Python values, so Arrow infers the column types."""
+    """A numpy scalar from pandas as a Python value."""
     return value.item() if hasattr(value, "item") else value
