@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TINY   := runs/tiny-model
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run smoke test test-fast chaos lint bench clean
+.PHONY: install run eval smoke test test-fast chaos lint bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ $(TINY): | $(STAMP)
 # A tiny model made on the spot, synthetic tasks, SFT to M0, both methods, report + plots.
 run: $(STAMP)
 	$(BIN)/temporal-ray miniature configs/miniature.yaml $(ARGS)
+
+# After `make run`: every checkpoint against M0 (exact pairwise judge, win rates with length
+# control, HumanEval in the sandbox), a table and a plot in runs/miniature/evaluation/.
+eval: $(STAMP)
+	$(BIN)/temporal-ray eval configs/miniature.yaml $(ARGS)
 
 # The loop alone in a minute or two: a random tiny model and a rule judge (no SFT, no report).
 smoke: $(STAMP) $(TINY)

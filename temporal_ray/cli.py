@@ -3,6 +3,7 @@
     temporal-ray run CONFIG [section.field=value ...] [--force] [--until STAGE] [--redo STAGE]
     temporal-ray sft CONFIG [overrides ...] [--force]     M0 = SFT(sft.base_model, sft.data)
     temporal-ray miniature CONFIG [overrides ...] [--force]   the paper in miniature (make run)
+    temporal-ray eval CONFIG [overrides ...] [--force]   checkpoints vs M0: win rates, HumanEval
     temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
     temporal-ray serve CHECKPOINT [--name N] [--port P] [--engine hf|vllm]   OpenAI API
     temporal-ray tiny-model OUT_DIR
@@ -42,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     mini.add_argument("overrides", nargs="*")
     mini.add_argument("--force", action="store_true",
                       help="resume even though the config differs from the run directory's")
+    evl = commands.add_parser("eval", help="every checkpoint of a run against a reference: "
+                                           "win rates, HumanEval, lm-eval; table and plot")
+    evl.add_argument("config")
+    evl.add_argument("overrides", nargs="*")
+    evl.add_argument("--force", action="store_true",
+                     help="resume even though the eval section differs from the one the "
+                          "evaluation directory was started with")
     plan = commands.add_parser("plan", help="per-GPU memory of a training stage; exit 3 if "
                                             "it does not fit")
     plan.add_argument("config")
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{training.zero_stage}{', LoRA' if training.lora.enabled else ''}")
             print(stage_plan.table())
             return 0 if stage_plan.fits else 3
+        from temporal_ray.evaluate.checkpoints import NoCheckpointsError
         from temporal_ray.plan import PlanError
         from temporal_ray.preflight import ModelCheckError
         from temporal_ray.run import ConfigChangedError, run_experiment
@@ -108,10 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                 from temporal_ray.miniature import run_miniature
 
                 run_miniature(cfg, force=args.force)
+            elif args.command == "eval":
+                from temporal_ray.evaluate.driver import run_eval
+
+                run_eval(cfg, force=args.force)
             else:
                 run_experiment(cfg, force=args.force, until=args.until, redo=args.redo)
-        except (ConfigChangedError, NoPairsError, JudgeFailureError, ModelCheckError,
-                RunLockedError, PlanError, UnknownStageError) as err:
+        except (ConfigChangedError, NoPairsError, NoCheckpointsError, JudgeFailureError,
+                ModelCheckError, RunLockedError, PlanError, UnknownStageError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     except (ConfigError, PromptFileError) as err:

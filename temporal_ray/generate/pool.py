@@ -2,7 +2,9 @@
 
 One pool serves one model (a role's checkpoint). `hf`: an actor pool of `HFEngine`s
 (`ActorPoolStrategy`), one model copy per actor. `vllm`: Ray Data LLM's processor, which runs its
-own actor pool of vLLM engines. Either way the dataset keeps its other columns.
+own actor pool of vLLM engines. `http`: Ray Data LLM's HTTP processor posting to an
+OpenAI-compatible endpoint (`model_path` is then the model id it serves). Either way the
+dataset keeps its other columns.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ def run_engine_pool(requests: ray.data.Dataset, model_path: str,
         from temporal_ray.generate.vllm_engine import build_vllm_processor
 
         return build_vllm_processor(model_path, engine)(requests)
+    if engine.kind == "http":
+        from temporal_ray.generate.http_engine import build_http_processor
+
+        return build_http_processor(model_path, engine)(requests)
 
     import ray.data
 

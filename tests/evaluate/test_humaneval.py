@@ -70,3 +70,23 @@ def test_a_child_process_that_outlives_the_timeout_is_killed(tmp_path):
     assert outcome == "timeout"
     time.sleep(3.5)
     assert not marker.exists()  # the whole process group went with it
+
+
+def test_chat_answers_become_programs_that_run(problems):
+    """A chat model answers with a code block: the whole function (a redefinition after the
+    prompt's stub) or only its body; both run, and prose around the block is ignored."""
+    from temporal_ray.evaluate.humaneval import chat_prompt, completion_from_response
+
+    problem = problems["HumanEval/0"]
+    assert problem["prompt"] in chat_prompt(problem) and "```python" in chat_prompt(problem)
+    whole = (f"Here you go:\n```python\nfrom typing import List\n\n"
+             f"def has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
+             f"{problem['canonical_solution']}```\nThis checks every pair.")
+    body = f"```python\n{problem['canonical_solution']}```"
+    unfenced = problem["canonical_solution"]
+    wrong = "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```"
+    for task_id, answer, passes in [("HumanEval/0", whole, True), ("HumanEval/0", body, True),
+                                    ("HumanEval/0", unfenced, True),
+                                    ("HumanEval/0", wrong, False)]:
+        (result,) = execute(problems, {task_id: completion_from_response(problem, answer)})
+        assert result.passed is passes, (answer, result)

@@ -2,7 +2,8 @@
 (the self-rewarding loop: the cheaper of the two, on the same entrypoint and stages)
 through jobs/run.py, with the repository as the working dir and cluster/runtime_env.yaml as the
 runtime env (less its pip list: this machine installs nothing). The job succeeds and the run
-directory holds every stage and the trained model. The cluster is stopped after.
+directory holds every stage and the trained model. A second job evaluates that run through
+jobs/eval.py and writes its table and plot. The cluster is stopped after.
 
 The cluster gets its own ports, temp dir and auth token, so it neither joins nor disturbs the
 single-node cluster the other tests share.
@@ -107,3 +108,18 @@ def test_ray_job_submit_runs_the_tiny_experiment(head_node, tiny_model, tmp_path
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"][0]["model"].endswith("iter_0/model")
     assert "final model:" in submit.stdout
+
+    # Evaluate it: M1 against M0 on four prompts, the model judging itself.
+    evaluate = subprocess.run(
+        [str(RAY), "job", "submit", "--address", address, "--working-dir", str(ROOT),
+         "--runtime-env-json", json.dumps(runtime_env), "--",
+         sys.executable, "jobs/eval.py", "--config", "configs/tiny.yaml", *overrides,
+         "eval.prompts=temporal_ray/assets/tiny_prompts.jsonl", "eval.max_prompts=4",
+         "eval.max_new_tokens=8", "eval.judge.max_new_tokens=8"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert evaluate.returncode == 0, evaluate.stdout[-4000:] + evaluate.stderr[-2000:]
+    results = json.loads((run_dir / "evaluation" / "results.json").read_text())
+    assert [r["name"] for r in results["checkpoints"]] == ["m0", "m1"]
+    assert results["checkpoints"][1]["winrate"]["prompts"] == 4
+    assert (run_dir / "evaluation" / "report.png").exists()
+    assert "| Self-Rewarding M1 | 1 |" in evaluate.stdout

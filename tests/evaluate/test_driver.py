@@ -1,0 +1,104 @@
+"""`temporal-ray eval` end to end on a hand-made run (M0 = the tiny model, M1 = another tiny
+model) with real Ray Data pools: the exact rule judge checked against grading the stored answers
+by hand, sandboxed HumanEval, the report, resuming, a changed eval section refused, and the
+checkpoint judging itself with the pairwise prompt."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from temporal_ray.config import load_config
+from temporal_ray.evaluate.winrate import order_score
+from temporal_ray.storage import read_rows
+from temporal_ray.toytask import Task, grade, heldout_rows, make_tasks, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def make_run(root, m0: str, m1: str) -> None:
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(yaml.safe_dump({"model": {"path": m0}}))
+    (root / "summary.json").write_text(json.dumps({"method": "self_rewarding", "iterations": [
+        {"iteration": 0, "model": m1}]}))
+
+
+def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
+    from temporal_ray.evaluate.driver import run_eval
+    from temporal_ray.run import ConfigChangedError
+    from temporal_ray.tiny import build_tiny_model
+
+    m1 = str(build_tiny_model(tmp_path / "other", seed=1))
+    run_dir = tmp_path / "run"
+    make_run(run_dir, tiny_model, m1)
+    heldout = heldout_rows(make_tasks(8, seed=5))
+    write_jsonl(heldout, tmp_path / "heldout.jsonl")
+    base = [f"model.path={tiny_model}", f"data.prompts={tmp_path}/heldout.jsonl",
+            f"storage.run_dir={run_dir}", "engine.actors=1", "engine.batch_size=16",
+            f"eval.prompts={tmp_path}/heldout.jsonl", "eval.max_new_tokens=8"]
+    rule = ["eval.judge.kind=rule", "eval.judge.rule=temporal_ray.toytask:pairwise_verdict",
+            "eval.humaneval=2", "eval.humaneval_max_new_tokens=16"]
+    results = run_eval(load_config(None, base + rule))
+
+    out = run_dir / "evaluation"
+    assert [r["name"] for r in results["checkpoints"]] == ["m0", "m1"]
+    m0_row, m1_row = results["checkpoints"]
+    assert m0_row["winrate"] is None and m1_row["dpo_runs"] == 1
+    # The exact judge by hand: grade both stored answers of each prompt.
+    answers = {name: {r["prompt_id"]: r for r in read_rows(
+        str(out / "answers" / name / "answers.parquet")) if r["role"] == "heldout"}
+        for name in ("m0", "m1")}
+    assert set(answers["m0"]) == set(answers["m1"]) == {r["prompt_id"] for r in heldout}
+    prefs = []
+    for row in heldout:
+        task = Task(row["family"], row["prompt"], row["answer"])
+        mine = grade(task, answers["m1"][row["prompt_id"]]["response"])
+        theirs = grade(task, answers["m0"][row["prompt_id"]]["response"])
+        prefs.append(1.0 if mine > theirs else 0.0 if mine < theirs else 0.5)
+    rate = m1_row["winrate"]
+    assert (rate["wins"], rate["ties"], rate["losses"]) == (
+        prefs.count(1.0), prefs.count(0.5), prefs.count(0.0))
+    assert rate["win_rate"] == pytest.approx(sum(prefs) / len(prefs))
+    assert rate["prompts"] == 8 and rate["unparsed"] == 0
+    assert rate["mean_model_length"] == pytest.approx(
+        sum(a["response_tokens"] for a in answers["m1"].values()) / 8)
+    verdicts = read_rows(str(out / "verdicts" / "m1" / "verdicts.parquet"))
+    assert sorted((v["prompt_id"], v["model_first"]) for v in verdicts) == sorted(
+        (r["prompt_id"], first) for r in heldout for first in (True, False))
+    # HumanEval: two problems answered and executed; a random model passes neither.
+    for row in results["checkpoints"]:
+        assert row["humaneval"]["problems"] == 2
+        assert sum(row["humaneval"]["outcomes"].values()) == 2
+        assert row["humaneval"]["pass_at_1"] == 0.0
+    executions = read_rows(str(out / "humaneval" / "m1" / "executions.parquet"))
+    assert sorted(e["task_id"] for e in executions) == ["HumanEval/0", "HumanEval/1"]
+    # The report.
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["checkpoints"][1]["winrate"]["win_rate"] == rate["win_rate"]
+    report = (out / "report.md").read_text()
+    assert "| Self-Rewarding M1 | 1 |" in report and "![evaluation](report.png)" in report
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+    # A rerun reuses every stage; a changed eval section is refused.
+    manifests = {p: p.read_text() for p in out.rglob("manifest.json")}
+    assert len(manifests) == 2 + 1 + 2  # answers x2, verdicts x1, humaneval x2
+    assert run_eval(load_config(None, base + rule))["checkpoints"] == results["checkpoints"]
+    assert {p: p.read_text() for p in out.rglob("manifest.json")} == manifests
+    with pytest.raises(ConfigChangedError, match="eval.max_new_tokens"):
+        run_eval(load_config(None, base + rule[:2] + ["eval.max_new_tokens=9"]))
+
+    # The model's own judge with the pairwise prompt, in another output directory.
+    # And an lm-eval task on local data, run in a Ray task.
+    own = run_eval(load_config(None, base + [
+        "eval.output=evaluation_own", "eval.checkpoints=[m1]", "eval.judge.max_new_tokens=8",
+        "eval.lm_eval_tasks=[toy_mc]", f"eval.lm_eval_include_path={local_lm_eval_task}"]))
+    (row,) = own["checkpoints"]
+    assert row["lm_eval"]["toy_mc"]["sample_len"] == 3
+    assert "toy_mc acc" in (run_dir / "evaluation_own" / "report.md").read_text()
+    verdicts = read_rows(str(run_dir / "evaluation_own" / "verdicts" / "m1" /
+                             "verdicts.parquet"))
+    assert len(verdicts) == 16 and all(isinstance(v["judgement"], str) for v in verdicts)
+    parsed = {v["prompt_id"] for v in verdicts if order_score(v["verdict"], True) is not None}
+    assert row["winrate"]["unparsed"] == 8 - len(parsed)
