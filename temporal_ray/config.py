@@ -67,6 +67,42 @@ class GenerationConfig(Section):
     """Base seed; each (role, prompt, sample) derives its own seed from it."""
 
 
+class EngineConfig(Section):
+    kind: Literal["hf", "vllm", "http"] = "hf"
+    """`hf`: transformers generate (CPU or GPU). `vllm`: Ray Data LLM's vLLM processor (GPU).
+    `http`: an OpenAI-compatible endpoint served elsewhere (Ray Data LLM's HTTP processor);
+    the model path is then the model id the endpoint serves."""
+    url: str | None = None
+    """For kind `http`: the chat completions URL, e.g. http://judge:8000/v1/chat/completions
+    (`temporal-ray serve`, a vLLM server, or any OpenAI-compatible API)."""
+    api_key_env: str | None = None
+    """For kind `http`: the environment variable that holds the endpoint's API key, sent as a
+    bearer token. The key itself never goes into a config or the run directory."""
+    qps: int | None = Field(None, gt=0)
+    """For kind `http`: requests per second per actor (empty: no limit)."""
+    max_retries: int = Field(3, ge=0)
+    """For kind `http`: retries of a request that failed to connect or got 429/5xx."""
+    actors: int = Field(1, gt=0)
+    """Actors in each generation or judge pool."""
+    batch_size: int = Field(16, gt=0)
+    """Requests per batch sent to one actor."""
+    gpus_per_actor: float = Field(0, ge=0)
+    cpus_per_actor: float = Field(1, ge=0)
+    tensor_parallel_size: int = Field(1, gt=0)
+    resources: dict[str, float] = {}
+    """Extra Ray resources each actor (vLLM: each GPU bundle) asks for, e.g. a node type's
+    custom resource, so generation lands on (and scales) the node type meant for it."""
+    max_model_len: int | None = None
+    """vLLM context length; empty means the model's own."""
+
+    @model_validator(mode="after")
+    def _http_needs_url(self) -> EngineConfig:
+        if self.kind == "http" and not self.url:
+            raise ValueError("engine kind 'http' needs url (an OpenAI-compatible "
+                             "/v1/chat/completions URL)")
+        return self
+
+
 class JudgeConfig(Section):
     kind: Literal["llm", "rule"] = "llm"
     """`llm`: the present model judges with the rubric prompt. `rule`: a Python callable."""
@@ -75,6 +111,12 @@ class JudgeConfig(Section):
     prompt_template: str | None = None
     """For kind `llm`: a file with the judge prompt ({prompt} and {response} placeholders);
     empty means the built-in 5-point additive rubric of Yuan et al."""
+    model: str | None = None
+    """For kind `llm`: empty means the present model M_i judges (self-rewarding, method.md).
+    Otherwise a fixed judge: a model directory run by `engine`, or with an `http` engine the
+    id of a model served elsewhere (the paper's robustness check with an external judge)."""
+    engine: EngineConfig | None = None
+    """The judge's engine; empty means the run's `engine` section."""
     samples: int = Field(3, gt=0)
     """J: judgements sampled per candidate; valid scores are averaged."""
     temperature: float = Field(0.7, ge=0)
@@ -191,42 +233,6 @@ class SFTConfig(TrainingConfig):
     min_lr: float = Field(1e-6, ge=0)
     epochs: int = Field(2, gt=0)
     batch_size: int = Field(16, gt=0)
-
-
-class EngineConfig(Section):
-    kind: Literal["hf", "vllm", "http"] = "hf"
-    """`hf`: transformers generate (CPU or GPU). `vllm`: Ray Data LLM's vLLM processor (GPU).
-    `http`: an OpenAI-compatible endpoint served elsewhere (Ray Data LLM's HTTP processor);
-    the model path is then the model id the endpoint serves."""
-    url: str | None = None
-    """For kind `http`: the chat completions URL, e.g. http://judge:8000/v1/chat/completions
-    (`temporal-ray serve`, a vLLM server, or any OpenAI-compatible API)."""
-    api_key_env: str | None = None
-    """For kind `http`: the environment variable that holds the endpoint's API key, sent as a
-    bearer token. The key itself never goes into a config or the run directory."""
-    qps: int | None = Field(None, gt=0)
-    """For kind `http`: requests per second per actor (empty: no limit)."""
-    max_retries: int = Field(3, ge=0)
-    """For kind `http`: retries of a request that failed to connect or got 429/5xx."""
-    actors: int = Field(1, gt=0)
-    """Actors in each generation or judge pool."""
-    batch_size: int = Field(16, gt=0)
-    """Requests per batch sent to one actor."""
-    gpus_per_actor: float = Field(0, ge=0)
-    cpus_per_actor: float = Field(1, ge=0)
-    tensor_parallel_size: int = Field(1, gt=0)
-    resources: dict[str, float] = {}
-    """Extra Ray resources each actor (vLLM: each GPU bundle) asks for, e.g. a node type's
-    custom resource, so generation lands on (and scales) the node type meant for it."""
-    max_model_len: int | None = None
-    """vLLM context length; empty means the model's own."""
-
-    @model_validator(mode="after")
-    def _http_needs_url(self) -> EngineConfig:
-        if self.kind == "http" and not self.url:
-            raise ValueError("engine kind 'http' needs url (an OpenAI-compatible "
-                             "/v1/chat/completions URL)")
-        return self
 
 
 class RayConfig(Section):

@@ -7,8 +7,10 @@ Over-long prompts are dropped and counted rather than left to crash an engine po
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
 
 class ModelCheckError(ValueError):
@@ -41,23 +43,37 @@ def check_model(path: str) -> None:
                               "tokenizer_config.json (or a chat_template.jinja file)")
 
 
-def drop_overlong(rows: list[dict[str, str]], model_path: str,
-                  max_new_tokens: int) -> tuple[list[dict[str, str]], int]:
-    """Prompts whose chat-formatted length leaves room for max_new_tokens, and how many were
-    dropped. Context length is the model config's max_position_embeddings."""
-    if "://" in model_path:
-        return rows, 0
+@functools.lru_cache(maxsize=4)
+def _tokenizer_and_context(model_path: str) -> tuple[Any, int | None]:
     from transformers import AutoConfig, AutoTokenizer
 
     context = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    return AutoTokenizer.from_pretrained(model_path), context
+
+
+def fits_context(chats: list[list[dict[str, str]]], model_path: str, max_new_tokens: int,
+                 max_model_len: int | None = None) -> list[bool]:
+    """Whether each chat, formatted with the model's chat template, leaves room for
+    max_new_tokens in the context: `max_model_len` when set (vLLM's engine.max_model_len),
+    else the model config's max_position_embeddings. Remote models are not checked."""
+    if "://" in model_path:
+        return [True] * len(chats)
+    tokenizer, context = _tokenizer_and_context(model_path)
+    context = min(filter(None, (context, max_model_len)), default=None)
     if not context:
-        return rows, 0
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+        return [True] * len(chats)
     budget = context - max_new_tokens
-    kept = []
-    for row in rows:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": row["prompt"]}],
-                                             tokenize=False, add_generation_prompt=True)
-        if len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget:
-            kept.append(row)
+    texts = [tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+             for chat in chats]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return [len(i) <= budget for i in ids]
+
+
+def drop_overlong(rows: list[dict[str, str]], model_path: str, max_new_tokens: int,
+                  max_model_len: int | None = None) -> tuple[list[dict[str, str]], int]:
+    """Prompt rows whose chat leaves room for max_new_tokens (`fits_context`), and how many
+    were dropped."""
+    fits = fits_context([[{"role": "user", "content": row["prompt"]}] for row in rows],
+                        model_path, max_new_tokens, max_model_len)
+    kept = [row for row, ok in zip(rows, fits) if ok]
     return kept, len(rows) - len(kept)

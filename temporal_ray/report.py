@@ -25,9 +25,11 @@ def describe_stage(record: dict[str, Any]) -> str:
         for role, r in sorted(record["roles"].items(),
                               key=lambda item: order.index(item[0]) if item[0] in order else 9):
             failed = r["no_score"] + r["out_of_range"]
+            too_long = r.get("over_context", 0)
             parts.append(f"{role} {r['scored']}/{r['candidates']} scored, "
                          f"mean {_num(r['mean_score'])}"
-                         + (f", {failed} judgements unparsed" if failed else ""))
+                         + (f", {failed} judgements unparsed" if failed else "")
+                         + (f", {too_long} over the judge's context" if too_long else ""))
         return f"{record['judge']} judge: " + "; ".join(parts)
     if kind == "pairs":
         dropped = ", ".join(f"{k} {v}" for k, v in record["dropped"].items() if v) or "none"

@@ -91,7 +91,7 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
     prompt_set = load_prompts(cfg.data.prompts, cfg.data.prompt_field)
     check_model(cfg.model.path)
     rows, overlong = drop_overlong(prompt_set.rows, cfg.model.path,
-                                   cfg.generation.max_new_tokens)
+                                   cfg.generation.max_new_tokens, cfg.engine.max_model_len)
     if not rows:
         raise PromptFileError(f"{cfg.data.prompts}: every prompt is longer than the model's "
                               "context minus generation.max_new_tokens")

@@ -17,7 +17,7 @@ from temporal_ray.dpo.trainer import train_dpo
 from temporal_ray.generate.requests import derive_seed
 from temporal_ray.generate.stage import generate_candidates
 from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, count_problems, parse_judgement
-from temporal_ray.judge.stage import judge_candidates
+from temporal_ray.judge.stage import OVER_CONTEXT, judge_candidates
 from temporal_ray.pairs import PairSet
 from temporal_ray.roles import Role
 from temporal_ray.storage import RunDir, read_rows, resolve, write_rows
@@ -74,14 +74,16 @@ class IterationStages:
                            role=role.value, model=model) + "/data"
 
     def judge(self, name: str, candidates: list[str], judge_model: str) -> str:
-        """Score candidates with the configured judge (the present model, or a rule)."""
+        """Score candidates with the configured judge: `judge_model` (the present model), a
+        fixed judge model or endpoint when judge.model is set, or a rule."""
         judge = self.cfg.judge
+        judge_model = judge.model or judge_model
+        engine = judge.engine or self.cfg.engine
         seed = derive_seed(self.cfg.generation.seed, self.iteration, name)
 
         def produce(tmp: str) -> dict[str, Any]:
-            judge_candidates(candidates, judge_model, judge, self.cfg.engine, seed,
-                             f"{tmp}/data")
-            return judge_counts(read_rows(f"{tmp}/data", ["role", "score", "judgements"]),
+            judge_candidates(candidates, judge_model, judge, engine, seed, f"{tmp}/data")
+            return judge_counts(read_rows(f"{tmp}/data"),
                                 judge.score_pattern, judge.min_score, judge.max_score)
         path = self._stage(name, produce, kind="judge", judge=judge.kind,
                            judge_model=judge_model) + "/data"
@@ -140,8 +142,10 @@ def check_judged_share(record: dict[str, Any], path: str, min_share: float) -> N
             f"{record['stage']}: the judge scored {counts['scored']} of {counts['candidates']} "
             f"{role} candidates ({share:.0%} < judge.min_valid_share {min_share:.0%}); "
             f"{counts['no_score']} judgements had no score, {counts['out_of_range']} were out "
-            f"of range. Examples of judge outputs:\n{examples}\nCheck judge.score_pattern, "
-            "judge.max_new_tokens and whether M0 was trained on judge (EFT) data.")
+            f"of range, {counts.get(OVER_CONTEXT, 0)} candidates were too long for the judge's "
+            f"context. Examples of judge outputs:\n{examples}\nCheck judge.score_pattern, "
+            "judge.max_new_tokens, generation.max_new_tokens against the judge's context, and "
+            "whether M0 was trained on judge (EFT) data.")
 
 
 def judge_counts(rows: list[dict[str, Any]], pattern: str, low: float,
@@ -150,8 +154,10 @@ def judge_counts(rows: list[dict[str, Any]], pattern: str, low: float,
     by_role: dict[str, dict[str, Any]] = {}
     for row in rows:
         entry = by_role.setdefault(row["role"], {"candidates": 0, "scored": 0, "scores": [],
-                                                 NO_SCORE: 0, OUT_OF_RANGE: 0})
+                                                 NO_SCORE: 0, OUT_OF_RANGE: 0,
+                                                 OVER_CONTEXT: 0})
         entry["candidates"] += 1
+        entry[OVER_CONTEXT] += bool(row.get(OVER_CONTEXT))
         if row["score"] is not None:
             entry["scored"] += 1
             entry["scores"].append(row["score"])

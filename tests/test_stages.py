@@ -15,12 +15,15 @@ def test_judge_counts_per_role_and_reason():
         {"role": "present", "score": 4.0, "judgements": ["Score: 4", "nothing"]},
         {"role": "present", "score": None, "judgements": ["Score: 9", "bla"]},
         {"role": "past", "score": 2.0, "judgements": []},  # a rule judge keeps no text
+        {"role": "past", "score": None, "judgements": [], "over_context": True},
     ]
     counts = judge_counts(rows, PATTERN, 0.0, 5.0)
-    assert counts["rows"] == 3
+    assert counts["rows"] == 4
     assert counts["roles"]["present"] == {"candidates": 2, "scored": 1, "no_score": 2,
-                                          "out_of_range": 1, "mean_score": 4.0}
+                                          "out_of_range": 1, "over_context": 0,
+                                          "mean_score": 4.0}
     assert counts["roles"]["past"]["mean_score"] == 2.0
+    assert counts["roles"]["past"]["over_context"] == 1
 
 
 def test_pair_counts():
@@ -45,3 +48,27 @@ def test_too_few_valid_judgements_stop_with_examples(tmp_path):
     assert "scored 1 of 3 present candidates" in message
     assert "I think it is fine." in message and "judge.min_valid_share" in message
     check_judged_share(record, str(tmp_path / "data"), min_share=0.3)  # 33% is enough here
+
+
+@pytest.mark.slow
+def test_a_fixed_judge_model_replaces_the_present_model(tiny_model, ray_cluster, tmp_path):
+    """judge.model set: the stage judges with it (an external judge), not with M_i."""
+    from temporal_ray.config import load_config
+    from temporal_ray.miniature import TOY_JUDGE_TEMPLATE
+    from temporal_ray.stages import IterationStages
+    from temporal_ray.storage import RunDir, read_rows
+
+    candidates = [{"prompt_id": f"p{i}", "prompt": "Name a fruit.", "role": "present",
+                   "sample_index": 0, "response": "A banana.", "prompt_tokens": 5,
+                   "response_tokens": 3} for i in range(3)]
+    write_rows(candidates, str(tmp_path / "candidates" / "c.parquet"))
+    cfg = load_config(None, [f"model.path={tiny_model}", "data.prompts=p.jsonl",
+                             f"storage.run_dir={tmp_path}/run", "judge.kind=llm",
+                             f"judge.prompt_template={TOY_JUDGE_TEMPLATE}", "judge.samples=1",
+                             "judge.max_new_tokens=4", "judge.min_valid_share=0",
+                             f"judge.model={tiny_model}", "engine.actors=1"])
+    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0)
+    path = stages.judge("scores_present", [str(tmp_path / "candidates")],
+                        judge_model="/not/the/judge")
+    assert stages.records[-1]["judge_model"] == tiny_model
+    assert len(read_rows(path)) == 3

@@ -131,7 +131,8 @@ def judge_pairs(checkpoint: Checkpoint, prompts: list[dict[str, Any]], model: di
     if engine.kind != "http":
         for r in requests:
             r["prompt"] = r["messages"][0]["content"]
-        requests, too_long = drop_overlong(requests, judge_model, judge.max_new_tokens)
+        requests, too_long = drop_overlong(requests, judge_model, judge.max_new_tokens,
+                                           engine.max_model_len)
     else:
         too_long = 0
     if not requests:
@@ -231,12 +232,14 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
                      Checkpoint("reference", "", 0, reference_path))
     prompts = load_eval_prompts(ev)
     # All checkpoints of a run share M0's tokenizer and context: one budget check for all.
-    prompts, prompts_too_long = drop_overlong(prompts, reference.path, ev.max_new_tokens)
+    context = cfg.engine.max_model_len
+    prompts, prompts_too_long = drop_overlong(prompts, reference.path, ev.max_new_tokens,
+                                              context)
     all_problems = humaneval.load_problems() if ev.humaneval else {}
     problems = dict(list(all_problems.items())[: None if ev.humaneval < 0 else ev.humaneval])
     problem_rows, _ = drop_overlong(
         [{"prompt_id": i, "prompt": humaneval.chat_prompt(p)} for i, p in problems.items()],
-        reference.path, ev.humaneval_max_new_tokens)
+        reference.path, ev.humaneval_max_new_tokens, context)
     requests = answer_requests(prompts, problem_rows, ev, cfg.generation.seed)
     out = RunDir(f"{root}/{ev.output}")
     notes = []

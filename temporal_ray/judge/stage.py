@@ -3,7 +3,8 @@
 In:  Parquet candidate rows (generate/stage.py), from one or more roles.
 Out: the candidate rows plus score (float, or null when no judgement was valid),
      judgements (the raw judge texts, J per candidate), judge_scores (each parsed score or
-     null) and valid_judgements.
+     null), valid_judgements and over_context (the judge prompt did not fit the judge's
+     context with judge.max_new_tokens to spare, so it was not sent: no score, counted).
 Two judges fill the same columns:
 - `llm`: the judge model answers the rubric prompt J times per candidate (J requests with
   their own seeds, through the same engine pool as generation); scores are parsed and averaged.
@@ -28,6 +29,7 @@ from temporal_ray.judge.rubric import judge_messages, load_template
 from temporal_ray.storage import write_rows
 
 CANDIDATE_KEY = ["role", "prompt_id", "sample_index"]
+OVER_CONTEXT = "over_context"
 CANDIDATE_COLUMNS = ["prompt_id", "prompt", "role", "sample_index", "response", "prompt_tokens",
                      "response_tokens"]
 
@@ -76,6 +78,8 @@ def aggregate_judgements(outputs: pd.DataFrame, pattern: str, low: float,
                          high: float) -> list[dict[str, Any]]:
     """Engine output rows (J per candidate, in any order) -> one scored row per candidate,
     ordered by CANDIDATE_KEY; a candidate's judgements stay in judge_index order."""
+    if outputs.empty:  # nothing judged (every request over the judge's context)
+        return []
     outputs = outputs.sort_values([*CANDIDATE_KEY, "judge_index"], kind="stable")
     scored = []
     for _, group in outputs.groupby(CANDIDATE_KEY, sort=False):
@@ -92,6 +96,27 @@ def aggregate_judgements(outputs: pd.DataFrame, pattern: str, low: float,
     return scored
 
 
+def drop_over_context(batch: pd.DataFrame, model_path: str, max_new_tokens: int,
+                      max_model_len: int | None) -> pd.DataFrame:
+    """map_batches function: only the requests whose prompt fits the judge's context (a
+    prompt that does not would fail a vLLM engine's whole batch)."""
+    from temporal_ray.preflight import fits_context
+
+    chats = [[{"role": m["role"], "content": m["content"]} for m in messages]
+             for messages in batch["messages"]]
+    return batch[fits_context(chats, model_path, max_new_tokens, max_model_len)]
+
+
+def unjudged_rows(candidates: list[dict[str, Any]], judged: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """Rows for the candidates that got no judge output at all (their prompt was over the
+    judge's context): no score, flagged, so that they are counted instead of lost."""
+    seen = {tuple(r[k] for k in CANDIDATE_KEY) for r in judged}
+    return [{**{col: c[col] for col in CANDIDATE_COLUMNS}, "score": None, "judgements": [],
+             "judge_scores": [], "valid_judgements": 0, OVER_CONTEXT: True}
+            for c in candidates if tuple(c[k] for k in CANDIDATE_KEY) not in seen]
+
+
 def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeConfig,
                      engine: EngineConfig, seed: int, out_dir: str) -> None:
     import ray.data
@@ -106,6 +131,10 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
         "template": load_template(judge.prompt_template), "samples": judge.samples,
         "temperature": judge.temperature, "top_p": judge.top_p,
         "max_tokens": judge.max_new_tokens, "seed": seed})
+    if engine.kind != "http":  # an endpoint's context is its own business
+        requests = requests.map_batches(drop_over_context, batch_format="pandas", fn_kwargs={
+            "model_path": judge_model, "max_new_tokens": judge.max_new_tokens,
+            "max_model_len": engine.max_model_len})
     outputs = run_engine_pool(requests, judge_model, engine)
     # A candidate's J judgements come back from different actors: gather them in the driver.
     # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
@@ -113,6 +142,9 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
     columns = [*CANDIDATE_COLUMNS, "judge_index", "generated_text"]
     rows = aggregate_judgements(outputs.select_columns(columns).to_pandas(),
                                 judge.score_pattern, judge.min_score, judge.max_score)
+    for row in rows:
+        row[OVER_CONTEXT] = False
+    rows += unjudged_rows(candidates.select_columns(CANDIDATE_COLUMNS).take_all(), rows)
     write_rows(rows, f"{out_dir}/scores.parquet")
 
 
