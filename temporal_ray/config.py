@@ -83,7 +83,12 @@ class EngineConfig(Section):
     max_retries: int = Field(3, ge=0)
     """For kind `http`: retries of a request that failed to connect or got 429/5xx."""
     actors: int = Field(1, gt=0)
-    """Actors in each generation or judge pool."""
+    """Actors in each generation or judge pool (vLLM: engines, each tensor_parallel_size
+    GPUs); with max_actors, the size the pool starts at."""
+    max_actors: int | None = Field(None, gt=0)
+    """Let the pool grow to this many actors while work is queued (Ray Data's autoscaling
+    actor pool; on an autoscaling cluster new GPU nodes are added for them) and shrink back
+    when idle. Empty: a fixed pool of `actors`."""
     batch_size: int = Field(16, gt=0)
     """Requests per batch sent to one actor."""
     gpus_per_actor: float = Field(0, ge=0)
@@ -94,6 +99,18 @@ class EngineConfig(Section):
     custom resource, so generation lands on (and scales) the node type meant for it."""
     max_model_len: int | None = None
     """vLLM context length; empty means the model's own."""
+
+    @property
+    def pool_size(self) -> int | tuple[int, int]:
+        """Ray Data's `concurrency`: fixed, or (min, max) for an autoscaling pool."""
+        return (self.actors, self.max_actors) if self.max_actors else self.actors
+
+    @model_validator(mode="after")
+    def _max_actors_not_below_actors(self) -> EngineConfig:
+        if self.max_actors is not None and self.max_actors < self.actors:
+            raise ValueError(f"engine.max_actors ({self.max_actors}) is below engine.actors "
+                             f"({self.actors})")
+        return self
 
     @model_validator(mode="after")
     def _http_needs_url(self) -> EngineConfig:

@@ -66,7 +66,7 @@ def build_http_processor(model: str, engine: EngineConfig):
 
     config = HttpRequestProcessorConfig(
         url=engine.url, headers=request_headers(engine), qps=engine.qps,
-        max_retries=engine.max_retries, concurrency=engine.actors,
+        max_retries=engine.max_retries, concurrency=engine.pool_size,
         batch_size=engine.batch_size)
     return build_processor(config, preprocess=lambda row: chat_payload(row, model),
                            postprocess=from_chat_completion)

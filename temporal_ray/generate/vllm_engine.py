@@ -27,7 +27,7 @@ def vllm_processor_kwargs(model_path: str, engine: EngineConfig) -> dict[str, An
     kwargs = {
         "model_source": model_path,
         "engine_kwargs": engine_kwargs,
-        "concurrency": engine.actors,
+        "concurrency": engine.pool_size,
         "batch_size": engine.batch_size,
     }
     if engine.resources:

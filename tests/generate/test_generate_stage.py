@@ -23,12 +23,14 @@ def test_one_actor_or_two_give_the_same_candidates(tiny_model, ray_cluster, tmp_
     write_rows(prompts, str(tmp_path / "prompts" / "p.parquet"))
     generation = GenerationConfig(samples=3, max_new_tokens=16, temperature=0.9, seed=11)
     outputs = {}
-    for actors in (1, 2):
-        out = tmp_path / f"actors{actors}"
-        generate_candidates(str(tmp_path / "prompts"), tiny_model, "past", generation,
-                            EngineConfig(actors=actors, batch_size=4), str(out))
+    pools = {"1": EngineConfig(actors=1, batch_size=4), "2": EngineConfig(actors=2, batch_size=4),
+             "1 to 2": EngineConfig(actors=1, max_actors=2, batch_size=4)}  # autoscaling
+    for name, engine in pools.items():
+        out = tmp_path / f"actors {name}"
+        generate_candidates(str(tmp_path / "prompts"), tiny_model, "past", generation, engine,
+                            str(out))
         rows = read_rows(str(out))
-        outputs[actors] = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
-        assert len(rows) == len(outputs[actors]) == 10 * 3  # none lost, none twice
-    assert {p for p, _ in outputs[1]} == {p["prompt_id"] for p in prompts}
-    assert outputs[1] == outputs[2]
+        outputs[name] = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
+        assert len(rows) == len(outputs[name]) == 10 * 3  # none lost, none twice
+    assert {p for p, _ in outputs["1"]} == {p["prompt_id"] for p in prompts}
+    assert outputs["1"] == outputs["2"] == outputs["1 to 2"]

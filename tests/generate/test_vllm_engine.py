@@ -24,6 +24,7 @@ def test_ray_data_llm_accepts_the_config():
     engine = EngineConfig(kind="vllm", actors=2, tensor_parallel_size=2)
     config = llm.vLLMEngineProcessorConfig(**vllm_processor_kwargs("/models/m0", engine))
     assert config.model_source == "/models/m0"
+    assert config.concurrency == 2
     assert config.engine_kwargs["tensor_parallel_size"] == 2
     assert config.engine_kwargs["enable_prefix_caching"] is True
 
@@ -53,3 +54,13 @@ def test_user_prompt_survives_the_prompt_column_that_ray_stages_write():
     out = restore_prompt(engine_row)
     assert out["prompt"] == "Name a fruit."
     assert out["generated_text"] == "A banana." and out["prompt_id"] == "p1"
+
+
+def test_an_autoscaling_pool_is_a_min_max_concurrency():
+    llm = pytest.importorskip("ray.data.llm")
+    engine = EngineConfig(kind="vllm", actors=1, max_actors=4, tensor_parallel_size=2)
+    assert vllm_processor_kwargs("/m", engine)["concurrency"] == (1, 4)
+    config = llm.vLLMEngineProcessorConfig(**vllm_processor_kwargs("/m", engine))
+    assert tuple(config.concurrency) == (1, 4)
+    with pytest.raises(ValueError, match="max_actors .2. is below engine.actors .3."):
+        EngineConfig(actors=3, max_actors=2)
