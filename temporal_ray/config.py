@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from temporal_ray.roles import Role
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says which field and why."""
@@ -364,7 +366,30 @@ class Config(Section):
     ray: RayConfig = RayConfig()
     storage: StorageConfig = StorageConfig()
     miniature: MiniatureConfig = MiniatureConfig()
+    pools: dict[Role, dict[str, Any]] = {}
+    """Per-role changes to `engine` for the generation pools, e.g. `{past: {actors: 2},
+    future: {actors: 4, max_actors: 8}}`: a role's pool is `engine` with those fields
+    changed. Roles: past (M0), present (M_i), future (M_f). The judge has `judge.engine`."""
     eval: EvalConfig = EvalConfig()
+
+    def engine_for(self, role: Role) -> EngineConfig:
+        """The engine of `role`'s generation pool."""
+        changes = self.pools.get(role)
+        if not changes:
+            return self.engine
+        return EngineConfig.model_validate({**self.engine.model_dump(), **changes})
+
+    @model_validator(mode="after")
+    def _pools_are_engine_changes(self) -> Config:
+        for role in self.pools:
+            try:
+                self.engine_for(role)
+            except ValidationError as err:
+                problems = "; ".join(
+                    (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+                    + e["msg"].removeprefix("Value error, ") for e in err.errors())
+                raise ValueError(f"pools.{role.value}: {problems}") from None
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -404,6 +429,8 @@ def _describe(error: ValidationError, source: str) -> str:
             lines.append(f"  {field}: unknown key")
         elif item["type"] == "missing":
             lines.append(f"  {field}: required value is missing")
+        elif item["type"] == "value_error":  # a check across fields: its message says it all
+            lines.append(f"  {field}: {item['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {field}: {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)

@@ -64,14 +64,15 @@ class IterationStages:
         generation = self.cfg.generation.model_copy(
             update={"seed": derive_seed(self.cfg.generation.seed, self.iteration)})
 
+        engine = self.cfg.engine_for(role)
+
         def produce(tmp: str) -> dict[str, Any]:
-            generate_candidates(prompts, model, role.value, generation, self.cfg.engine,
-                                f"{tmp}/data")
+            generate_candidates(prompts, model, role.value, generation, engine, f"{tmp}/data")
             rows = read_rows(f"{tmp}/data", ["response_tokens"])
             tokens = [r["response_tokens"] for r in rows]
             return {"rows": len(rows), "mean_response_tokens": _mean(tokens)}
         return self._stage(f"candidates_{role.value}", produce, kind="generate",
-                           role=role.value, model=model) + "/data"
+                           role=role.value, model=model, actors=engine.pool_size) + "/data"
 
     def judge(self, name: str, candidates: list[str], judge_model: str) -> str:
         """Score candidates with the configured judge: `judge_model` (the present model), a

@@ -336,3 +336,26 @@ def test_base_files_that_include_each_other_are_refused(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="include each other"):
         load_config(tmp_path / "a.yaml")
+
+
+# ------------------------------------------------------------------------------- pools
+def test_a_role_pool_is_the_engine_with_some_fields_changed():
+    from temporal_ray.roles import Role
+
+    cfg = load_config(TINY, ["pools={past: {actors: 1}, future: {max_actors: 4}}"])
+    assert cfg.engine_for(Role.PRESENT) is cfg.engine
+    past, future = cfg.engine_for(Role.PAST), cfg.engine_for(Role.FUTURE)
+    assert (past.actors, past.batch_size) == (1, cfg.engine.batch_size)
+    assert future.pool_size == (cfg.engine.actors, 4)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("pools={past: {actorz: 1}}", "pools.past: actorz: Extra inputs are not permitted"),
+    ("pools={future: {max_actors: 1}}", "pools.future: engine.max_actors .1. is below "
+                                        "engine.actors .2."),
+    ("pools={judge: {actors: 1}}", "pools.judge.*'past', 'present' or 'future'"),
+])
+def test_bad_role_pools_name_role_and_field(override, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(TINY, [override])
+    assert "got {'model'" not in str(err.value)  # a cross-field check does not dump the tree
