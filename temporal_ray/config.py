@@ -225,6 +225,11 @@ class DPOConfig(TrainingConfig):
     length-normalised log-ratios)."""
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     """Conservative DPO (cDPO): the share of preference labels assumed flipped; sigmoid only."""
+    packing: bool = False
+    """Padding-free micro-batches: a micro-batch's chosen and rejected sequences go back to back
+    in one row, position ids restarting for each, and the attention keeps each sequence to
+    itself (transformers' packed-sequence masks: Llama, Qwen2, Mistral). No compute goes to
+    padding; the log-probs equal the padded ones."""
     reference: Literal["precomputed", "resident"] = "precomputed"
     """`precomputed`: one inference pass over the pairs before training stores the reference
     log-probs, and no reference model stays in memory. `resident`: the reference model stays

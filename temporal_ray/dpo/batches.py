@@ -2,7 +2,8 @@
 
 In:  pair rows {prompt, chosen, rejected} and a tokenizer with a chat template.
 Out: `PairBatch` tensors with chosen and rejected stacked in one batch ([2B, T]: the first B
-     rows chosen, the last B rejected), so one forward pass serves both.
+     rows chosen, the last B rejected), so one forward pass serves both; or, padding-free,
+     `PackedBatch`: the same 2B sequences back to back in one row (`collate_packed`).
 Knows nothing of the model, DeepSpeed or Ray.
 """
 
@@ -85,6 +86,37 @@ def collate(pairs: list[TokenizedPair], pad_id: int) -> PairBatch:
         labels[i, : len(labs)] = torch.tensor(labs)
         mask[i, : len(ids)] = 1
     return PairBatch(input_ids, mask, labels)
+
+
+@dataclass
+class PackedBatch:
+    """A micro-batch without padding: every sequence (chosen ones first, then rejected) back
+    to back in one row, position ids restarting at 0 for each. Given position ids, no
+    attention mask and `use_cache=False`, transformers' attention (sdpa, eager, flash) keeps
+    each sequence to itself with a block-diagonal causal mask (Llama, Qwen2, Mistral)."""
+
+    input_ids: torch.Tensor
+    """[1, N]: N = the summed lengths, no pad token anywhere."""
+    position_ids: torch.Tensor
+    labels: torch.Tensor
+    segment_ids: torch.Tensor
+    """[N]: which sequence each token belongs to, 0..2B-1."""
+
+    @property
+    def num_pairs(self) -> int:
+        return int(self.segment_ids[-1]) // 2 + 1
+
+
+def collate_packed(pairs: list[TokenizedPair]) -> PackedBatch:
+    """Chosen then rejected sequences packed into one [1, N] row."""
+    seqs = [(p.chosen_ids, p.chosen_labels) for p in pairs] + \
+           [(p.rejected_ids, p.rejected_labels) for p in pairs]
+    ids = [t for seq, _ in seqs for t in seq]
+    labels = [t for _, labs in seqs for t in labs]
+    positions = [i for seq, _ in seqs for i in range(len(seq))]
+    segments = [k for k, (seq, _) in enumerate(seqs) for _ in seq]
+    return PackedBatch(torch.tensor([ids]), torch.tensor([positions]), torch.tensor([labels]),
+                       torch.tensor(segments))
 
 
 def shard_indices(num_items: int, rank: int, world_size: int, per_step: int) -> list[int]:

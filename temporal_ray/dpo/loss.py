@@ -38,6 +38,25 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (token_logps * mask).sum(-1)
 
 
+def packed_sequence_logps(logits: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor,
+                          num_sequences: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sequence_logps` of a packed row: logits [1, N, V], labels [1, N] (IGNORE_INDEX on
+    prompts), segment_ids [N]. Returns the summed log-prob and the labelled-token count of
+    each sequence, [S] each. A sequence's first token is a prompt token (masked), so no
+    prediction across a boundary is counted."""
+    logits = logits[0, :-1, :]
+    labels = labels[0, 1:]
+    segments = segment_ids[1:]
+    mask = labels != IGNORE_INDEX
+    safe_labels = labels.masked_fill(~mask, 0)
+    token_logps = torch.gather(logits.log_softmax(-1), 1, safe_labels.unsqueeze(-1)).squeeze(-1)
+    sums = torch.zeros(num_sequences, dtype=token_logps.dtype, device=token_logps.device)
+    sums = sums.index_add(0, segments, token_logps * mask)
+    counts = torch.zeros(num_sequences, dtype=torch.long, device=labels.device)
+    counts = counts.index_add(0, segments, mask.long())
+    return sums, counts
+
+
 @dataclass
 class DPOOutput:
     loss: torch.Tensor

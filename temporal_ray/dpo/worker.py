@@ -9,8 +9,9 @@ One worker = one rank. Every rank:
   3. trains with the configured DPO loss (chosen and rejected in one forward pass), writing a
      checkpoint every `checkpoint_every` steps (`training.resume`),
   4. measures the loss on its pairs again after training,
-  5. joins the gather of the sharded weights; rank 0 writes a Hugging Face checkpoint
-     (`training.export`) and metrics.json into the output directory.
+  5. writes its reference log-probs to reference_logps/rank_<r>.parquet in the output
+     directory, joins the gather of the sharded weights; rank 0 writes a Hugging Face
+     checkpoint (`training.export`) and metrics.json there.
 Imports of deepspeed and transformers stay inside the function: the driver never needs them.
 """
 
@@ -25,6 +26,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+REFERENCE_LOGPS = "reference_logps"
 
 
 @dataclass
@@ -52,9 +55,20 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     from transformers import AutoTokenizer
 
     from temporal_ray.config import DPOConfig
-    from temporal_ray.dpo.batches import bucket_by_length, collate, shard_indices, tokenize_pair
-    from temporal_ray.dpo.loss import IGNORE_INDEX, dpo_loss, sequence_logps
-    from temporal_ray.storage import ensure_local, resolve, upload_dir
+    from temporal_ray.dpo.batches import (
+        bucket_by_length,
+        collate,
+        collate_packed,
+        shard_indices,
+        tokenize_pair,
+    )
+    from temporal_ray.dpo.loss import (
+        IGNORE_INDEX,
+        dpo_loss,
+        packed_sequence_logps,
+        sequence_logps,
+    )
+    from temporal_ray.storage import ensure_local, resolve, upload_dir, write_rows
     from temporal_ray.training import resume
     from temporal_ray.training.deepspeed_setup import (
         build_engine,
@@ -92,13 +106,22 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
 
     def forward_logps(model: Any, indices: list[int]) -> tuple[torch.Tensor, ...]:
         """Summed response log-probs and response token counts, chosen then rejected."""
+        n = len(indices)
+        if cfg.packing:
+            packed = collate_packed([examples[i] for i in indices])
+            # No cache: transformers only reads packed position ids as separate sequences
+            # when it builds no KV cache.
+            logits = model(input_ids=packed.input_ids.to(device),
+                           position_ids=packed.position_ids.to(device), use_cache=False).logits
+            logps, tokens = packed_sequence_logps(logits.float(), packed.labels.to(device),
+                                                  packed.segment_ids.to(device), 2 * n)
+            return logps[:n], logps[n:], tokens[:n], tokens[n:]
         batch = collate([examples[i] for i in indices], pad_id)
         logits = model(input_ids=batch.input_ids.to(device),
                        attention_mask=batch.attention_mask.to(device)).logits
         labels = batch.labels.to(device)
         logps = sequence_logps(logits.float(), labels)
         tokens = (labels[:, 1:] != IGNORE_INDEX).sum(-1)
-        n = batch.num_pairs
         return logps[:n], logps[n:], tokens[:n], tokens[n:]
 
     # The reference is the starting model. Precomputed: its log-probs, in one pass before any
@@ -217,6 +240,15 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     train_seconds = time.time() - train_started
     after = evaluate()
 
+    if cfg.reference == "precomputed":
+        # Beside the model: the reference log-probs the whole run trained against, one file
+        # per rank (each holds its own pairs), for inspection and for the collapse metrics.
+        write_rows([{"pair_index": int(i), "chosen_logp": float(chosen[j]),
+                     "rejected_logp": float(rejected[j])}
+                    for number, indices in enumerate(micro_batches)
+                    for (chosen, rejected) in [reference[number]]
+                    for j, i in enumerate(indices)],
+                   f"{job.output_dir}/{REFERENCE_LOGPS}/rank_{rank:03d}.parquet")
     local_out = job.output_dir if "://" not in job.output_dir else tempfile.mkdtemp()
     save_trained(engine, tokenizer, local_out, start, cfg.zero_stage, cfg.lora.enabled, rank)
     if rank == 0:

@@ -55,3 +55,14 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
     # The first optimizer step already trains: no step is wasted at lr 0.
     assert clean["history"][0]["lr"] == pytest.approx(DPO.lr)
     assert json.loads((tmp_path / "faulted" / "metrics.json").read_text())["world_size"] == 2
+    # The reference log-probs are stored beside the model, one file per rank, every pair once;
+    # the restarted run trained against the same ones (from its checkpoint).
+    from temporal_ray.storage import read_rows
+
+    refs = {name: {r["pair_index"]: r for r in read_rows(
+        str(tmp_path / name / "reference_logps"))} for name in ("clean", "faulted")}
+    assert sorted(refs["clean"]) == list(range(len(PAIRS)))
+    assert len(list((tmp_path / "clean" / "reference_logps").glob("rank_*.parquet"))) == 2
+    for i, row in refs["clean"].items():
+        assert row["chosen_logp"] < 0 and row["rejected_logp"] < 0
+        assert row["chosen_logp"] == pytest.approx(refs["faulted"][i]["chosen_logp"], abs=1e-6)

@@ -1,7 +1,9 @@
 """A DPO loss variant trains on two real Ray Train workers with DeepSpeed ZeRO-3, with a
 resident reference model (a frozen second DeepSpeed engine) instead of precomputed reference
-log-probs. (sigmoid trains in tests/test_miniature.py, IPO in tests/training/test_lora.py; every
-variant's arithmetic matches TRL in tests/dpo/test_trl_parity.py.)"""
+log-probs, and padding-free packed micro-batches (tests/dpo/test_packing.py checks that they
+give the padded log-probs). (sigmoid trains in tests/test_miniature.py, IPO in
+tests/training/test_lora.py; every variant's arithmetic matches TRL in
+tests/dpo/test_trl_parity.py.)"""
 
 import math
 
@@ -22,7 +24,7 @@ def test_loss_variants_train_on_the_workers(tiny_model, ray_cluster, tmp_path, l
     write_rows(PAIRS, str(tmp_path / "pairs.parquet"))
     dpo = DPOConfig(loss=loss, reference=reference, lr=1e-3, min_lr=1e-4, warmup_ratio=0.0,
                     batch_size=8, micro_batch_size=2, epochs=2, max_length=64,
-                    checkpoint_every=0)
+                    checkpoint_every=0, packing=True)
     metrics = train_dpo(str(tmp_path / "pairs.parquet"), tiny_model, str(tmp_path / "out"), dpo,
                         storage_path=str(tmp_path / "ray_train"), name=loss)
     assert metrics["optimizer_steps"] == 2
