@@ -67,6 +67,9 @@ class GenerationConfig(Section):
     max_new_tokens: int = Field(1024, gt=0)
     seed: int = 0
     """Base seed; each (role, prompt, sample) derives its own seed from it."""
+    overlong: Literal["drop", "truncate"] = "drop"
+    """A prompt longer than the context minus max_new_tokens: `drop` it, or `truncate` it to
+    its last tokens (the question usually ends a prompt). Counted either way."""
 
 
 class EngineConfig(Section):
@@ -146,6 +149,10 @@ class JudgeConfig(Section):
     It reads any number so that "Score: 7" counts as out of range rather than unparsed."""
     min_score: float = 0.0
     max_score: float = 5.0
+    overlong: Literal["drop", "truncate"] = "drop"
+    """A judge prompt too long for the judge's context: `drop` it (the candidate stays
+    unscored), or `truncate` the response the judge is shown to its first tokens, marked
+    " [...]". Counted per role either way."""
     min_valid_share: float = Field(0.5, ge=0, le=1)
     """Stop the iteration when fewer than this share of a role's candidates got a valid
     score, rather than train on the handful of pairs the rest would give."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,29 +52,76 @@ def _tokenizer_and_context(model_path: str) -> tuple[Any, int | None]:
     return AutoTokenizer.from_pretrained(model_path), context
 
 
+TRUNCATION_MARK = " [...]"
+
+
+class ContextBudget:
+    """How many prompt tokens a model takes with max_new_tokens to spare: `max_model_len` when
+    set (vLLM's engine.max_model_len), else the model config's max_position_embeddings.
+    Chats are measured with the model's chat template. Remote models are not checked."""
+
+    def __init__(self, model_path: str, max_new_tokens: int, max_model_len: int | None = None):
+        self.tokenizer, context = (None, None) if "://" in model_path else \
+            _tokenizer_and_context(model_path)
+        context = min(filter(None, (context, max_model_len)), default=None)
+        self.budget = context - max_new_tokens if context else None
+
+    def lengths(self, chats: list[list[dict[str, str]]]) -> list[int]:
+        texts = [self.tokenizer.apply_chat_template(chat, tokenize=False,
+                                                    add_generation_prompt=True)
+                 for chat in chats]
+        return [len(i) for i in self.tokenizer(texts, add_special_tokens=False)["input_ids"]] \
+            if texts else []
+
+    def fits(self, chats: list[list[dict[str, str]]]) -> list[bool]:
+        if self.budget is None:
+            return [True] * len(chats)
+        return [n <= self.budget for n in self.lengths(chats)]
+
+    def shorten(self, text: str, chat_of: Callable[[str], list[dict[str, str]]],
+                keep: str = "head") -> str | None:
+        """`text` cut (its head or its tail kept, the cut marked) so that chat_of(text) fits;
+        None when even a few tokens of it do not."""
+        (length,) = self.lengths([chat_of(text)])
+        if self.budget is None or length <= self.budget:
+            return text
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        excess = length - self.budget + len(self.tokenizer(TRUNCATION_MARK,
+                                                          add_special_tokens=False)["input_ids"])
+        for slack in (0, 4, 16):  # re-tokenising a cut text can merge or split a token
+            count = len(ids) - excess - slack
+            if count <= 0:
+                return None
+            cut = (self.tokenizer.decode(ids[:count]) + TRUNCATION_MARK if keep == "head"
+                   else TRUNCATION_MARK.strip() + " " + self.tokenizer.decode(ids[-count:]))
+            if self.fits([chat_of(cut)])[0]:
+                return cut
+        return None
+
+
 def fits_context(chats: list[list[dict[str, str]]], model_path: str, max_new_tokens: int,
                  max_model_len: int | None = None) -> list[bool]:
-    """Whether each chat, formatted with the model's chat template, leaves room for
-    max_new_tokens in the context: `max_model_len` when set (vLLM's engine.max_model_len),
-    else the model config's max_position_embeddings. Remote models are not checked."""
-    if "://" in model_path:
-        return [True] * len(chats)
-    tokenizer, context = _tokenizer_and_context(model_path)
-    context = min(filter(None, (context, max_model_len)), default=None)
-    if not context:
-        return [True] * len(chats)
-    budget = context - max_new_tokens
-    texts = [tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-             for chat in chats]
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-    return [len(i) <= budget for i in ids]
+    """Whether each chat leaves room for max_new_tokens in the model's context."""
+    return ContextBudget(model_path, max_new_tokens, max_model_len).fits(chats)
+
+
+def user_chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
 
 
 def drop_overlong(rows: list[dict[str, str]], model_path: str, max_new_tokens: int,
-                  max_model_len: int | None = None) -> tuple[list[dict[str, str]], int]:
-    """Prompt rows whose chat leaves room for max_new_tokens (`fits_context`), and how many
-    were dropped."""
-    fits = fits_context([[{"role": "user", "content": row["prompt"]}] for row in rows],
-                        model_path, max_new_tokens, max_model_len)
-    kept = [row for row, ok in zip(rows, fits) if ok]
-    return kept, len(rows) - len(kept)
+                  max_model_len: int | None = None, truncate: bool = False
+                  ) -> tuple[list[dict[str, str]], int]:
+    """Prompt rows whose chat leaves room for max_new_tokens, and how many did not. Those are
+    dropped, or with `truncate` cut to their last tokens (kept when that fits)."""
+    budget = ContextBudget(model_path, max_new_tokens, max_model_len)
+    fits = budget.fits([user_chat(row["prompt"]) for row in rows])
+    kept = []
+    for row, ok in zip(rows, fits):
+        if ok:
+            kept.append(row)
+        elif truncate:
+            cut = budget.shorten(row["prompt"], user_chat, keep="tail")
+            if cut is not None:
+                kept.append({**row, "prompt": cut})
+    return kept, sum(not ok for ok in fits)

@@ -29,7 +29,9 @@ def describe_stage(record: dict[str, Any]) -> str:
             parts.append(f"{role} {r['scored']}/{r['candidates']} scored, "
                          f"mean {_num(r['mean_score'])}"
                          + (f", {failed} judgements unparsed" if failed else "")
-                         + (f", {too_long} over the judge's context" if too_long else ""))
+                         + (f", {too_long} over the judge's context" if too_long else "")
+                         + (f", {r['judge_truncated']} shown truncated"
+                            if r.get("judge_truncated") else ""))
         return f"{record['judge']} judge: " + "; ".join(parts)
     if kind == "pairs":
         dropped = ", ".join(f"{k} {v}" for k, v in record["dropped"].items() if v) or "none"

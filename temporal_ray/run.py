@@ -90,12 +90,14 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
     cfg = absolute_paths(cfg)
     prompt_set = load_prompts(cfg.data.prompts, cfg.data.prompt_field)
     check_model(cfg.model.path)
+    truncate = cfg.generation.overlong == "truncate"
     rows, overlong = drop_overlong(prompt_set.rows, cfg.model.path,
-                                   cfg.generation.max_new_tokens, cfg.engine.max_model_len)
+                                   cfg.generation.max_new_tokens, cfg.engine.max_model_len,
+                                   truncate=truncate)
     if not rows:
         raise PromptFileError(f"{cfg.data.prompts}: every prompt is longer than the model's "
                               "context minus generation.max_new_tokens")
-    dropped = {**prompt_set.dropped, "too_long": overlong}
+    dropped = {**prompt_set.dropped, "truncated" if truncate else "too_long": overlong}
     check_fits(cfg, "dpo")  # a DPO stage that cannot fit its GPUs stops here, not hours in
     run = RunDir(cfg.storage.run_dir)
     with RunLock(run):

@@ -17,7 +17,7 @@ from temporal_ray.dpo.trainer import train_dpo
 from temporal_ray.generate.requests import derive_seed
 from temporal_ray.generate.stage import generate_candidates
 from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, count_problems, parse_judgement
-from temporal_ray.judge.stage import OVER_CONTEXT, judge_candidates
+from temporal_ray.judge.stage import JUDGE_TRUNCATED, OVER_CONTEXT, judge_candidates
 from temporal_ray.pairs import PairSet
 from temporal_ray.roles import Role
 from temporal_ray.storage import RunDir, read_rows, resolve, write_rows
@@ -156,9 +156,10 @@ def judge_counts(rows: list[dict[str, Any]], pattern: str, low: float,
     for row in rows:
         entry = by_role.setdefault(row["role"], {"candidates": 0, "scored": 0, "scores": [],
                                                  NO_SCORE: 0, OUT_OF_RANGE: 0,
-                                                 OVER_CONTEXT: 0})
+                                                 OVER_CONTEXT: 0, JUDGE_TRUNCATED: 0})
         entry["candidates"] += 1
         entry[OVER_CONTEXT] += bool(row.get(OVER_CONTEXT))
+        entry[JUDGE_TRUNCATED] += bool(row.get(JUDGE_TRUNCATED))
         if row["score"] is not None:
             entry["scored"] += 1
             entry["scores"].append(row["score"])

@@ -47,3 +47,23 @@ def test_overlong_prompts_are_dropped_and_counted(tiny_model):
     kept, dropped = drop_overlong(rows, tiny_model, max_new_tokens=32)
     assert [r["prompt_id"] for r in kept] == ["short"]
     assert dropped == 1
+
+
+def test_truncation_keeps_the_tail_of_a_prompt_and_fits(tiny_model):
+    from temporal_ray.preflight import ContextBudget, user_chat
+
+    words = " ".join(f"w{i}" for i in range(900))
+    rows = [{"prompt_id": "a", "prompt": "Short question?"},
+            {"prompt_id": "b", "prompt": words + " What is 2 + 2?"}]
+    kept, not_fitting = drop_overlong(rows, tiny_model, max_new_tokens=16, truncate=True)
+    assert not_fitting == 1 and [r["prompt_id"] for r in kept] == ["a", "b"]
+    assert kept[0] == rows[0]
+    cut = kept[1]["prompt"]
+    assert cut.startswith("[...]") and cut.endswith("What is 2 + 2?")
+    budget = ContextBudget(tiny_model, 16)
+    assert budget.fits([user_chat(cut)]) == [True]
+    assert budget.budget - 8 <= budget.lengths([user_chat(cut)])[0] <= budget.budget
+    head = budget.shorten(words, user_chat, keep="head")
+    assert head.startswith("w0 w1") and head.endswith(" [...]")
+    # A model with room for nothing but the answer: nothing can be kept.
+    assert ContextBudget(tiny_model, 510).shorten(words, user_chat) is None

@@ -21,7 +21,7 @@ def test_judge_counts_per_role_and_reason():
     assert counts["rows"] == 4
     assert counts["roles"]["present"] == {"candidates": 2, "scored": 1, "no_score": 2,
                                           "out_of_range": 1, "over_context": 0,
-                                          "mean_score": 4.0}
+                                          "judge_truncated": 0, "mean_score": 4.0}
     assert counts["roles"]["past"]["mean_score"] == 2.0
     assert counts["roles"]["past"]["over_context"] == 1
 

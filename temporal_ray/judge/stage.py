@@ -3,8 +3,9 @@
 In:  Parquet candidate rows (generate/stage.py), from one or more roles.
 Out: the candidate rows plus score (float, or null when no judgement was valid),
      judgements (the raw judge texts, J per candidate), judge_scores (each parsed score or
-     null), valid_judgements and over_context (the judge prompt did not fit the judge's
-     context with judge.max_new_tokens to spare, so it was not sent: no score, counted).
+     null), valid_judgements, over_context (the judge prompt did not fit the judge's
+     context with judge.max_new_tokens to spare, so it was not sent: no score, counted) and
+     judge_truncated (judge.overlong=truncate: the judge saw the response cut to fit).
 Two judges fill the same columns:
 - `llm`: the judge model answers the rubric prompt J times per candidate (J requests with
   their own seeds, through the same engine pool as generation); scores are parsed and averaged.
@@ -30,6 +31,7 @@ from temporal_ray.storage import write_rows
 
 CANDIDATE_KEY = ["role", "prompt_id", "sample_index"]
 OVER_CONTEXT = "over_context"
+JUDGE_TRUNCATED = "judge_truncated"
 CANDIDATE_COLUMNS = ["prompt_id", "prompt", "role", "sample_index", "response", "prompt_tokens",
                      "response_tokens"]
 
@@ -65,7 +67,7 @@ def judge_requests(candidate: dict[str, Any], template: str, samples: int, tempe
     """J judge requests for one candidate."""
     messages = judge_messages(template, candidate["prompt"], candidate["response"])
     return [
-        {**candidate, "judge_index": index, "messages": messages,
+        {**candidate, "judge_index": index, "messages": messages, JUDGE_TRUNCATED: False,
          "sampling_params": sampling_params(
              temperature, top_p, max_tokens,
              derive_seed(seed, "judge", candidate["role"], candidate["prompt_id"],
@@ -92,19 +94,36 @@ def aggregate_judgements(outputs: pd.DataFrame, pattern: str, low: float,
         row.update(score=average_score(parsed), judgements=texts,
                    judge_scores=[j.score for j in parsed],
                    valid_judgements=sum(j.score is not None for j in parsed))
+        if JUDGE_TRUNCATED in group:
+            row[JUDGE_TRUNCATED] = bool(group[JUDGE_TRUNCATED].any())
         scored.append(row)
     return scored
 
 
-def drop_over_context(batch: pd.DataFrame, model_path: str, max_new_tokens: int,
-                      max_model_len: int | None) -> pd.DataFrame:
+def fit_judge_context(batch: pd.DataFrame, model_path: str, max_new_tokens: int,
+                      max_model_len: int | None, template: str,
+                      truncate: bool) -> pd.DataFrame:
     """map_batches function: only the requests whose prompt fits the judge's context (a
-    prompt that does not would fail a vLLM engine's whole batch)."""
-    from temporal_ray.preflight import fits_context
+    prompt that does not would fail a vLLM engine's whole batch); with `truncate`, a request
+    that does not fit shows the judge its response cut to fit instead (flagged)."""
+    from temporal_ray.preflight import ContextBudget
 
+    budget = ContextBudget(model_path, max_new_tokens, max_model_len)
     chats = [[{"role": m["role"], "content": m["content"]} for m in messages]
              for messages in batch["messages"]]
-    return batch[fits_context(chats, model_path, max_new_tokens, max_model_len)]
+    fits = budget.fits(chats)
+    batch = batch.copy()
+    if truncate and not all(fits):
+        messages, truncated = list(batch["messages"]), list(batch[JUDGE_TRUNCATED])
+        for i, (prompt, response) in enumerate(zip(batch["prompt"], batch["response"])):
+            if fits[i]:
+                continue
+            cut = budget.shorten(response, lambda r, p=prompt: judge_messages(template, p, r))
+            if cut is not None:
+                messages[i], truncated[i], fits[i] = judge_messages(template, prompt, cut), \
+                    True, True
+        batch["messages"], batch[JUDGE_TRUNCATED] = messages, truncated
+    return batch[fits]
 
 
 def unjudged_rows(candidates: list[dict[str, Any]], judged: list[dict[str, Any]]
@@ -113,7 +132,8 @@ def unjudged_rows(candidates: list[dict[str, Any]], judged: list[dict[str, Any]]
     judge's context): no score, flagged, so that they are counted instead of lost."""
     seen = {tuple(r[k] for k in CANDIDATE_KEY) for r in judged}
     return [{**{col: c[col] for col in CANDIDATE_COLUMNS}, "score": None, "judgements": [],
-             "judge_scores": [], "valid_judgements": 0, OVER_CONTEXT: True}
+             "judge_scores": [], "valid_judgements": 0, JUDGE_TRUNCATED: False,
+             OVER_CONTEXT: True}
             for c in candidates if tuple(c[k] for k in CANDIDATE_KEY) not in seen]
 
 
@@ -127,19 +147,21 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
         candidates.map_batches(score_with_rule, fn_kwargs={"rule": judge.rule},
                                batch_format="pandas").write_parquet(out_dir)
         return
+    template = load_template(judge.prompt_template)
     requests = candidates.flat_map(judge_requests, fn_kwargs={
-        "template": load_template(judge.prompt_template), "samples": judge.samples,
+        "template": template, "samples": judge.samples,
         "temperature": judge.temperature, "top_p": judge.top_p,
         "max_tokens": judge.max_new_tokens, "seed": seed})
     if engine.kind != "http":  # an endpoint's context is its own business
-        requests = requests.map_batches(drop_over_context, batch_format="pandas", fn_kwargs={
+        requests = requests.map_batches(fit_judge_context, batch_format="pandas", fn_kwargs={
             "model_path": judge_model, "max_new_tokens": judge.max_new_tokens,
-            "max_model_len": engine.max_model_len})
+            "max_model_len": engine.max_model_len, "template": template,
+            "truncate": judge.overlong == "truncate"})
     outputs = run_engine_pool(requests, judge_model, engine)
     # A candidate's J judgements come back from different actors: gather them in the driver.
     # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
     # shuffle costs more than the judging itself at that size.
-    columns = [*CANDIDATE_COLUMNS, "judge_index", "generated_text"]
+    columns = [*CANDIDATE_COLUMNS, "judge_index", "generated_text", JUDGE_TRUNCATED]
     rows = aggregate_judgements(outputs.select_columns(columns).to_pandas(),
                                 judge.score_pattern, judge.min_score, judge.max_score)
     for row in rows:

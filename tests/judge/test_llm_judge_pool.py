@@ -46,3 +46,24 @@ def test_llm_judge_scores_every_candidate_once(tiny_model, ray_cluster, tmp_path
         assert row["valid_judgements"] == sum(s is not None for s in parsed)
         valid = [s for s in parsed if s is not None]
         assert row["score"] == (sum(valid) / len(valid) if valid else None)
+
+
+def test_truncate_shows_the_judge_the_head_of_a_long_response(tiny_model, ray_cluster,
+                                                              tmp_path):
+    """judge.overlong=truncate: the too-long candidate is judged on its response cut to fit
+    (flagged); its own response in the stage stays whole; a short one is untouched."""
+    long = {"prompt_id": "p_long", "prompt": "Name a fruit.", "role": "present",
+            "sample_index": 0, "response": "banana " * 600, "prompt_tokens": 5,
+            "response_tokens": 600}
+    short = {**long, "prompt_id": "p_short", "response": "A banana."}
+    write_rows([long, short], str(tmp_path / "candidates" / "c.parquet"))
+    judge = JudgeConfig(kind="llm", samples=1, max_new_tokens=8, overlong="truncate",
+                        prompt_template=TOY_JUDGE_TEMPLATE)
+    judge_candidates([str(tmp_path / "candidates")], tiny_model, judge,
+                     EngineConfig(actors=1, batch_size=4), seed=0,
+                     out_dir=str(tmp_path / "scores"))
+    rows = {r["prompt_id"]: r for r in read_rows(str(tmp_path / "scores"))}
+    assert rows["p_long"]["judge_truncated"] and not rows["p_long"]["over_context"]
+    assert len(rows["p_long"]["judgements"]) == 1
+    assert rows["p_long"]["response"] == long["response"]
+    assert not rows["p_short"]["judge_truncated"]
