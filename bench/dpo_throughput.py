@@ -131,14 +131,16 @@ def run_trl(model_path: str, pairs: list[dict[str, str]], batch_size: int, lr: f
 
 def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
              micro_batch_size: int, lr: float, max_length: int, zero_stage: int,
-             index: int, packing: bool = False) -> dict[str, Any]:
+             index: int, packing: bool = False,
+             reference_micro_batch_size: int | None = None) -> dict[str, Any]:
     """One run of our DPO stage on 2 Ray Train workers; returns its metrics' timings."""
     from temporal_ray.config import DPOConfig
     from temporal_ray.dpo.trainer import train_dpo
 
     cfg = DPOConfig(lr=lr, min_lr=lr / 10, warmup_ratio=0.0, epochs=1, batch_size=batch_size,
                     micro_batch_size=micro_batch_size, max_length=max_length, zero_stage=zero_stage,
-                    workers=2, checkpoint_every=0, packing=packing)
+                    workers=2, checkpoint_every=0, packing=packing,
+                    reference_micro_batch_size=reference_micro_batch_size)
     started = time.perf_counter()
     # A fresh name per run: a run with an existing name would resume rather than train.
     metrics = train_dpo(pairs_path, model_path, str(work / f"ours-{index}"), cfg,
@@ -179,6 +181,9 @@ def main() -> None:
                         help="our ZeRO stage (the stage's default, 3, is what is compared)")
     parser.add_argument("--packing", action="store_true",
                         help="our micro-batches padding-free (dpo.packing)")
+    parser.add_argument("--reference-micro-batch-size", type=int, default=None,
+                        help="pairs per forward of our reference pass "
+                             "(dpo.reference_micro_batch_size; default: the micro-batch)")
     args = parser.parse_args()
 
     import ray
@@ -209,7 +214,8 @@ def main() -> None:
                     print(f"[bench] TRL run {index}: {trl_runs[-1]}", flush=True)
                 our_runs.append(run_ours(pairs_path, model_path, work, args.batch_size,
                                          args.micro_batch_size, args.lr, args.max_length,
-                                         args.zero_stage, index, args.packing))
+                                         args.zero_stage, index, args.packing,
+                                         args.reference_micro_batch_size))
                 print(f"[bench] ours run {index}: {our_runs[-1]}", flush=True)
         finally:
             ray.shutdown()
@@ -228,7 +234,9 @@ def main() -> None:
     print()
     print(f"DPO throughput: {args.pairs} pairs, global batch {args.batch_size}, "
           f"{os.cpu_count()} CPUs, ZeRO-{args.zero_stage}"
-          f"{', packed' if args.packing else ''}, best of {args.repeats}")
+          f"{', packed' if args.packing else ''}"
+          f", reference micro-batch {args.reference_micro_batch_size or args.micro_batch_size}"
+          f", best of {args.repeats}")
     busiest = max([load_before[0], load_after[0]] + [r["load_average"]
                                                      for r in trl_runs + our_runs])
     print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f}, "
@@ -259,6 +267,7 @@ def main() -> None:
         "settings": {"pairs": args.pairs, "batch_size": args.batch_size,
                      "micro_batch_size": args.micro_batch_size, "workers": 2,
                      "zero_stage": args.zero_stage, "packing": args.packing,
+                     "reference_micro_batch_size": args.reference_micro_batch_size,
                      "trl_threads": list(TRL_THREADS),
                      "lr": args.lr,
                      "max_length": args.max_length, "repeats": args.repeats, "seed": args.seed},

@@ -232,6 +232,10 @@ class DPOConfig(TrainingConfig):
     length-normalised log-ratios)."""
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     """Conservative DPO (cDPO): the share of preference labels assumed flipped; sigmoid only."""
+    reference_micro_batch_size: int | None = Field(None, gt=0)
+    """Pairs per forward pass of the precomputed reference pass (no gradients, so it can be
+    larger than micro_batch_size; ZeRO-3 gathers the weights once per forward). Empty:
+    micro_batch_size. Mind the logits: 2 x pairs x max_length x vocabulary floats."""
     packing: bool = False
     """Padding-free micro-batches: a micro-batch's chosen and rejected sequences go back to back
     in one row, position ids restarting for each, and the attention keeps each sequence to

@@ -181,10 +181,25 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         state = resume.LoopState()
         engine.eval()
         if cfg.reference == "precomputed":
+            # Inference only: batches of reference_micro_batch_size pairs (ZeRO-3 gathers the
+            # weights once per forward, so fewer, larger forwards cost less), then regrouped
+            # into the training micro-batches.
             with torch.no_grad():
-                for number, indices in enumerate(micro_batches):
-                    reference[number] = tuple(
-                        t.detach() for t in forward_logps(engine, indices)[:2])
+                if cfg.reference_micro_batch_size is None:
+                    for number, indices in enumerate(micro_batches):
+                        reference[number] = tuple(
+                            t.detach() for t in forward_logps(engine, indices)[:2])
+                else:
+                    per_pair: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+                    for indices in bucket_by_length(sorted(set(mine)),
+                                                    [e.length for e in examples],
+                                                    cfg.reference_micro_batch_size):
+                        chosen, rejected = forward_logps(engine, indices)[:2]
+                        per_pair.update((i, (chosen[j], rejected[j]))
+                                        for j, i in enumerate(indices))
+                    for number, indices in enumerate(micro_batches):
+                        reference[number] = (torch.stack([per_pair[i][0] for i in indices]),
+                                             torch.stack([per_pair[i][1] for i in indices]))
         # history[0]: the loss before any update. The policy is the reference then, so with
         # precomputed reference log-probs it follows from them without another forward pass.
         before = evaluate() if cfg.reference == "resident" else at_reference()
