@@ -19,6 +19,7 @@ import json
 import math
 import tempfile
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporal_ray.config import Config, EvalConfig
@@ -221,6 +222,96 @@ def lm_eval_stage(out: RunDir, checkpoint: Checkpoint, cfg: Config) -> dict[str,
         kind="eval_lm_eval", model=checkpoint.path).manifest["lm_eval"]
 
 
+@dataclass
+class EvalInputs:
+    """What every checkpoint is evaluated on, checked against the context once."""
+
+    prompts: list[dict[str, Any]]
+    problems: dict[str, dict[str, Any]]
+    requests: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    run_lm_eval: bool = False
+
+
+def prepare_inputs(cfg: Config, reference: Checkpoint) -> EvalInputs:
+    """Held-out prompts and HumanEval problems as answer requests. All checkpoints of a run
+    share M0's tokenizer and context, so one budget check serves them all."""
+    ev, context = cfg.eval, cfg.engine.max_model_len
+    prompts, too_long = drop_overlong(load_eval_prompts(ev), reference.path, ev.max_new_tokens,
+                                      context)
+    shipped = humaneval.load_problems() if ev.humaneval else {}
+    problems = dict(list(shipped.items())[: None if ev.humaneval < 0 else ev.humaneval])
+    problem_rows, _ = drop_overlong(
+        [{"prompt_id": i, "prompt": humaneval.chat_prompt(p)} for i, p in problems.items()],
+        reference.path, ev.humaneval_max_new_tokens, context)
+    inputs = EvalInputs(prompts, problems,
+                        answer_requests(prompts, problem_rows, ev, cfg.generation.seed))
+    if too_long:
+        inputs.notes.append(f"{too_long} held-out prompts were longer than the context minus "
+                            "eval.max_new_tokens and were left out")
+    if len(problem_rows) < len(problems):
+        inputs.notes.append(f"{len(problems) - len(problem_rows)} of {len(problems)} HumanEval "
+                            "problems do not fit the context: counted as failed")
+    reason = missing() if ev.lm_eval_tasks else None
+    if reason:
+        inputs.notes.append(f"lm-eval tasks {', '.join(ev.lm_eval_tasks)} skipped: {reason}")
+        print(f"warning: {inputs.notes[-1]}", flush=True)
+    inputs.run_lm_eval = bool(ev.lm_eval_tasks) and not reason
+    return inputs
+
+
+def evaluate_checkpoint(out: RunDir, checkpoint: Checkpoint, reference: Checkpoint,
+                        reference_answers: list[dict[str, Any]], inputs: EvalInputs,
+                        cfg: Config) -> dict[str, Any]:
+    """One checkpoint's row of the report: answers, win rate, pass@1, lm-eval metrics."""
+    print(f"eval: {checkpoint.name} ({checkpoint.path})", flush=True)
+    is_reference = checkpoint == reference
+    answers = (reference_answers if is_reference
+               else answer_stage(out, checkpoint, inputs.requests, cfg))
+    held = [a["response_tokens"] for a in answers if a["role"] == HELDOUT]
+    row = {"name": checkpoint.name, "method": checkpoint.method,
+           "iteration": checkpoint.iteration, "dpo_runs": checkpoint.dpo_runs,
+           "path": checkpoint.path,
+           "answers": {"prompts": len(held),
+                       "mean_tokens": sum(held) / len(held) if held else None},
+           "winrate": None if is_reference else verdict_stage(
+               out, checkpoint, inputs.prompts, answers, reference_answers, cfg),
+           "humaneval": humaneval_stage(out, checkpoint, answers, inputs.problems,
+                                        cfg.eval.humaneval_timeout) if inputs.problems else None,
+           "lm_eval": None}
+    if inputs.run_lm_eval:
+        try:
+            row["lm_eval"] = lm_eval_stage(out, checkpoint, cfg)
+        except LmEvalUnavailable as err:
+            inputs.notes.append(f"{checkpoint.name}: {err}")
+            print(f"warning: {inputs.notes[-1]}", flush=True)
+    return row
+
+
+def describe_settings(cfg: Config, root: str, reference: Checkpoint,
+                      inputs: EvalInputs) -> dict[str, Any]:
+    ev, judge = cfg.eval, cfg.eval.judge
+    return {
+        "run": root, "reference": f"{reference.name} ({reference.path})",
+        "held-out prompts": f"{len(inputs.prompts)} from {ev.prompts}",
+        "judge": (f"rule {judge.rule}" if judge.kind == "rule" else
+                  f"{judge.model or 'each checkpoint judges itself'} "
+                  f"({(judge.engine or cfg.engine).kind} engine), both orders"),
+        "answers": f"greedy, at most {ev.max_new_tokens} tokens",
+        "HumanEval problems": len(inputs.problems),
+        "lm-eval tasks": ", ".join(ev.lm_eval_tasks) or "none",
+    }
+
+
+def write_report(out: RunDir, results: dict[str, Any]) -> None:
+    out.write_text("results.json", json.dumps(results, indent=2, default=_json_value))
+    out.write_text("report.md", markdown(results))
+    with tempfile.TemporaryDirectory() as tmp:
+        plot(results, f"{tmp}/report.png")
+        with open(f"{tmp}/report.png", "rb") as f:
+            out.write_bytes("report.png", f.read())
+
+
 def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Evaluate (or resume evaluating) the run in storage.run_dir; returns the results."""
     ev = cfg.eval
@@ -230,78 +321,19 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     reference_path = absolute(ev.reference) if ev.reference else found[0].path
     reference = next((c for c in found if c.path == reference_path),
                      Checkpoint("reference", "", 0, reference_path))
-    prompts = load_eval_prompts(ev)
-    # All checkpoints of a run share M0's tokenizer and context: one budget check for all.
-    context = cfg.engine.max_model_len
-    prompts, prompts_too_long = drop_overlong(prompts, reference.path, ev.max_new_tokens,
-                                              context)
-    all_problems = humaneval.load_problems() if ev.humaneval else {}
-    problems = dict(list(all_problems.items())[: None if ev.humaneval < 0 else ev.humaneval])
-    problem_rows, _ = drop_overlong(
-        [{"prompt_id": i, "prompt": humaneval.chat_prompt(p)} for i, p in problems.items()],
-        reference.path, ev.humaneval_max_new_tokens, context)
-    requests = answer_requests(prompts, problem_rows, ev, cfg.generation.seed)
+    inputs = prepare_inputs(cfg, reference)
     out = RunDir(f"{root}/{ev.output}")
-    notes = []
-    if prompts_too_long:
-        notes.append(f"{prompts_too_long} held-out prompts were longer than the context minus "
-                     "eval.max_new_tokens and were left out")
-    if len(problem_rows) < len(problems):
-        notes.append(f"{len(problems) - len(problem_rows)} of {len(problems)} HumanEval "
-                     "problems do not fit the context: counted as failed")
-    lm_eval_reason = missing() if ev.lm_eval_tasks else None
-    if lm_eval_reason:
-        notes.append(f"lm-eval tasks {', '.join(ev.lm_eval_tasks)} skipped: {lm_eval_reason}")
-        print(f"warning: {notes[-1]}", flush=True)
     start_ray(cfg)
     with RunLock(out):
         check_config(out, cfg, force, sections=("eval",))
-        reference_answers = answer_stage(out, reference, requests, cfg)
-        rows = []
-        for checkpoint in checkpoints:
-            print(f"eval: {checkpoint.name} ({checkpoint.path})", flush=True)
-            answers = (reference_answers if checkpoint == reference
-                       else answer_stage(out, checkpoint, requests, cfg))
-            held = [a["response_tokens"] for a in answers if a["role"] == HELDOUT]
-            row = {"name": checkpoint.name, "method": checkpoint.method,
-                   "iteration": checkpoint.iteration, "dpo_runs": checkpoint.dpo_runs,
-                   "path": checkpoint.path,
-                   "answers": {"prompts": len(held),
-                               "mean_tokens": sum(held) / len(held) if held else None},
-                   "winrate": None if checkpoint == reference else verdict_stage(
-                       out, checkpoint, prompts, answers, reference_answers, cfg),
-                   "humaneval": humaneval_stage(out, checkpoint, answers, problems,
-                                                ev.humaneval_timeout) if problems else None,
-                   "lm_eval": None}
-            if ev.lm_eval_tasks and not lm_eval_reason:
-                try:
-                    row["lm_eval"] = lm_eval_stage(out, checkpoint, cfg)
-                except LmEvalUnavailable as err:
-                    notes.append(f"{checkpoint.name}: {err}")
-                    print(f"warning: {notes[-1]}", flush=True)
-            rows.append(row)
-        judge = ev.judge
-        results = {
-            "settings": {
-                "run": root, "reference": f"{reference.name} ({reference.path})",
-                "held-out prompts": f"{len(prompts)} from {ev.prompts}",
-                "judge": (f"rule {judge.rule}" if judge.kind == "rule" else
-                          f"{judge.model or 'each checkpoint judges itself'} "
-                          f"({(judge.engine or cfg.engine).kind} engine), both orders"),
-                "answers": f"greedy, at most {ev.max_new_tokens} tokens",
-                "HumanEval problems": len(problems),
-                "lm-eval tasks": ", ".join(ev.lm_eval_tasks) or "none",
-            },
-            "reference": reference.name, "checkpoints": rows, "notes": notes,
-        }
-        out.write_text("results.json", json.dumps(results, indent=2, default=_json_value))
-        out.write_text("report.md", markdown(results))
-        with tempfile.TemporaryDirectory() as tmp:
-            plot(results, f"{tmp}/report.png")
-            with open(f"{tmp}/report.png", "rb") as f:
-                out.write_bytes("report.png", f.read())
+        reference_answers = answer_stage(out, reference, inputs.requests, cfg)
+        rows = [evaluate_checkpoint(out, checkpoint, reference, reference_answers, inputs, cfg)
+                for checkpoint in checkpoints]
+        results = {"settings": describe_settings(cfg, root, reference, inputs),
+                   "reference": reference.name, "checkpoints": rows, "notes": inputs.notes}
+        write_report(out, results)
     print(table(results), flush=True)
-    for note in notes:
+    for note in inputs.notes:
         print(f"note: {note}", flush=True)
     print(f"report: {out.uri}/report.md", flush=True)
     return results
