@@ -60,6 +60,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/dpo_throughput.py
 	$(BIN)/python bench/generation.py
+	if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python bench/mfu.py; \
+	else echo "bench/mfu.py (DPO model FLOPs utilisation) needs a GPU: skipped"; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -87,6 +87,16 @@ class Architecture:
         head = 0 if self.tie_embeddings else embed
         return embed + self.num_layers * layer + self.hidden_size + head
 
+    def training_flops_per_token(self, seq_len: int) -> float:
+        """Model FLOPs of one training token (forward + backward) at sequence length seq_len:
+        6 per weight of every matrix multiply (the layers' linears and the output head; the
+        embedding lookup is none) plus PaLM's attention term 12 * layers * heads * head_dim *
+        seq_len (Chowdhery et al. 2022, appendix B). What model FLOPs utilisation counts."""
+        matmul = self.num_layers * sum(a * b for a, b in self._module_shapes().values())
+        matmul += self.vocab_size * self.hidden_size  # the output head (tied or not)
+        attention = 12 * self.num_layers * self.num_heads * self._head_dim * seq_len
+        return 6.0 * matmul + attention
+
     @property
     def largest_layer_params(self) -> int:
         # DeepSpeed's model_to_params: max over modules of their own (non-recursive) params.

@@ -197,3 +197,15 @@ def test_cpu_runs_are_not_planned() -> None:
     from temporal_ray.plan import check_fits
 
     check_fits(load_config(ROOT / "configs" / "tiny.yaml", ["model.path=/nowhere"]), "dpo")
+
+
+def test_training_flops_per_token_by_hand() -> None:
+    # TINY: hidden 16, intermediate 32, 2 layers, 4 heads of 4, 2 kv heads, vocab 100.
+    q, kv, o, mlp = 16 * 16, 16 * 8, 16 * 16, 3 * 16 * 32
+    matmul = 2 * (q + 2 * kv + o + mlp) + 100 * 16
+    assert TINY.training_flops_per_token(seq_len=10) == 6 * matmul + 12 * 2 * 4 * 4 * 10
+    # Llama-3.1-8B at 2,048 tokens: about 6 * 7.5e9 plus the attention term.
+    arch = load_architecture("llama-3.1-8b")
+    assert arch.training_flops_per_token(2048) == pytest.approx(
+        6 * (arch.total_params - arch.vocab_size * arch.hidden_size - 65 * 4096)
+        + 12 * 32 * 4096 * 2048, rel=1e-9)
