@@ -17,7 +17,12 @@ from temporal_ray.config import Config
 from temporal_ray.generate.pool import run_engine_pool
 from temporal_ray.generate.requests import candidate_requests
 from temporal_ray.judge.rubric import load_template
-from temporal_ray.judge.stage import CANDIDATE_COLUMNS, aggregate_judgements, judge_requests
+from temporal_ray.judge.stage import (
+    CANDIDATE_COLUMNS,
+    JUDGE_TRUNCATED,
+    aggregate_judgements,
+    judge_requests,
+)
 from temporal_ray.metrics import judge_agreement
 from temporal_ray.stages import judge_counts
 from temporal_ray.storage import RunDir, write_rows
@@ -62,7 +67,8 @@ def checkpoint_requests(heldout: list[dict[str, Any]], check: list[dict[str, Any
                      "response_tokens": 0}
         requests += judge_requests(candidate, template, judge.samples, judge.temperature,
                                    judge.top_p, judge.max_new_tokens, cfg.generation.seed)
-    blank = {"response": "", "prompt_tokens": 0, "response_tokens": 0, "judge_index": 0}
+    blank = {"response": "", "prompt_tokens": 0, "response_tokens": 0, "judge_index": 0,
+             JUDGE_TRUNCATED: False}
     return [{**blank, **request} for request in requests]
 
 
