@@ -1,20 +1,24 @@
 """`temporal-ray eval`: every checkpoint of a run against a reference model (M0 by default).
 
     checkpoints (checkpoints.py) + held-out prompts
-      -> answers/<name>:   greedy answers to the prompts (and HumanEval problems), one pass of
-                           the checkpoint's engine pool, the same Ray Data pools as training
+      -> answers:          greedy answers to the prompts (and HumanEval problems), one pass of
+                           the checkpoint's engine pool, the same Ray Data pools as training;
+                           kept in <run_dir>/eval_answers/<requests hash>/<name>, shared by
+                           evaluations that differ only in judge or reference
       -> verdicts/<name>:  the pairwise judge in both orders (pairwise.py) -> win rates with
                            length control (winrate.py)
       -> humaneval/<name>: completions executed in the sandbox, in Ray tasks (humaneval.py)
       -> lm_eval/<name>:   lm-evaluation-harness, where installed with its datasets
       -> results.json, report.md, report.png (report.py)
 
-Everything lives under <storage.run_dir>/<eval.output>/; every step is a stage, so a rerun
-resumes, and a rerun whose eval section changed is refused unless forced.
+Everything else lives under <storage.run_dir>/<eval.output>/; every step is a stage, so a
+rerun resumes, and a rerun whose eval section changed is refused unless forced. Stages are
+found by checkpoint name: after retraining a run, delete its evaluation directories.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
@@ -72,9 +76,18 @@ def answer_requests(prompts: list[dict[str, Any]], problems: list[dict[str, Any]
     return [{k: r[k] for k in keep} for r in requests]
 
 
+def answers_dir(root: str, requests: list[dict[str, Any]]) -> RunDir:
+    """Where answers to exactly these requests live: <run_dir>/eval_answers/<hash of the
+    requests (messages and sampling)>/. Evaluations that differ only in their judge or
+    reference (another eval.output) share them instead of generating again."""
+    key = hashlib.sha256(json.dumps(requests, sort_keys=True).encode()).hexdigest()[:16]
+    return RunDir(f"{root}/eval_answers/{key}")
+
+
 def answer_stage(out: RunDir, checkpoint: Checkpoint, requests: list[dict[str, Any]],
                  cfg: Config) -> list[dict[str, Any]]:
-    """The checkpoint's answers ({prompt_id, role, response, response_tokens}), one pool pass."""
+    """The checkpoint's answers ({prompt_id, role, response, response_tokens}), one pool pass
+    (a stage of the answers directory `out`)."""
     import ray.data
 
     def produce(tmp: str) -> dict[str, Any]:
@@ -87,7 +100,7 @@ def answer_stage(out: RunDir, checkpoint: Checkpoint, requests: list[dict[str, A
         held = [r["response_tokens"] for r in rows if r["role"] == HELDOUT]
         return {"answers": len(rows), "mean_tokens": sum(held) / len(held) if held else None}
 
-    stage = out.run_stage(f"answers/{checkpoint.name}", produce, kind="eval_answers",
+    stage = out.run_stage(checkpoint.name, produce, kind="eval_answers",
                           model=checkpoint.path)
     return read_rows(f"{stage.path}/answers.parquet")
 
@@ -260,14 +273,14 @@ def prepare_inputs(cfg: Config, reference: Checkpoint) -> EvalInputs:
     return inputs
 
 
-def evaluate_checkpoint(out: RunDir, checkpoint: Checkpoint, reference: Checkpoint,
-                        reference_answers: list[dict[str, Any]], inputs: EvalInputs,
-                        cfg: Config) -> dict[str, Any]:
+def evaluate_checkpoint(out: RunDir, answers_out: RunDir, checkpoint: Checkpoint,
+                        reference: Checkpoint, reference_answers: list[dict[str, Any]],
+                        inputs: EvalInputs, cfg: Config) -> dict[str, Any]:
     """One checkpoint's row of the report: answers, win rate, pass@1, lm-eval metrics."""
     print(f"eval: {checkpoint.name} ({checkpoint.path})", flush=True)
     is_reference = checkpoint == reference
     answers = (reference_answers if is_reference
-               else answer_stage(out, checkpoint, inputs.requests, cfg))
+               else answer_stage(answers_out, checkpoint, inputs.requests, cfg))
     held = [a["response_tokens"] for a in answers if a["role"] == HELDOUT]
     row = {"name": checkpoint.name, "method": checkpoint.method,
            "iteration": checkpoint.iteration, "dpo_runs": checkpoint.dpo_runs,
@@ -322,12 +335,13 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     reference = next((c for c in found if c.path == reference_path),
                      Checkpoint("reference", "", 0, reference_path))
     inputs = prepare_inputs(cfg, reference)
-    out = RunDir(f"{root}/{ev.output}")
+    out, answers_out = RunDir(f"{root}/{ev.output}"), answers_dir(root, inputs.requests)
     start_ray(cfg)
-    with RunLock(out):
+    with RunLock(out), RunLock(answers_out):
         check_config(out, cfg, force, sections=("eval",))
-        reference_answers = answer_stage(out, reference, inputs.requests, cfg)
-        rows = [evaluate_checkpoint(out, checkpoint, reference, reference_answers, inputs, cfg)
+        reference_answers = answer_stage(answers_out, reference, inputs.requests, cfg)
+        rows = [evaluate_checkpoint(out, answers_out, checkpoint, reference, reference_answers,
+                                    inputs, cfg)
                 for checkpoint in checkpoints]
         results = {"settings": describe_settings(cfg, root, reference, inputs),
                    "reference": reference.name, "checkpoints": rows, "notes": inputs.notes}

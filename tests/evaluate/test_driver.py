@@ -43,12 +43,13 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     results = run_eval(load_config(None, base + rule))
 
     out = run_dir / "evaluation"
+    (answers_dir,) = (run_dir / "eval_answers").iterdir()  # one set of answer requests
     assert [r["name"] for r in results["checkpoints"]] == ["m0", "m1"]
     m0_row, m1_row = results["checkpoints"]
     assert m0_row["winrate"] is None and m1_row["dpo_runs"] == 1
     # The exact judge by hand: grade both stored answers of each prompt.
     answers = {name: {r["prompt_id"]: r for r in read_rows(
-        str(out / "answers" / name / "answers.parquet")) if r["role"] == "heldout"}
+        str(answers_dir / name / "answers.parquet")) if r["role"] == "heldout"}
         for name in ("m0", "m1")}
     assert set(answers["m0"]) == set(answers["m1"]) == {r["prompt_id"] for r in heldout}
     prefs = []
@@ -82,18 +83,23 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
 
     # A rerun reuses every stage; a changed eval section is refused.
-    manifests = {p: p.read_text() for p in out.rglob("manifest.json")}
-    assert len(manifests) == 2 + 1 + 2  # answers x2, verdicts x1, humaneval x2
+    def manifests() -> dict:
+        return {p: p.read_text() for p in run_dir.glob("eval*/**/manifest.json")}
+
+    finished = manifests()
+    assert len(finished) == 2 + 1 + 2  # answers x2, verdicts x1, humaneval x2
     assert run_eval(load_config(None, base + rule))["checkpoints"] == results["checkpoints"]
-    assert {p: p.read_text() for p in out.rglob("manifest.json")} == manifests
+    assert manifests() == finished
     with pytest.raises(ConfigChangedError, match="eval.max_new_tokens"):
         run_eval(load_config(None, base + rule[:2] + ["eval.max_new_tokens=9"]))
 
-    # The model's own judge with the pairwise prompt, in another output directory.
-    # And an lm-eval task on local data, run in a Ray task.
-    own = run_eval(load_config(None, base + [
+    # The model's own judge with the pairwise prompt, in another output directory: the same
+    # answers are reused, not generated again. And an lm-eval task on local data, in a Ray task.
+    own = run_eval(load_config(None, base + rule[2:] + [
         "eval.output=evaluation_own", "eval.checkpoints=[m1]", "eval.judge.max_new_tokens=8",
         "eval.lm_eval_tasks=[toy_mc]", f"eval.lm_eval_include_path={local_lm_eval_task}"]))
+    assert {p: t for p, t in manifests().items() if "eval_answers" in str(p)} == {
+        p: t for p, t in finished.items() if "eval_answers" in str(p)}
     (row,) = own["checkpoints"]
     assert row["lm_eval"]["toy_mc"]["sample_len"] == 3
     assert "toy_mc acc" in (run_dir / "evaluation_own" / "report.md").read_text()
