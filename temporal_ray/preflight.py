@@ -82,8 +82,10 @@ class ContextBudget:
                 keep: str = "head") -> str | None:
         """`text` cut (its head or its tail kept, the cut marked) so that chat_of(text) fits;
         None when even a few tokens of it do not."""
+        if self.budget is None:
+            return text
         (length,) = self.lengths([chat_of(text)])
-        if self.budget is None or length <= self.budget:
+        if length <= self.budget:
             return text
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         excess = length - self.budget + len(self.tokenizer(TRUNCATION_MARK,
@@ -97,12 +99,6 @@ class ContextBudget:
             if self.fits([chat_of(cut)])[0]:
                 return cut
         return None
-
-
-def fits_context(chats: list[list[dict[str, str]]], model_path: str, max_new_tokens: int,
-                 max_model_len: int | None = None) -> list[bool]:
-    """Whether each chat leaves room for max_new_tokens in the model's context."""
-    return ContextBudget(model_path, max_new_tokens, max_model_len).fits(chats)
 
 
 def user_chat(text: str) -> list[dict[str, str]]:

@@ -257,7 +257,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
 
     if cfg.reference == "precomputed":
         # Beside the model: the reference log-probs the whole run trained against, one file
-        # per rank (each holds its own pairs), for inspection and for the collapse metrics.
+        # per rank (each holds its own pairs), for inspection.
         write_rows([{"pair_index": int(i), "chosen_logp": float(chosen[j]),
                      "rejected_logp": float(rejected[j])}
                     for number, indices in enumerate(micro_batches)

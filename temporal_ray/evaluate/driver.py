@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from temporal_ray.evaluate.winrate import parse_verdict, prompt_preference, win_
 from temporal_ray.generate.pool import run_engine_pool
 from temporal_ray.generate.requests import candidate_requests
 from temporal_ray.judge.stage import load_rule
-from temporal_ray.preflight import drop_overlong
+from temporal_ray.preflight import ContextBudget, drop_overlong
 from temporal_ray.prompts import PromptFileError, read_jsonl, text_field
 from temporal_ray.run import absolute, check_config, start_ray
 from temporal_ray.storage import RunDir, RunLock, read_rows, write_rows
@@ -142,13 +141,12 @@ def judge_pairs(checkpoint: Checkpoint, prompts: list[dict[str, Any]], model: di
                                      cfg.generation.seed)
     engine = judge.engine or cfg.engine
     judge_model = judge.model or checkpoint.path
-    if engine.kind != "http":
-        for r in requests:
-            r["prompt"] = r["messages"][0]["content"]
-        requests, too_long = drop_overlong(requests, judge_model, judge.max_new_tokens,
-                                           engine.max_model_len)
-    else:
-        too_long = 0
+    too_long = 0
+    if engine.kind != "http":  # an endpoint's context is its own business
+        budget = ContextBudget(judge_model, judge.max_new_tokens, engine.max_model_len)
+        fits = budget.fits([r["messages"] for r in requests])
+        too_long = fits.count(False)
+        requests = [r for r, ok in zip(requests, fits) if ok]
     if not requests:
         return [], too_long
     outputs = run_engine_pool(ray.data.from_items(requests), judge_model, engine)
@@ -317,7 +315,7 @@ def describe_settings(cfg: Config, root: str, reference: Checkpoint,
 
 
 def write_report(out: RunDir, results: dict[str, Any]) -> None:
-    out.write_text("results.json", json.dumps(results, indent=2, default=_json_value))
+    out.write_text("results.json", json.dumps(results, indent=2, default=str))
     out.write_text("report.md", markdown(results))
     with tempfile.TemporaryDirectory() as tmp:
         plot(results, f"{tmp}/report.png")
@@ -352,8 +350,3 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     print(f"report: {out.uri}/report.md", flush=True)
     return results
 
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
