@@ -96,7 +96,7 @@ def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
                                   temperature=0.7, top_p=0.9, seed=0)
     engine = EngineConfig(actors=actors, batch_size=batch_size, cpus_per_actor=1)
     started, driver_cpu = time.perf_counter(), time.process_time()
-    generate_candidates(prompts_path, model_path, "policy", generation, engine, out_dir)
+    generate_candidates(prompts_path, {"policy": model_path}, generation, engine, out_dir)
     seconds, driver_cpu = time.perf_counter() - started, time.process_time() - driver_cpu
     rows = read_rows(out_dir, columns=["response_tokens"])
     tokens = sum(int(r["response_tokens"]) for r in rows)

@@ -173,6 +173,13 @@ class LoraConfig(Section):
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj",
                                  "gate_proj", "up_proj", "down_proj"]
     """Module names that get adapters (Llama, Qwen2 and Mistral share these names)."""
+    base: Literal["start", "initial"] = "start"
+    """`start`: each DPO stage trains a fresh adapter on its start model and merges it in, so
+    every checkpoint is a new full model. `initial`: every model of the run is M0 plus one
+    adapter, carried on from iteration to iteration (each DPO stage continues the start
+    model's adapter on M0's weights). Generation and judging then serve past, present and
+    future from engine pools that hold M0 once, each request naming its adapter; past and
+    present share one pool. Checkpoints still hold the merged model too."""
 
 
 class TrainingConfig(Section):
@@ -245,6 +252,15 @@ class DPOConfig(TrainingConfig):
     """`precomputed`: one inference pass over the pairs before training stores the reference
     log-probs, and no reference model stays in memory. `resident`: the reference model stays
     loaded and scores each batch as it comes (with LoRA: the policy with its adapter off)."""
+
+    @model_validator(mode="after")
+    def _continued_adapter_needs_precomputed(self) -> DPOConfig:
+        if self.lora.enabled and self.lora.base == "initial" and self.reference == "resident":
+            raise ValueError(
+                "dpo.reference 'resident' with dpo.lora.base 'initial': the reference is the "
+                "start model (M0 + its adapter), not M0, so turning the adapter off would "
+                "score against the wrong model; use dpo.reference 'precomputed'")
+        return self
 
     @model_validator(mode="after")
     def _smoothing_needs_sigmoid(self) -> DPOConfig:

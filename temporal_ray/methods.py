@@ -17,8 +17,8 @@ from temporal_ray.stages import IterationStages, read_scored
 def temporal_iteration(stages: IterationStages, prompts: str, present: str, past: str) -> str:
     """Temporal Self-Rewarding: anchored rejection, then future-guided chosen."""
     # Phase 1, anchored rejection: M_i judges K samples of M_i and K of M0.
-    present_candidates = stages.generate(Role.PRESENT, present, prompts)
-    past_candidates = stages.generate(Role.PAST, past, prompts)
+    present_candidates, past_candidates = stages.generate_together(
+        {Role.PRESENT: present, Role.PAST: past}, prompts)
     scores = stages.judge("scores_present_past", [present_candidates, past_candidates],
                           judge_model=present)
 

@@ -17,8 +17,11 @@ def describe_stage(record: dict[str, Any]) -> str:
     if kind == "prompts":
         return f"{record['rows']} prompts"
     if kind == "generate":
+        shared = record.get("shared_pass")
         return (f"{record['rows']} candidates from {record['role']}, "
-                f"{_num(record['mean_response_tokens'], '.1f')} tokens on average")
+                f"{_num(record['mean_response_tokens'], '.1f')} tokens on average"
+                + (f" (one pool with {' and '.join(r for r in shared if r != record['role'])}:"
+                   f" {record['shared_pass_seconds']:.1f} s)" if shared else ""))
     if kind == "judge":
         parts = []
         order = ["present", "past", "future"]

@@ -44,7 +44,9 @@ def start_ray(cfg: Config) -> None:
         # another one here would clash with it.
         ray.init(address=cfg.ray.address)
     else:
-        ray.init(num_cpus=cfg.ray.num_cpus,
+        # A local cluster of our own: "local" never joins another process's cluster, nor
+        # trips over the address file a killed cluster left behind.
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus,
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
 
 

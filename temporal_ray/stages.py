@@ -9,6 +9,7 @@ manifest of every stage carries the counts that the run summary prints.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, count_problems, par
 from temporal_ray.judge.stage import JUDGE_TRUNCATED, OVER_CONTEXT, judge_candidates
 from temporal_ray.pairs import PairSet
 from temporal_ray.roles import Role
-from temporal_ray.storage import RunDir, read_rows, resolve, write_rows
+from temporal_ray.storage import RunDir, read_dataset, read_rows, resolve, write_rows
 
 
 class NoPairsError(RuntimeError):
@@ -61,18 +62,57 @@ class IterationStages:
 
     def generate(self, role: Role, model: str, prompts: str) -> str:
         """Sample K responses per prompt from `model` playing `role`."""
+        return self.generate_together({role: model}, prompts)[0]
+
+    def generate_together(self, models: dict[Role, str], prompts: str) -> list[str]:
+        """Sample K responses per prompt from each role's model; one stage per role. With
+        LoRA on one base, the roles still to do share one pass of one pool (the base loaded
+        once, each request naming its adapter) when their pools are configured alike."""
         generation = self.cfg.generation.model_copy(
             update={"seed": derive_seed(self.cfg.generation.seed, self.iteration)})
+        lora_rank = self.one_base_lora_rank()
+        todo = [role for role in models
+                if self.run.finished(f"iter_{self.iteration}/candidates_{role.value}") is None]
+        engines = {role: self.cfg.engine_for(role) for role in models}
+        shared, shared_seconds = None, None
+        if lora_rank is not None and len(todo) > 1 and \
+                all(engines[role] == engines[todo[0]] for role in todo):
+            shared = self.run.uri_of(self.run.path(f"iter_{self.iteration}", ".shared_pass"))
+            self.run.fs.delete_dir_contents(self.run.path(f"iter_{self.iteration}",
+                                                          ".shared_pass"), missing_dir_ok=True)
+            started = time.time()
+            generate_candidates(prompts, {role.value: models[role] for role in todo},
+                                generation, engines[todo[0]], shared, lora_rank)
+            shared_seconds = round(time.time() - started, 2)
 
-        engine = self.cfg.engine_for(role)
+        def stage(role: Role) -> str:
+            def produce(tmp: str) -> dict[str, Any]:
+                if shared is not None:  # this role's rows of the shared pass
+                    from ray.data.expressions import col
 
-        def produce(tmp: str) -> dict[str, Any]:
-            generate_candidates(prompts, model, role.value, generation, engine, f"{tmp}/data")
-            rows = read_rows(f"{tmp}/data", ["response_tokens"])
-            tokens = [r["response_tokens"] for r in rows]
-            return {"rows": len(rows), "mean_response_tokens": _mean(tokens)}
-        return self._stage(f"candidates_{role.value}", produce, kind="generate",
-                           role=role.value, model=model, actors=engine.pool_size) + "/data"
+                    read_dataset(shared).filter(expr=col("role") == role.value) \
+                        .write_parquet(f"{tmp}/data")
+                else:
+                    generate_candidates(prompts, {role.value: models[role]}, generation,
+                                        engines[role], f"{tmp}/data", lora_rank)
+                rows = read_rows(f"{tmp}/data", ["response_tokens"])
+                tokens = [r["response_tokens"] for r in rows]
+                return {"rows": len(rows), "mean_response_tokens": _mean(tokens)}
+            return self._stage(f"candidates_{role.value}", produce, kind="generate",
+                               role=role.value, model=models[role],
+                               actors=engines[role].pool_size,
+                               shared_pass=[r.value for r in todo] if shared else None,
+                               shared_pass_seconds=shared_seconds) + "/data"
+
+        paths = [stage(role) for role in models]
+        if shared is not None:
+            self.run.fs.delete_dir(self.run.path(f"iter_{self.iteration}", ".shared_pass"))
+        return paths
+
+    def one_base_lora_rank(self) -> int | None:
+        """The adapters' rank when every model of the run is M0 plus an adapter, else None."""
+        lora = self.cfg.dpo.lora
+        return lora.rank if lora.enabled and lora.base == "initial" else None
 
     def judge(self, name: str, candidates: list[str], judge_model: str) -> str:
         """Score candidates with the configured judge: `judge_model` (the present model), a
@@ -83,7 +123,8 @@ class IterationStages:
         seed = derive_seed(self.cfg.generation.seed, self.iteration, name)
 
         def produce(tmp: str) -> dict[str, Any]:
-            judge_candidates(candidates, judge_model, judge, engine, seed, f"{tmp}/data")
+            judge_candidates(candidates, judge_model, judge, engine, seed, f"{tmp}/data",
+                             self.one_base_lora_rank())
             return judge_counts(read_rows(f"{tmp}/data"),
                                 judge.score_pattern, judge.min_score, judge.max_score)
         path = self._stage(name, produce, kind="judge", judge=judge.kind,

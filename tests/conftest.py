@@ -20,6 +20,33 @@ def tiny_model(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 
 
+@pytest.fixture(scope="session")
+def lora_checkpoint(tiny_model, tmp_path_factory) -> str:
+    """A checkpoint in the layout a LoRA DPO stage writes (`adapter/` whose config names the
+    tiny model as its base, the merged model beside it), with random nonzero adapter weights
+    so that it computes something other than its base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from temporal_ray.training.export import ADAPTER_DIR, merge_adapter
+
+    out = tmp_path_factory.mktemp("lora-checkpoint")
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                      task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    model.peft_config["default"].base_model_name_or_path = tiny_model
+    model.save_pretrained(str(out / ADAPTER_DIR))
+    merge_adapter(tiny_model, str(out / ADAPTER_DIR), str(out))
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(str(out))
+    return str(out)
+
+
 @pytest.fixture
 def assert_trained_checkpoint():
     """Checks that a DPO stage wrote a trained, loadable checkpoint that differs from its start."""

@@ -320,6 +320,18 @@ def test_label_smoothing_is_for_the_sigmoid_loss_only():
                            "dpo.label_smoothing=0.1"])
 
 
+def test_a_continued_adapter_needs_the_precomputed_reference():
+    from temporal_ray.config import ConfigError
+
+    one_base = ["model.path=/m", "data.prompts=/p", "dpo.lora.enabled=true",
+                "dpo.lora.base=initial"]
+    assert load_config(None, one_base).dpo.lora.base == "initial"
+    with pytest.raises(ConfigError, match="precomputed"):
+        load_config(None, [*one_base, "dpo.reference=resident"])
+    assert load_config(None, ["model.path=/m", "data.prompts=/p", "dpo.lora.enabled=true",
+                              "dpo.reference=resident"]).dpo.lora.base == "start"
+
+
 def test_base_file_is_merged_under(tmp_path):
     (tmp_path / "base.yaml").write_text(
         "model: {path: m}\ndata: {prompts: p}\ndpo: {beta: 0.2, lr: 1.0e-5}\n")

@@ -72,3 +72,4 @@ def test_inside_a_job_ray_init_gets_no_runtime_env_of_its_own(tmp_path, monkeypa
     start_ray(config(tmp_path, "ray.num_cpus=3"))
     assert calls[0] == {"address": None}
     assert calls[1]["num_cpus"] == 3 and "runtime_env" in calls[1]
+    assert calls[1]["address"] == "local"  # its own cluster, never a stale or foreign one

@@ -72,3 +72,65 @@ def test_a_fixed_judge_model_replaces_the_present_model(tiny_model, ray_cluster,
                         judge_model="/not/the/judge")
     assert stages.records[-1]["judge_model"] == tiny_model
     assert len(read_rows(path)) == 3
+
+
+@pytest.mark.slow
+def test_lora_on_one_base_serves_past_and_present_from_one_pool(tiny_model, lora_checkpoint,
+                                                                 ray_cluster, tmp_path):
+    """lora.base 'initial': past (M0) and present (an adapter of M0) are generated in one
+    pass of one pool, yet published as their own stages; each role's candidates are what its
+    own merged checkpoint generates for the same requests, and the judge stage serves the
+    present model's adapter on the base the same way."""
+    import pandas as pd
+
+    from temporal_ray.config import load_config
+    from temporal_ray.generate.hf_engine import HFEngine
+    from temporal_ray.generate.requests import candidate_requests, derive_seed
+    from temporal_ray.judge.rubric import load_template
+    from temporal_ray.judge.stage import judge_requests
+    from temporal_ray.miniature import TOY_JUDGE_TEMPLATE
+    from temporal_ray.report import describe_stage
+    from temporal_ray.roles import Role
+    from temporal_ray.stages import IterationStages
+    from temporal_ray.storage import RunDir, read_rows
+
+    prompts = [{"prompt_id": f"p{i}", "prompt": f"Name {i} fruits."} for i in range(4)]
+    write_rows(prompts, str(tmp_path / "prompts" / "p.parquet"))
+    cfg = load_config(None, [f"model.path={tiny_model}", "data.prompts=p.jsonl",
+                             f"storage.run_dir={tmp_path}/run", "generation.samples=2",
+                             "generation.max_new_tokens=6", "engine.actors=1",
+                             "engine.batch_size=4", "judge.kind=llm",
+                             f"judge.prompt_template={TOY_JUDGE_TEMPLATE}", "judge.samples=1",
+                             "judge.max_new_tokens=4", "judge.min_valid_share=0",
+                             "dpo.lora.enabled=true", "dpo.lora.base=initial",
+                             "dpo.lora.rank=4"])
+    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0)
+    present, past = stages.generate_together({Role.PRESENT: lora_checkpoint,
+                                              Role.PAST: tiny_model}, str(tmp_path / "prompts"))
+    assert [r["shared_pass"] for r in stages.records] == [["present", "past"]] * 2
+    assert not (tmp_path / "run" / "iter_0" / ".shared_pass").exists()
+    assert "(one pool with past: " in describe_stage(stages.records[0])
+    assert "(one pool with present: " in describe_stage(stages.records[1])
+
+    gen = cfg.generation
+    for role, path, model in [("present", present, lora_checkpoint), ("past", past, tiny_model)]:
+        requests = pd.DataFrame([row for prompt in prompts for row in candidate_requests(
+            prompt, role, gen.samples, gen.temperature, gen.top_p, gen.max_new_tokens,
+            derive_seed(gen.seed, 0))])
+        expected = HFEngine(model)(requests)
+        rows = read_rows(path)
+        assert {r["role"] for r in rows} == {role} and "model" not in rows[0]
+        assert {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows} == {
+            (r.prompt_id, r.sample_index): r.generated_text for r in expected.itertuples()}
+
+    scores = stages.judge("scores_present_past", [present, past], judge_model=lora_checkpoint)
+    judge = cfg.judge
+    candidates = read_rows(present) + read_rows(past)
+    requests = pd.DataFrame([row for c in candidates for row in judge_requests(
+        c, load_template(TOY_JUDGE_TEMPLATE), judge.samples, judge.temperature, judge.top_p,
+        judge.max_new_tokens, derive_seed(gen.seed, 0, "scores_present_past"))])
+    expected = HFEngine(lora_checkpoint)(requests)
+    assert {(r["role"], r["prompt_id"], r["sample_index"]): list(r["judgements"])
+            for r in read_rows(scores)} == {
+        (r.role, r.prompt_id, r.sample_index): [r.generated_text]
+        for r in expected.itertuples()}

@@ -2,7 +2,8 @@
 
 One worker = one rank. Every rank:
   1. loads the starting model under ZeRO-3 partitioning (never whole on one rank), with LoRA
-     adapters if asked (`training.deepspeed_setup`),
+     adapters if asked (`training.deepspeed_setup`; with lora.base 'initial', M0's weights and
+     the start model's adapter, which training continues),
   2. computes reference log-probs of its share of the pairs with that same starting model,
      before any update (the reference is the starting point, so no second model is kept;
      `dpo.reference=resident` keeps one instead),
@@ -76,7 +77,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         deepspeed_config,
         load_model,
     )
-    from temporal_ray.training.export import save_trained
+    from temporal_ray.training.export import adapter_of, save_trained
 
     job = DPOJob(**job_dict)
     cfg = DPOConfig.model_validate(job.dpo)
@@ -88,6 +89,15 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
 
     start = ensure_local(job.start_model)
     tokenizer = AutoTokenizer.from_pretrained(start)
+    # The weights to build: the start model, or with lora.base 'initial' the base it is an
+    # adapter of, with that adapter loaded to go on training (the policy is the start model
+    # either way).
+    base_uri, adapter = job.start_model, None
+    if cfg.lora.enabled and cfg.lora.base == "initial":
+        found = adapter_of(job.start_model)
+        if found is not None:
+            base_uri, adapter = found[0], ensure_local(found[1])
+    base = ensure_local(base_uri)
     fs, pairs_file = resolve(job.pairs_path)
     pairs = pq.read_table(pairs_file, filesystem=fs).to_pylist()
     examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], cfg.max_length)
@@ -101,7 +111,8 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     steps_per_epoch = len(mine) // per_rank_step
     total_steps = steps_per_epoch * cfg.epochs
     ds_config = deepspeed_config(cfg, world)
-    engine = build_engine(load_model(start, cfg, ds_config), cfg, ds_config, total_steps)
+    engine = build_engine(load_model(base, cfg, ds_config, adapter), cfg, ds_config,
+                          total_steps)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def forward_logps(model: Any, indices: list[int]) -> tuple[torch.Tensor, ...]:
@@ -265,7 +276,8 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                     for j, i in enumerate(indices)],
                    f"{job.output_dir}/{REFERENCE_LOGPS}/rank_{rank:03d}.parquet")
     local_out = job.output_dir if "://" not in job.output_dir else tempfile.mkdtemp()
-    save_trained(engine, tokenizer, local_out, start, cfg.zero_stage, cfg.lora.enabled, rank)
+    save_trained(engine, tokenizer, local_out, base, cfg.zero_stage, cfg.lora.enabled, rank,
+                 base_uri=base_uri)
     if rank == 0:
         metrics = {
             "pairs": len(examples), "world_size": world, "optimizer_steps": len(history),

@@ -7,6 +7,10 @@ Out: the same rows plus generated_text, num_input_tokens, num_generated_tokens: 
 Batched with left padding and the chat template applied. Each row samples with its own
 torch.Generator seeded from its sampling_params, so a row's text does not depend on which
 rows share its batch or which actor runs it.
+
+LoRA on one base: a row whose optional `model` column names an adapter directory (anything but
+the engine's own `model_path`) is generated with that adapter on; adapters load on first use
+and stay, so past, present and future share one copy of the base.
 """
 
 from __future__ import annotations
@@ -66,8 +70,45 @@ class HFEngine:
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(local, dtype=dtype).to(self.device)
         self.model.eval()
+        self.model_path = model_path
+        self.adapters: dict[str, str] = {}
+        """Adapter directory (as rows name it) -> its peft adapter name in `self.model`."""
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        if "model" not in batch.columns:
+            return self._generate(batch)
+        # One generate call per model named in the batch, rows back in their order.
+        parts = [self._generate_with(name, group)
+                 for name, group in batch.groupby("model", sort=False)]
+        return pd.concat(parts).loc[batch.index]
+
+    def _generate_with(self, name: str, batch: pd.DataFrame) -> pd.DataFrame:
+        if name == self.model_path:
+            if not self.adapters:
+                return self._generate(batch)
+            with self.model.disable_adapter():
+                return self._generate(batch)
+        adapter = self._load_adapter(name)  # first: it may wrap self.model in a PeftModel
+        self.model.set_adapter(adapter)
+        return self._generate(batch)
+
+    def _load_adapter(self, path: str) -> str:
+        from peft import PeftModel
+
+        from temporal_ray.storage import ensure_local
+
+        if path not in self.adapters:
+            adapter_name = f"adapter_{len(self.adapters)}"
+            if not self.adapters:
+                self.model = PeftModel.from_pretrained(self.model, ensure_local(path),
+                                                       adapter_name=adapter_name)
+            else:
+                self.model.load_adapter(ensure_local(path), adapter_name=adapter_name)
+            self.model.to(self.device).eval()
+            self.adapters[path] = adapter_name
+        return self.adapters[path]
+
+    def _generate(self, batch: pd.DataFrame) -> pd.DataFrame:
         from transformers import GenerationConfig, LogitsProcessorList
 
         params = [dict(p) for p in batch["sampling_params"]]

@@ -1,15 +1,19 @@
 """An engine pool over a Ray Data dataset: request rows in, the same rows with text out.
 
-One pool serves one model (a role's checkpoint). `hf`: an actor pool of `HFEngine`s
-(`ActorPoolStrategy`), one model copy per actor. `vllm`: Ray Data LLM's processor, which runs its
-own actor pool of vLLM engines. `http`: Ray Data LLM's HTTP processor posting to an
-OpenAI-compatible endpoint (`model_path` is then the model id it serves). Either way the
-dataset keeps its other columns.
+A pool loads one model. `hf`: an actor pool of `HFEngine`s (`ActorPoolStrategy`), one model
+copy per actor. `vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM
+engines. `http`: Ray Data LLM's HTTP processor posting to an OpenAI-compatible endpoint
+(`model_path` is then the model id it serves). Either way the dataset keeps its other columns.
+
+With LoRA on one base (`lora.base: initial`) a pool loads the base once and serves several
+models: each request row names its model in a `model` column, the adapter's directory, or the
+base's own path for the base (Ray Data LLM's convention, which the `hf` engine follows too).
+`pool_models` works out the base and each role's adapter.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from temporal_ray.config import EngineConfig
 
@@ -17,15 +21,45 @@ if TYPE_CHECKING:
     import ray.data
 
 
-def run_engine_pool(requests: ray.data.Dataset, model_path: str,
-                    engine: EngineConfig) -> ray.data.Dataset:
+def pool_models(models: dict[str, str], one_base: bool) -> tuple[str, dict[str, str]]:
+    """The model a pool loads, and per key (a role) the value its requests put in `model`.
+
+    Without `one_base` the models must be one and the same (a pool serves one checkpoint).
+    With it each model is a base or a LoRA checkpoint of that base; they must share it.
+    """
+    from temporal_ray.training.export import adapter_of
+
+    if not one_base:
+        distinct = set(models.values())
+        if len(distinct) != 1:
+            raise ValueError(f"one pool serves one model without LoRA on one base; got {models}")
+        only = distinct.pop()
+        return only, dict.fromkeys(models, only)
+    served = {key: adapter_of(path) or (path, None) for key, path in models.items()}
+    bases = {base.rstrip("/") for base, _ in served.values()}
+    if len(bases) != 1:
+        raise ValueError(
+            "lora.base is 'initial' but these models are not adapters of one base: "
+            + ", ".join(f"{key}: {path} (base {served[key][0]})" for key, path in models.items()))
+    base = bases.pop()
+    return base, {key: adapter or base for key, (_, adapter) in served.items()}
+
+
+def name_model(row: dict[str, Any], models: dict[str, str], key: str) -> dict[str, Any]:
+    """Row map: the `model` column of a request, from the row's `key` column (its role)."""
+    return {**row, "model": models[row[key]]}
+
+
+def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
+                    lora_rank: int | None = None) -> ray.data.Dataset:
+    """`lora_rank`: the rows name adapters of `model_path` (of at most this rank) to serve."""
     # One block per engine batch, so every actor of the pool gets work (Ray Data hands a
     # block to one actor; a single block would leave the rest of the pool idle).
     requests = requests.repartition(target_num_rows_per_block=engine.batch_size)
     if engine.kind == "vllm":
         from temporal_ray.generate.vllm_engine import build_vllm_processor
 
-        return build_vllm_processor(model_path, engine)(requests)
+        return build_vllm_processor(model_path, engine, lora_rank)(requests)
     if engine.kind == "http":
         from temporal_ray.generate.http_engine import build_http_processor
 

@@ -14,9 +14,14 @@ from typing import Any
 
 from temporal_ray.config import EngineConfig
 
+MAX_ADAPTERS = 3
+"""Adapters one engine keeps on its GPU at once: past, present and future at most."""
 
-def vllm_processor_kwargs(model_path: str, engine: EngineConfig) -> dict[str, Any]:
-    """Arguments for `ray.data.llm.vLLMEngineProcessorConfig`."""
+
+def vllm_processor_kwargs(model_path: str, engine: EngineConfig,
+                          lora_rank: int | None = None) -> dict[str, Any]:
+    """Arguments for `ray.data.llm.vLLMEngineProcessorConfig`. With `lora_rank` the engine
+    serves LoRA adapters of `model_path` too, as the rows' `model` column names them."""
     engine_kwargs: dict[str, Any] = {
         "tensor_parallel_size": engine.tensor_parallel_size,
         # Judge prompts share the long rubric prefix, and a prompt's K samples share it all.
@@ -24,6 +29,8 @@ def vllm_processor_kwargs(model_path: str, engine: EngineConfig) -> dict[str, An
     }
     if engine.max_model_len:
         engine_kwargs["max_model_len"] = engine.max_model_len
+    if lora_rank is not None:
+        engine_kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=MAX_ADAPTERS)
     kwargs = {
         "model_source": model_path,
         "engine_kwargs": engine_kwargs,
@@ -55,8 +62,12 @@ def restore_prompt(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_vllm_processor(model_path: str, engine: EngineConfig):
+def build_vllm_processor(model_path: str, engine: EngineConfig, lora_rank: int | None = None):
+    """A row's `model` is the adapter's directory: Ray's stage loads it as a LoRARequest
+    (the base's own path means no adapter). Adapters on remote storage (a run directory on
+    s3:// or gs://) would need the processor's `dynamic_lora_loading_path`; keep the run
+    directory on a filesystem the GPU nodes share when serving adapters with vLLM."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    config = vLLMEngineProcessorConfig(**vllm_processor_kwargs(model_path, engine))
+    config = vLLMEngineProcessorConfig(**vllm_processor_kwargs(model_path, engine, lora_rank))
     return build_processor(config, preprocess=stash_prompt, postprocess=restore_prompt)

@@ -23,11 +23,11 @@ from typing import Any
 import pandas as pd
 
 from temporal_ray.config import EngineConfig, JudgeConfig
-from temporal_ray.generate.pool import run_engine_pool
+from temporal_ray.generate.pool import pool_models, run_engine_pool
 from temporal_ray.generate.requests import derive_seed, sampling_params
 from temporal_ray.judge.parse import average_score, parse_judgement
 from temporal_ray.judge.rubric import judge_messages, load_template
-from temporal_ray.storage import write_rows
+from temporal_ray.storage import read_dataset, write_rows
 
 CANDIDATE_KEY = ["role", "prompt_id", "sample_index"]
 OVER_CONTEXT = "over_context"
@@ -138,10 +138,12 @@ def unjudged_rows(candidates: list[dict[str, Any]], judged: list[dict[str, Any]]
 
 
 def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeConfig,
-                     engine: EngineConfig, seed: int, out_dir: str) -> None:
-    import ray.data
+                     engine: EngineConfig, seed: int, out_dir: str,
+                     lora_rank: int | None = None) -> None:
+    """`lora_rank`: `judge_model` may be a LoRA checkpoint whose base and adapter one pool
+    serves (lora.base 'initial'), like the generation pools."""
 
-    candidates = ray.data.read_parquet(candidate_paths)
+    candidates = read_dataset(candidate_paths)
     if judge.kind == "rule":
         # A rule is cheap and stateless: plain Ray tasks, no actor pool to start.
         candidates.map_batches(score_with_rule, fn_kwargs={"rule": judge.rule},
@@ -152,12 +154,18 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
         "template": template, "samples": judge.samples,
         "temperature": judge.temperature, "top_p": judge.top_p,
         "max_tokens": judge.max_new_tokens, "seed": seed})
+    base, served = judge_model, {"judge": judge_model}
+    if lora_rank is not None and engine.kind != "http":
+        base, served = pool_models(served, one_base=True)
     if engine.kind != "http":  # an endpoint's context is its own business
         requests = requests.map_batches(fit_judge_context, batch_format="pandas", fn_kwargs={
-            "model_path": judge_model, "max_new_tokens": judge.max_new_tokens,
+            "model_path": base, "max_new_tokens": judge.max_new_tokens,
             "max_model_len": engine.max_model_len, "template": template,
             "truncate": judge.overlong == "truncate"})
-    outputs = run_engine_pool(requests, judge_model, engine)
+    adapter = served["judge"] != base
+    if adapter:
+        requests = requests.map(lambda row: {**row, "model": served["judge"]})
+    outputs = run_engine_pool(requests, base, engine, lora_rank if adapter else None)
     # A candidate's J judgements come back from different actors: gather them in the driver.
     # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
     # shuffle costs more than the judging itself at that size.

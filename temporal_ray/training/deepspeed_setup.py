@@ -47,8 +47,11 @@ def deepspeed_config(cfg: TrainingConfig, world_size: int, train: bool = True) -
     return config
 
 
-def load_model(path: str, cfg: TrainingConfig, ds_config: dict[str, Any]) -> Any:
-    """The policy: the model at `path`, built sharded under ZeRO-3, wrapped in LoRA if asked."""
+def load_model(path: str, cfg: TrainingConfig, ds_config: dict[str, Any],
+               adapter: str | None = None) -> Any:
+    """The policy: the model at `path`, built sharded under ZeRO-3, wrapped in LoRA if asked;
+    the LoRA weights start from the local `adapter` directory when one is given (a continued
+    adapter), else from peft's initialisation (B = 0: the policy starts as the base)."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig, unset_hf_deepspeed_config
@@ -69,9 +72,34 @@ def load_model(path: str, cfg: TrainingConfig, ds_config: dict[str, Any]) -> Any
                           lora_dropout=cfg.lora.dropout,
                           target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(model, lora, autocast_adapter_dtype=False)
+        if adapter is not None:
+            load_adapter_weights(model, adapter)
         if cfg.gradient_checkpointing:
             model.enable_input_require_grads()
     return model
+
+
+def load_adapter_weights(model: Any, adapter: str) -> None:
+    """Copy a saved adapter's weights into the fresh LoRA modules of `model`. Before
+    `deepspeed.initialize` the LoRA weights are still whole tensors on every rank (only the
+    base was built partitioned), so a plain state-dict load reaches them."""
+    import os
+
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = load_file(os.path.join(adapter, "adapter_model.safetensors"))
+    try:
+        result = set_peft_model_state_dict(model, state)
+    except RuntimeError as err:  # a shape mismatch: another rank
+        raise ValueError(f"{adapter}: does not fit this LoRA config ({err}); dpo.lora.rank "
+                         "and target_modules must stay as they were when it was trained") from err
+    lora_names = {n for n, p in model.named_parameters() if p.requires_grad}
+    if result.unexpected_keys or len(state) != len(lora_names):
+        raise ValueError(
+            f"{adapter}: its {len(state)} tensors do not match the {len(lora_names)} LoRA "
+            f"weights of this config (unexpected: {list(result.unexpected_keys)[:3]}); "
+            "dpo.lora.rank and target_modules must stay as they were when it was trained")
 
 
 def build_engine(model: Any, cfg: TrainingConfig, ds_config: dict[str, Any],

@@ -5,7 +5,8 @@ In:  the DeepSpeed engine after training (every rank calls `save_trained`), the 
 Out: in `output_dir`, a consolidated safetensors checkpoint with config and tokenizer. With LoRA
      also `adapter/` (peft's adapter_config.json + adapter_model.safetensors, loadable with
      `PeftModel.from_pretrained`); the top level then holds the merged model, so the next stage
-     (generation, the next iteration) loads it like any other checkpoint.
+     (generation, the next iteration) loads it like any other checkpoint. The adapter's
+     `base_model_name_or_path` names the model it applies to (`adapter_of` reads it back).
 Every rank joins the gather; only rank 0 writes.
 """
 
@@ -30,9 +31,11 @@ def gather_state_dict(engine: Any, zero_stage: int, trainable_only: bool) -> dic
     return state
 
 
-def save_trained(engine: Any, tokenizer: Any, output_dir: str, start_model: str,
-                 zero_stage: int, lora: bool, rank: int) -> None:
-    """Gather and write the trained model; see the module docstring for the layout."""
+def save_trained(engine: Any, tokenizer: Any, output_dir: str, base_model: str,
+                 zero_stage: int, lora: bool, rank: int, base_uri: str | None = None) -> None:
+    """Gather and write the trained model; see the module docstring for the layout.
+    With LoRA, `base_model` is the local directory the adapter applies to, and `base_uri`
+    where it lives for the readers of this checkpoint (default: `base_model`)."""
     state = gather_state_dict(engine, zero_stage, trainable_only=lora)
     if rank != 0:
         return
@@ -41,9 +44,32 @@ def save_trained(engine: Any, tokenizer: Any, output_dir: str, start_model: str,
         engine.module.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
     else:
         adapter_dir = os.path.join(output_dir, ADAPTER_DIR)
+        for peft_config in engine.module.peft_config.values():
+            peft_config.base_model_name_or_path = base_uri or base_model
         engine.module.save_pretrained(adapter_dir, state_dict=state, safe_serialization=True)
-        merge_adapter(start_model, adapter_dir, output_dir)
+        merge_adapter(base_model, adapter_dir, output_dir)
     tokenizer.save_pretrained(output_dir)
+
+
+def adapter_of(model_dir: str) -> tuple[str, str] | None:
+    """(base model, adapter directory) when `model_dir` is a LoRA checkpoint of ours, else
+    None. Works for local paths and storage URIs alike."""
+    import json
+
+    import pyarrow.fs as pafs
+
+    from temporal_ray.storage import resolve
+
+    adapter_dir = f"{model_dir.rstrip('/')}/{ADAPTER_DIR}"
+    fs, config_path = resolve(f"{adapter_dir}/adapter_config.json")
+    if fs.get_file_info(config_path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(config_path) as f:
+        base = json.loads(f.read()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{adapter_dir}/adapter_config.json names no base_model_name_or_path: "
+                         "the adapter cannot be applied without its base model")
+    return base, adapter_dir
 
 
 def merge_adapter(base_model: str, adapter_dir: str, output_dir: str) -> None:

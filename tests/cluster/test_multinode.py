@@ -94,7 +94,7 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
     engine = EngineConfig(actors=2, batch_size=4, resources={GENERATION_NODE: 1})
 
     def generate(out: str) -> None:
-        generate_candidates(prompts, tiny_model, "present", generation, engine,
+        generate_candidates(prompts, {"present": tiny_model}, generation, engine,
                             str(tmp_path / out))
 
     # Placement: engines on generation nodes, trainer workers on the training node, none on

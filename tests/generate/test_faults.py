@@ -60,7 +60,7 @@ def test_killed_engine_actor_loses_and_duplicates_nothing(tiny_model, ray_cluste
     engine = EngineConfig(actors=2, batch_size=4)
 
     def generate(out: str) -> None:
-        generate_candidates(str(tmp_path / "prompts"), tiny_model, "present", generation,
+        generate_candidates(str(tmp_path / "prompts"), {"present": tiny_model}, generation,
                             engine, str(tmp_path / out))
 
     generate("clean")

@@ -27,7 +27,7 @@ def test_one_actor_or_two_give_the_same_candidates(tiny_model, ray_cluster, tmp_
              "1 to 2": EngineConfig(actors=1, max_actors=2, batch_size=4)}  # autoscaling
     for name, engine in pools.items():
         out = tmp_path / f"actors {name}"
-        generate_candidates(str(tmp_path / "prompts"), tiny_model, "past", generation, engine,
+        generate_candidates(str(tmp_path / "prompts"), {"past": tiny_model}, generation, engine,
                             str(out))
         rows = read_rows(str(out))
         outputs[name] = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}

@@ -61,3 +61,26 @@ def test_sampler_masks_all_but_the_drawn_token():
     out = sampler(torch.zeros((2, 1), dtype=torch.long), scores)
     assert (torch.isfinite(out).sum(dim=1) == 1).all()
     assert int(out[1].argmax()) == 1  # greedy row picks the arg-max
+
+
+def test_rows_naming_an_adapter_generate_with_it_beside_base_rows(engine, tiny_model,
+                                                                   lora_checkpoint):
+    """LoRA on one base: in one batch, rows naming the adapter get what the merged checkpoint
+    generates and rows naming the base what the base generates, in their original order."""
+    adapter = f"{lora_checkpoint}/adapter"
+    base_rows = batch(["Name a fruit.", "What is the opposite of cold?"])
+    adapter_rows = batch(["Name a fruit.", "Count to three."], seed=1)
+    mixed = pd.concat([adapter_rows.assign(model=adapter), base_rows.assign(model=tiny_model)]
+                      ).sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+    served = HFEngine(tiny_model)(mixed)
+    assert list(served["sampling_params"]) == list(mixed["sampling_params"])  # order kept
+    by_seed = {p["seed"]: text for p, text in zip(served["sampling_params"],
+                                                  served["generated_text"])}
+    from_base = engine(base_rows)
+    from_merged = HFEngine(lora_checkpoint)(adapter_rows)
+    for expected in (from_base, from_merged):
+        for params, text in zip(expected["sampling_params"], expected["generated_text"]):
+            assert by_seed[params["seed"]] == text
+    # The adapter changes what the model writes.
+    assert list(from_merged["generated_text"]) != list(engine(adapter_rows)["generated_text"])

@@ -64,3 +64,15 @@ def test_an_autoscaling_pool_is_a_min_max_concurrency():
     assert tuple(config.concurrency) == (1, 4)
     with pytest.raises(ValueError, match="max_actors .2. is below engine.actors .3."):
         EngineConfig(actors=3, max_actors=2)
+
+
+def test_lora_on_one_base_turns_on_the_engines_adapters():
+    llm = pytest.importorskip("ray.data.llm")
+    engine = EngineConfig(kind="vllm", actors=2)
+    kwargs = vllm_processor_kwargs("/models/m0", engine, lora_rank=16)
+    assert kwargs["engine_kwargs"]["enable_lora"] is True
+    assert kwargs["engine_kwargs"]["max_lora_rank"] == 16
+    assert kwargs["engine_kwargs"]["max_loras"] == 3  # past, present, future at most
+    config = llm.vLLMEngineProcessorConfig(**kwargs)
+    assert config.engine_kwargs["enable_lora"] is True
+    assert "enable_lora" not in vllm_processor_kwargs("/models/m0", engine)["engine_kwargs"]
