@@ -45,9 +45,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SPEEDUP_TARGET = 1.6
 OVERHEAD_TARGET = 10.0  # percent
 RESULTS = Path(__file__).resolve().parent / "results" / "generation.json"
-# Ray Data 2.60 reads Parquet footers with a pool of this many actors (default 32) per
-# read_parquet call; recorded, since setting it changes the fixed cost of a call.
-FOOTER_ACTORS = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
 TOPICS = ("rivers", "prime numbers", "bread", "the moon", "trains", "bees", "chess", "rain")
 
 
@@ -208,8 +205,6 @@ def main() -> None:
               "than this run's own actors and Ray processes make: other processes probably "
               "competed for the CPUs and the figures are unreliable. Rerun on a quiet machine.")
     print(f"generated token counts identical on every path: {same_tokens}")
-    if FOOTER_ACTORS in os.environ:
-        print(f"{FOOTER_ACTORS}={os.environ[FOOTER_ACTORS]} (Ray Data's default: 32)")
     print(f"{'path':<36} {'tokens':>7} {'seconds':>8} {'tokens/s':>9} {'once running':>13}")
     rows = [("plain loop, 1 thread", base, None),
             (f"plain loop, 2 threads ({plain[2]['batches']} batches)", plain[2], None),
@@ -253,8 +248,7 @@ def main() -> None:
                      "batch_size": args.batch_size, "batches": base["batches"],
                      "short_batches": args.short_batches,
                      "two_thread_batches": args.two_thread_batches,
-                     "temperature": 0.7, "top_p": 0.9,
-                     FOOTER_ACTORS: os.environ.get(FOOTER_ACTORS)},
+                     "temperature": 0.7, "top_p": 0.9},
         "token_counts_identical": same_tokens,
         "plain_loop": {f"threads_{k}": v for k, v in plain.items()},
         "ray_data_calls": calls,

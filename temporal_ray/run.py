@@ -34,9 +34,6 @@ class ConfigChangedError(RuntimeError):
 def start_ray(cfg: Config) -> None:
     import ray
 
-    # Ray Data 2.60 reads Parquet footers with a pool of 32 actors per read; a stage reads a
-    # few files, and starting 32 processes costs seconds (tens of seconds on small machines).
-    os.environ.setdefault("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", "2")
     if ray.is_initialized():
         return
     if cfg.ray.address or os.environ.get("RAY_ADDRESS"):

@@ -38,6 +38,15 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (token_logps * mask).sum(-1)
 
 
+def scored_window_start(labels: torch.Tensor) -> int:
+    """The first position whose logits `sequence_logps` reads: the one before the batch's
+    earliest labelled token. Logits before it only predict prompt tokens, so a forward
+    pass may skip them (`logits_to_keep`), sparing a vocabulary-sized row per prompt
+    position; `sequence_logps(logits[:, s:], labels[:, s:])` is the full result."""
+    labelled = (labels != IGNORE_INDEX).any(0).nonzero()
+    return max(int(labelled[0]) - 1, 0) if len(labelled) else 0
+
+
 def packed_sequence_logps(logits: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor,
                           num_sequences: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`sequence_logps` of a packed row: logits [1, N, V], labels [1, N] (IGNORE_INDEX on

@@ -67,6 +67,7 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
         IGNORE_INDEX,
         dpo_loss,
         packed_sequence_logps,
+        scored_window_start,
         sequence_logps,
     )
     from temporal_ray.storage import ensure_local, resolve, upload_dir, write_rows
@@ -128,10 +129,14 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
                                                   packed.segment_ids.to(device), 2 * n)
             return logps[:n], logps[n:], tokens[:n], tokens[n:]
         batch = collate([examples[i] for i in indices], pad_id)
-        logits = model(input_ids=batch.input_ids.to(device),
-                       attention_mask=batch.attention_mask.to(device)).logits
         labels = batch.labels.to(device)
-        logps = sequence_logps(logits.float(), labels)
+        # Logits only from where the responses begin: the prompt positions before it would
+        # each cost a vocabulary-sized row that the loss never reads.
+        start = scored_window_start(labels)
+        logits = model(input_ids=batch.input_ids.to(device),
+                       attention_mask=batch.attention_mask.to(device),
+                       logits_to_keep=labels.shape[1] - start).logits
+        logps = sequence_logps(logits.float(), labels[:, start:])
         tokens = (labels[:, 1:] != IGNORE_INDEX).sum(-1)
         return logps[:n], logps[n:], tokens[:n], tokens[n:]
 

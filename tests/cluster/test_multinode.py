@@ -5,7 +5,8 @@ that stand in for node types (on a real cluster: GPU node groups).
 - Placement: generation actors land on generation nodes, Ray Train workers on the training
   node, and nothing of either on the head.
 - Fault: a generation node is removed while the generate stage runs on it; the stage completes
-  with every (prompt, sample) exactly once and the same texts as an undisturbed run.
+  with every (prompt, sample) exactly once and the same texts as the engine gives for the same
+  requests undisturbed (called directly: each row samples with its own seed).
 """
 
 from __future__ import annotations
@@ -86,6 +87,21 @@ def candidates(path) -> dict[tuple[str, int], str]:
     return {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
 
 
+def undisturbed(prompts: str, model: str, generation: GenerationConfig
+                ) -> dict[tuple[str, int], str]:
+    """What the engine writes for the stage's requests when nothing fails."""
+    import pandas as pd
+
+    from temporal_ray.generate.hf_engine import HFEngine
+    from temporal_ray.generate.requests import candidate_requests
+
+    requests = pd.DataFrame([row for prompt in read_rows(prompts) for row in candidate_requests(
+        prompt, "present", generation.samples, generation.temperature, generation.top_p,
+        generation.max_new_tokens, generation.seed)])
+    out = HFEngine(model)(requests)
+    return {(r.prompt_id, r.sample_index): r.generated_text for r in out.itertuples()}
+
+
 @pytest.mark.chaos
 def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path, chaos_record):
     kinds = node_types()
@@ -97,9 +113,8 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
         generate_candidates(prompts, {"present": tiny_model}, generation, engine,
                             str(tmp_path / out))
 
-    # Placement: engines on generation nodes, trainer workers on the training node, none on
-    # the head.
-    generate("clean")
+    # Placement: trainer workers on the training node, engines (below) on generation nodes,
+    # none on the head.
     pairs = [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
               "rejected": "I like trains."} for i in range(4)]
     write_rows(pairs, str(tmp_path / "pairs.parquet"))
@@ -108,13 +123,12 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
     metrics = train_dpo(str(tmp_path / "pairs.parquet"), tiny_model, str(tmp_path / "model"),
                         dpo, storage_path=str(tmp_path / "ray_train"), name="placement")
     assert metrics["optimizer_steps"] == 1
-    engines, workers = actors_of("HFEngine"), actors_of("RayTrainWorker")
-    assert len(engines) >= 2 and len(workers) >= 2
-    assert {kinds[a.node_id] for a in engines} == {GENERATION_NODE}
+    workers = actors_of("RayTrainWorker")
+    assert len(workers) >= 2
     assert {kinds[a.node_id] for a in workers} == {TRAINING_NODE}
 
     # Fault: the node of a busy engine actor is removed mid-stage.
-    seen = {a.actor_id for a in engines}
+    seen: set[str] = set()
     removed: list[float] = []
     stop = threading.Event()
 
@@ -144,7 +158,10 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
 
     assert removed, "no generation node was found running an engine actor"
     assert removed[0] < finished - 1.0, "the node was removed after the stage had finished"
-    clean, faulted = candidates(tmp_path / "clean"), candidates(tmp_path / "faulted")
+    engines = actors_of("HFEngine")  # those of the removed node too
+    assert len(engines) >= 2
+    assert {kinds[a.node_id] for a in engines} == {GENERATION_NODE}
+    clean, faulted = undisturbed(prompts, tiny_model, generation), candidates(tmp_path / "faulted")
     assert len(clean) == 16 * 2
     chaos_record("generation node removed mid-stage", len(removed), faulted == clean,
                  len(set(clean) - set(faulted)))

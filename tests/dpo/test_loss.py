@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from temporal_ray.dpo.loss import IGNORE_INDEX, dpo_loss, sequence_logps
+from temporal_ray.dpo.loss import IGNORE_INDEX, dpo_loss, scored_window_start, sequence_logps
 
 
 def log_softmax(values: list[float], index: int) -> float:
@@ -286,3 +286,14 @@ def test_label_smoothing_only_for_sigmoid(loss_type):
     with pytest.raises(ValueError, match="label_smoothing"):
         dpo_loss(*tensors, beta=0.5, loss_type=loss_type, label_smoothing=0.1,
                  chosen_tokens=torch.tensor([2]), rejected_tokens=torch.tensor([4]))
+
+
+def test_scored_window_start_is_the_position_before_the_first_label():
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 7, 8],
+                           [IGNORE_INDEX, IGNORE_INDEX, 5, 6, IGNORE_INDEX]])
+    assert scored_window_start(labels) == 1  # position 1 predicts the label at 2
+    logits = torch.randn(2, 5, 11)
+    assert torch.allclose(sequence_logps(logits[:, 1:], labels[:, 1:]),
+                          sequence_logps(logits, labels))
+    assert scored_window_start(torch.full((2, 3), IGNORE_INDEX)) == 0
+    assert scored_window_start(torch.tensor([[4, 5, 6]])) == 0

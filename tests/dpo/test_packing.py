@@ -61,3 +61,31 @@ def test_packed_equals_padded_on_the_tiny_model(tiny_model):
         grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
     for key in grads[0]:
         assert torch.allclose(grads[0][key], grads[1][key], atol=1e-5), key
+
+
+def test_logits_from_the_responses_start_give_the_same_log_probs(tiny_model):
+    """The DPO step asks the model for logits only from `scored_window_start` on
+    (`logits_to_keep`): the log-probs and their gradients equal the full forward's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from temporal_ray.dpo.loss import scored_window_start
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    batch = collate([tokenize_pair(tokenizer, *p, max_length=64) for p in PAIRS],
+                    tokenizer.pad_token_id or 0)
+    start = scored_window_start(batch.labels)
+    assert start > 0  # the prompts leave positions to skip
+    full = sequence_logps(model(input_ids=batch.input_ids,
+                                attention_mask=batch.attention_mask).logits, batch.labels)
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                   logits_to_keep=batch.labels.shape[1] - start).logits
+    assert logits.shape[1] == batch.labels.shape[1] - start
+    windowed = sequence_logps(logits, batch.labels[:, start:])
+    assert torch.allclose(windowed, full, atol=1e-5)
+    grads = []
+    for logps in (full, windowed):
+        model.zero_grad()
+        logps.sum().backward(retain_graph=True)
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
