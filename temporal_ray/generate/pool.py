@@ -45,9 +45,36 @@ def pool_models(models: dict[str, str], one_base: bool) -> tuple[str, dict[str, 
     return base, {key: adapter or base for key, (_, adapter) in served.items()}
 
 
-def name_model(row: dict[str, Any], models: dict[str, str], key: str) -> dict[str, Any]:
-    """Row map: the `model` column of a request, from the row's `key` column (its role)."""
-    return {**row, "model": models[row[key]]}
+def name_model(row: dict[str, Any], models: dict[str, str], key: str | None) -> dict[str, Any]:
+    """Row map: the `model` column of a request, from the row's `key` column (its role), or
+    the one model there is when `key` is None."""
+    return {**row, "model": models[row[key]] if key else next(iter(models.values()))}
+
+
+def check_servable(served: dict[str, str], base: str, engine: EngineConfig) -> None:
+    """Refuse what a pool cannot serve before any actor starts."""
+    adapters = {key: path for key, path in served.items() if path != base}
+    if adapters and engine.kind == "http":
+        raise ValueError(f"an http engine serves what its endpoint serves; it cannot load the "
+                         f"adapters of {sorted(adapters)}: use lora.base 'start' or an hf or "
+                         "vllm engine for these roles")
+    if engine.kind == "vllm" and any("://" in path for path in adapters.values()):
+        raise ValueError(f"vLLM loads adapters from a filesystem path, and these are remote: "
+                         f"{adapters}; keep the run directory on a filesystem every GPU node "
+                         "shares (NFS, a mounted bucket), or use lora.base 'start'")
+
+
+def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str | None,
+                    engine: EngineConfig, lora_rank: int | None) -> ray.data.Dataset:
+    """One pool for `models` (key -> model directory, rows matched by their `key` column):
+    the model itself, or with `lora_rank` (LoRA on one base) their base, each request
+    naming its adapter."""
+    base, served = pool_models(models, one_base=lora_rank is not None)
+    check_servable(served, base, engine)
+    if all(path == base for path in served.values()):
+        return run_engine_pool(requests, base, engine)
+    requests = requests.map(name_model, fn_kwargs={"models": served, "key": key})
+    return run_engine_pool(requests, base, engine, lora_rank)
 
 
 def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,

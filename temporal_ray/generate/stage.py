@@ -12,7 +12,7 @@ roles share a pass only when one pool serves all their models (LoRA on one base)
 from __future__ import annotations
 
 from temporal_ray.config import EngineConfig, GenerationConfig
-from temporal_ray.generate.pool import name_model, pool_models, run_engine_pool
+from temporal_ray.generate.pool import run_models_pool
 from temporal_ray.generate.requests import candidate_requests, to_candidate
 from temporal_ray.storage import read_dataset
 
@@ -22,8 +22,6 @@ def generate_candidates(prompts_path: str, models: dict[str, str],
                         lora_rank: int | None = None) -> None:
     """`models`: role -> model directory. `lora_rank`: the models are one base and LoRA
     checkpoints of it, served by one pool (lora.base 'initial')."""
-    base, served = pool_models(models, one_base=lora_rank is not None)
-    check_servable(served, base, engine)
     prompts = read_dataset(prompts_path)
     per_role = [prompts.flat_map(candidate_requests, fn_kwargs={
         "role": role, "samples": generation.samples,
@@ -31,21 +29,6 @@ def generate_candidates(prompts_path: str, models: dict[str, str],
         "max_tokens": generation.max_new_tokens, "seed": generation.seed,
     }) for role in models]
     requests = per_role[0].union(*per_role[1:]) if len(per_role) > 1 else per_role[0]
-    adapters = any(path != base for path in served.values())
-    if adapters:
-        requests = requests.map(name_model, fn_kwargs={"models": served, "key": "role"})
-    run_engine_pool(requests, base, engine, lora_rank if adapters else None) \
+    run_models_pool(requests, models, "role", engine, lora_rank) \
         .map(to_candidate).write_parquet(out_dir)
 
-
-def check_servable(served: dict[str, str], base: str, engine: EngineConfig) -> None:
-    """Refuse what a pool cannot serve before any actor starts."""
-    adapters = {key: path for key, path in served.items() if path != base}
-    if adapters and engine.kind == "http":
-        raise ValueError(f"an http engine serves what its endpoint serves; it cannot load the "
-                         f"adapters of {sorted(adapters)}: use lora.base 'start' or an hf or "
-                         "vllm engine for these roles")
-    if engine.kind == "vllm" and any("://" in path for path in adapters.values()):
-        raise ValueError(f"vLLM loads adapters from a filesystem path, and these are remote: "
-                         f"{adapters}; keep the run directory on a filesystem every GPU node "
-                         "shares (NFS, a mounted bucket), or use lora.base 'start'")

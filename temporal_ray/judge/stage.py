@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from temporal_ray.config import EngineConfig, JudgeConfig
-from temporal_ray.generate.pool import pool_models, run_engine_pool
+from temporal_ray.generate.pool import run_models_pool
 from temporal_ray.generate.requests import derive_seed, sampling_params
 from temporal_ray.judge.parse import average_score, parse_judgement
 from temporal_ray.judge.rubric import judge_messages, load_template
@@ -154,18 +154,13 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
         "template": template, "samples": judge.samples,
         "temperature": judge.temperature, "top_p": judge.top_p,
         "max_tokens": judge.max_new_tokens, "seed": seed})
-    base, served = judge_model, {"judge": judge_model}
-    if lora_rank is not None and engine.kind != "http":
-        base, served = pool_models(served, one_base=True)
     if engine.kind != "http":  # an endpoint's context is its own business
         requests = requests.map_batches(fit_judge_context, batch_format="pandas", fn_kwargs={
-            "model_path": base, "max_new_tokens": judge.max_new_tokens,
+            "model_path": judge_model, "max_new_tokens": judge.max_new_tokens,
             "max_model_len": engine.max_model_len, "template": template,
             "truncate": judge.overlong == "truncate"})
-    adapter = served["judge"] != base
-    if adapter:
-        requests = requests.map(lambda row: {**row, "model": served["judge"]})
-    outputs = run_engine_pool(requests, base, engine, lora_rank if adapter else None)
+    outputs = run_models_pool(requests, {"judge": judge_model}, None, engine,
+                              lora_rank if engine.kind != "http" else None)
     # A candidate's J judgements come back from different actors: gather them in the driver.
     # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
     # shuffle costs more than the judging itself at that size.

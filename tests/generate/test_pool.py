@@ -1,10 +1,9 @@
-"""What one engine pool serves (pool.py, stage.py's checks): no cluster needed."""
+"""What one engine pool serves (pool.py): no cluster needed."""
 
 import pytest
 
 from temporal_ray.config import EngineConfig
-from temporal_ray.generate.pool import name_model, pool_models
-from temporal_ray.generate.stage import check_servable
+from temporal_ray.generate.pool import check_servable, name_model, pool_models
 
 
 def test_without_lora_on_one_base_a_pool_serves_one_model():
