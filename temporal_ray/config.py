@@ -104,6 +104,10 @@ class EngineConfig(Section):
     custom resource, so generation lands on (and scales) the node type meant for it."""
     max_model_len: int | None = None
     """vLLM context length; empty means the model's own."""
+    keep_alive: bool = False
+    """Keep the pool running between stages (a Ray Serve application per model, `hf` engine):
+    the next stage on the same model, or with LoRA on one base on any adapter of it, starts
+    without loading anything. Released before each DPO stage and at the end of the run."""
 
     @property
     def pool_size(self) -> int | tuple[int, int]:
@@ -115,6 +119,15 @@ class EngineConfig(Section):
         if self.max_actors is not None and self.max_actors < self.actors:
             raise ValueError(f"engine.max_actors ({self.max_actors}) is below engine.actors "
                              f"({self.actors})")
+        return self
+
+    @model_validator(mode="after")
+    def _keep_alive_on_hf(self) -> EngineConfig:
+        if self.keep_alive and self.kind != "hf":
+            reason = ("an http endpoint already runs on its own" if self.kind == "http" else
+                      "kept vLLM pools are not built yet; a vllm pool starts with each stage")
+            raise ValueError(f"engine.keep_alive works with the hf engine only: {reason}. "
+                             "Set keep_alive: false")
         return self
 
     @model_validator(mode="after")
@@ -403,6 +416,12 @@ class Config(Section):
     future: {actors: 4, max_actors: 8}}`: a role's pool is `engine` with those fields
     changed. Roles: past (M0), present (M_i), future (M_f). The judge has `judge.engine`."""
     eval: EvalConfig = EvalConfig()
+
+    @property
+    def keeps_pools(self) -> bool:
+        """Some pool of the run outlives its stage (engine.keep_alive) and must be released."""
+        engines = [self.engine, self.judge.engine, *(self.engine_for(r) for r in self.pools)]
+        return any(engine is not None and engine.keep_alive for engine in engines)
 
     def engine_for(self, role: Role) -> EngineConfig:
         """The engine of `role`'s generation pool."""

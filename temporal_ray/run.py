@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from temporal_ray.config import RUN_SECTIONS, Config, changed_fields, with_defaults
+from temporal_ray.generate.kept_pool import releasing_kept_pools
 from temporal_ray.methods import ITERATIONS
 from temporal_ray.plan import check_fits
 from temporal_ray.preflight import check_model, drop_overlong
@@ -104,7 +105,8 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
         if redo:
             print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
         start_ray(cfg)
-        return iterate_method(cfg, run, rows, dropped, until)
+        with releasing_kept_pools(cfg.keeps_pools):
+            return iterate_method(cfg, run, rows, dropped, until)
 
 
 def iterate_method(cfg: Config, run: RunDir, prompts_rows: list[dict[str, str]],

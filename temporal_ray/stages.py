@@ -15,6 +15,7 @@ from typing import Any
 
 from temporal_ray.config import RUN_SECTIONS, Config
 from temporal_ray.dpo.trainer import train_dpo
+from temporal_ray.generate.kept_pool import release_kept_pools
 from temporal_ray.generate.requests import derive_seed
 from temporal_ray.generate.stage import generate_candidates
 from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, count_problems, parse_judgement
@@ -154,6 +155,8 @@ class IterationStages:
         train_name = f"iter_{self.iteration}_{name}_{pairs_id:08x}"
 
         def produce(tmp: str) -> dict[str, Any]:
+            if self.cfg.keeps_pools:  # the DPO workers need the CPUs/GPUs they hold
+                release_kept_pools()
             metrics = train_dpo(pairs, start_model, tmp, self.cfg.dpo,
                                 storage_path=self.run.uri_of(self.run.path("ray_train")),
                                 name=train_name)

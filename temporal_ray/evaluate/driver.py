@@ -32,6 +32,7 @@ from temporal_ray.evaluate.lm_eval_hook import LmEvalUnavailable, missing, run_l
 from temporal_ray.evaluate.pairwise import load_pairwise_template, verdict_requests
 from temporal_ray.evaluate.report import markdown, plot, table
 from temporal_ray.evaluate.winrate import parse_verdict, prompt_preference, win_rate
+from temporal_ray.generate.kept_pool import releasing_kept_pools
 from temporal_ray.generate.pool import run_engine_pool
 from temporal_ray.generate.requests import candidate_requests
 from temporal_ray.judge.stage import load_rule
@@ -335,7 +336,7 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     inputs = prepare_inputs(cfg, reference)
     out, answers_out = RunDir(f"{root}/{ev.output}"), answers_dir(root, inputs.requests)
     start_ray(cfg)
-    with RunLock(out), RunLock(answers_out):
+    with RunLock(out), RunLock(answers_out), releasing_kept_pools(cfg.keeps_pools):
         check_config(out, cfg, force, sections=("eval",))
         reference_answers = answer_stage(answers_out, reference, inputs.requests, cfg)
         rows = [evaluate_checkpoint(out, answers_out, checkpoint, reference, reference_answers,

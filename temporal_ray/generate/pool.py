@@ -1,7 +1,8 @@
 """An engine pool over a Ray Data dataset: request rows in, the same rows with text out.
 
 A pool loads one model. `hf`: an actor pool of `HFEngine`s (`ActorPoolStrategy`), one model
-copy per actor. `vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM
+copy per actor, or with `keep_alive` a Ray Serve application of them that outlives the stage
+(kept_pool.py). `vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM
 engines. `http`: Ray Data LLM's HTTP processor posting to an OpenAI-compatible endpoint
 (`model_path` is then the model id it serves). Either way the dataset keeps its other columns.
 
@@ -91,6 +92,11 @@ def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineC
         from temporal_ray.generate.http_engine import build_http_processor
 
         return build_http_processor(model_path, engine)(requests)
+
+    if engine.keep_alive:  # a pool that outlives this stage (generate/kept_pool.py)
+        from temporal_ray.generate.kept_pool import run_kept_pool
+
+        return run_kept_pool(requests, model_path, engine)
 
     import ray.data
 
