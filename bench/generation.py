@@ -13,6 +13,9 @@ What is measured: generated tokens per second of the `hf` engine on CPU, on the 
   requests, actor pool of `HFEngine`s, write Parquet candidates) with
   `EngineConfig(actors=N, batch_size=..., cpus_per_actor=1)`, N = 1 and 2. Timed: the whole
   call, so Ray Data's planning, worker and actor start-up, model loading and writing count.
+- Kept pools (`engine.keep_alive`): the Ray Serve application of N = 1 and 2 replicas is
+  started once (`generate.kept_pool.start_kept_pool`, timed on its own), then the same calls
+  run on it: what every stage after the first costs when a run keeps its pool.
 - Tokens: `response_tokens` of the candidate rows (Ray Data) and `num_generated_tokens` of the
   engine's output (plain loop), the same per-row count; the script checks they agree.
 - End to end: tokens / seconds of the whole call against the plain loop.
@@ -83,21 +86,25 @@ def plain_loop(model_path: str, requests: list[dict[str, Any]], batch_size: int,
 
 
 def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
-             max_new_tokens: int, actors: int, batch_size: int) -> dict[str, Any]:
-    """One call of the generate stage through a Ray Data actor pool of `actors` engines."""
+             max_new_tokens: int, actors: int, batch_size: int,
+             keep_alive: bool = False) -> dict[str, Any]:
+    """One call of the generate stage through a Ray Data actor pool of `actors` engines, or
+    with `keep_alive` through the kept pool of `actors` replicas (already started)."""
     from temporal_ray.config import EngineConfig, GenerationConfig
     from temporal_ray.generate.stage import generate_candidates
     from temporal_ray.storage import read_rows
 
     generation = GenerationConfig(samples=samples, max_new_tokens=max_new_tokens,
                                   temperature=0.7, top_p=0.9, seed=0)
-    engine = EngineConfig(actors=actors, batch_size=batch_size, cpus_per_actor=1)
+    engine = EngineConfig(actors=actors, batch_size=batch_size, cpus_per_actor=1,
+                          keep_alive=keep_alive)
     started, driver_cpu = time.perf_counter(), time.process_time()
     generate_candidates(prompts_path, {"policy": model_path}, generation, engine, out_dir)
     seconds, driver_cpu = time.perf_counter() - started, time.process_time() - driver_cpu
     rows = read_rows(out_dir, columns=["response_tokens"])
     tokens = sum(int(r["response_tokens"]) for r in rows)
-    return {"actors": actors, "seconds": seconds, "tokens": tokens, "rows": len(rows),
+    return {"actors": actors, "keep_alive": keep_alive, "seconds": seconds, "tokens": tokens,
+            "rows": len(rows),
             "batches": -(-len(rows) // batch_size), "tokens_per_second": tokens / seconds,
             "driver_cpu_seconds": driver_cpu, "load_average": os.getloadavg()[0]}
 
@@ -165,6 +172,7 @@ def main() -> None:
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
                                            "HF_HUB_OFFLINE": "1"}})
         calls: dict[str, dict[str, Any]] = {}
+        pool_starts: dict[int, float] = {}
         try:
             ray.data.DataContext.get_current().enable_progress_bars = False
             common = {"model_path": model_path, "samples": args.samples,
@@ -177,6 +185,21 @@ def main() -> None:
                     calls[key] = ray_data(str(work / size), out_dir=str(work / f"out-{key}"),
                                           actors=actors, **common)
                     print(f"[bench] Ray Data, {size} call: {calls[key]}", flush=True)
+            # Kept pools: started once (timed on its own), then the same calls on them.
+            from temporal_ray.config import EngineConfig
+            from temporal_ray.generate.kept_pool import release_kept_pools, start_kept_pool
+
+            for actors in (1, 2):
+                started = time.perf_counter()
+                start_kept_pool(model_path, EngineConfig(actors=actors, cpus_per_actor=1,
+                                                         keep_alive=True))
+                pool_starts[actors] = time.perf_counter() - started
+                for size in ("short", "long"):
+                    key = f"kept_{size}_{actors}"
+                    calls[key] = ray_data(str(work / size), out_dir=str(work / f"out-{key}"),
+                                          actors=actors, keep_alive=True, **common)
+                    print(f"[bench] kept pool, {size} call: {calls[key]}", flush=True)
+                release_kept_pools()
         finally:
             ray.shutdown()
     load_after = os.getloadavg()
@@ -185,11 +208,17 @@ def main() -> None:
     pools = {actors: calls[f"long_{actors}"] for actors in (1, 2)}
     running = {actors: steady(calls[f"long_{actors}"], calls[f"short_{actors}"])
                for actors in (1, 2)}
+    kept = {actors: calls[f"kept_long_{actors}"] for actors in (1, 2)}
+    kept_running = {actors: steady(calls[f"kept_long_{actors}"], calls[f"kept_short_{actors}"])
+                    for actors in (1, 2)}
+    kept_speedup = kept[2]["tokens_per_second"] / base["tokens_per_second"]
+    kept_overhead = 100 * (kept_running[1]["seconds_per_batch"] / base["seconds_per_batch"] - 1)
     speedup = pools[2]["tokens_per_second"] / base["tokens_per_second"]
     steady_speedup = running[2]["tokens_per_second"] / base["tokens_per_second"]
     batch_overhead = 100 * (running[1]["seconds_per_batch"] / base["seconds_per_batch"] - 1)
     end_to_end_overhead = 100 * (pools[1]["seconds"] / base["seconds"] - 1)
-    same_tokens = (len({base["tokens"], pools[1]["tokens"], pools[2]["tokens"]}) == 1
+    same_tokens = (len({base["tokens"], *(c["tokens"] for c in [*pools.values(),
+                                                                 *kept.values()])}) == 1
                    and plain[2]["batch_tokens"] == base["batch_tokens"][:plain[2]["batches"]])
     busiest = max([load_before[0], load_after[0]]
                   + [r["load_average"] for r in [*plain.values(), *calls.values()]])
@@ -208,8 +237,10 @@ def main() -> None:
     print(f"{'path':<36} {'tokens':>7} {'seconds':>8} {'tokens/s':>9} {'once running':>13}")
     rows = [("plain loop, 1 thread", base, None),
             (f"plain loop, 2 threads ({plain[2]['batches']} batches)", plain[2], None),
-            ("Ray Data, 1 actor", pools[1], running[1]), ("Ray Data, 2 actors", pools[2],
-                                                          running[2])]
+            ("Ray Data, 1 actor", pools[1], running[1]),
+            ("Ray Data, 2 actors", pools[2], running[2]),
+            ("Ray Data, kept pool of 1", kept[1], kept_running[1]),
+            ("Ray Data, kept pool of 2", kept[2], kept_running[2])]
     for label, result, run in rows:
         once = f"{run['tokens_per_second']:>13.0f}" if run else f"{'':>13}"
         print(f"{label:<36} {result['tokens']:>7} {result['seconds']:>8.2f} "
@@ -220,13 +251,22 @@ def main() -> None:
               f"{running[actors]['seconds_per_batch']:.3f} s a batch; this process (Ray "
               f"Data's executor) used {pools[actors]['driver_cpu_seconds']:.1f} s of CPU "
               f"in the full call")
+    for actors in (1, 2):
+        print(f"kept pool of {actors}: started once in {pool_starts[actors]:.1f} s, then a "
+              f"call's fixed cost about {kept_running[actors]['fixed_seconds']:.1f} s and "
+              f"{kept_running[actors]['seconds_per_batch']:.3f} s a batch")
     speedup_met = speedup >= SPEEDUP_TARGET
+    kept_met = kept_speedup >= SPEEDUP_TARGET
     steady_met = steady_speedup >= SPEEDUP_TARGET
     overhead_met = batch_overhead < OVERHEAD_TARGET
     print(f"2 actors / plain loop (1 thread), end to end: {speedup:.2f}x; target >= "
           f"{SPEEDUP_TARGET}x: {'met' if speedup_met else 'NOT met'}")
     print(f"2 actors / plain loop (1 thread), once the pool runs: {steady_speedup:.2f}x; "
           f"target >= {SPEEDUP_TARGET}x: {'met' if steady_met else 'NOT met'}")
+    print(f"kept pool of 2 / plain loop (1 thread), a whole stage call on the running pool: "
+          f"{kept_speedup:.2f}x; target >= {SPEEDUP_TARGET}x: "
+          f"{'met' if kept_met else 'NOT met'}")
+    print(f"kept pool of 1, per-batch overhead vs plain loop: {kept_overhead:+.1f}%")
     print(f"2 actors / plain loop (2 threads): end to end "
           f"{pools[2]['tokens_per_second'] / plain[2]['tokens_per_second']:.2f}x, once the "
           f"pool runs {running[2]['tokens_per_second'] / plain[2]['tokens_per_second']:.2f}x")
@@ -253,6 +293,11 @@ def main() -> None:
         "plain_loop": {f"threads_{k}": v for k, v in plain.items()},
         "ray_data_calls": calls,
         "ray_data_once_running": {f"actors_{k}": v for k, v in running.items()},
+        "kept_pool_start_seconds": {f"actors_{k}": v for k, v in pool_starts.items()},
+        "kept_pool_once_running": {f"actors_{k}": v for k, v in kept_running.items()},
+        "speedup_kept_pool_2_vs_plain": kept_speedup,
+        "speedup_target_met_kept_pool": kept_met,
+        "kept_pool_per_batch_overhead_percent": kept_overhead,
         "speedup_2_actors_vs_plain": speedup,
         "speedup_2_actors_vs_plain_once_running": steady_speedup,
         "speedup_target": SPEEDUP_TARGET,

@@ -105,9 +105,9 @@ class EngineConfig(Section):
     max_model_len: int | None = None
     """vLLM context length; empty means the model's own."""
     keep_alive: bool = False
-    """Keep the pool running between stages (a Ray Serve application per model, `hf` engine):
-    the next stage on the same model, or with LoRA on one base on any adapter of it, starts
-    without loading anything. Released before each DPO stage and at the end of the run."""
+    """Keep the pool's engines running between stages (`hf` engine, a fixed size): the next
+    stage on the same model, or with LoRA on one base on any adapter of it, starts without
+    loading anything. Released before each DPO stage and at the end of the run."""
 
     @property
     def pool_size(self) -> int | tuple[int, int]:
@@ -128,6 +128,9 @@ class EngineConfig(Section):
                       "kept vLLM pools are not built yet; a vllm pool starts with each stage")
             raise ValueError(f"engine.keep_alive works with the hf engine only: {reason}. "
                              "Set keep_alive: false")
+        if self.keep_alive and self.max_actors:
+            raise ValueError("a kept pool (engine.keep_alive) has a fixed size: set "
+                             "engine.actors and leave max_actors empty")
         return self
 
     @model_validator(mode="after")
@@ -416,12 +419,6 @@ class Config(Section):
     future: {actors: 4, max_actors: 8}}`: a role's pool is `engine` with those fields
     changed. Roles: past (M0), present (M_i), future (M_f). The judge has `judge.engine`."""
     eval: EvalConfig = EvalConfig()
-
-    @property
-    def keeps_pools(self) -> bool:
-        """Some pool of the run outlives its stage (engine.keep_alive) and must be released."""
-        engines = [self.engine, self.judge.engine, *(self.engine_for(r) for r in self.pools)]
-        return any(engine is not None and engine.keep_alive for engine in engines)
 
     def engine_for(self, role: Role) -> EngineConfig:
         """The engine of `role`'s generation pool."""

@@ -16,9 +16,10 @@ from temporal_ray.stages import IterationStages, read_scored
 
 def temporal_iteration(stages: IterationStages, prompts: str, present: str, past: str) -> str:
     """Temporal Self-Rewarding: anchored rejection, then future-guided chosen."""
-    # Phase 1, anchored rejection: M_i judges K samples of M_i and K of M0.
-    present_candidates, past_candidates = stages.generate_together(
-        {Role.PRESENT: present, Role.PAST: past}, prompts)
+    # Phase 1, anchored rejection: M_i judges K samples of M_i and K of M0. M0's come first,
+    # so that a kept pool of M_i (engine.keep_alive) still runs when M_i judges.
+    past_candidates, present_candidates = stages.generate_together(
+        {Role.PAST: past, Role.PRESENT: present}, prompts)
     scores = stages.judge("scores_present_past", [present_candidates, past_candidates],
                           judge_model=present)
 

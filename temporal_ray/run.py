@@ -105,7 +105,7 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
         if redo:
             print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
         start_ray(cfg)
-        with releasing_kept_pools(cfg.keeps_pools):
+        with releasing_kept_pools():
             return iterate_method(cfg, run, rows, dropped, until)
 
 

@@ -155,8 +155,7 @@ class IterationStages:
         train_name = f"iter_{self.iteration}_{name}_{pairs_id:08x}"
 
         def produce(tmp: str) -> dict[str, Any]:
-            if self.cfg.keeps_pools:  # the DPO workers need the CPUs/GPUs they hold
-                release_kept_pools()
+            release_kept_pools()  # the DPO workers need the CPUs/GPUs kept pools hold
             metrics = train_dpo(pairs, start_model, tmp, self.cfg.dpo,
                                 storage_path=self.run.uri_of(self.run.path("ray_train")),
                                 name=train_name)

@@ -336,7 +336,7 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     inputs = prepare_inputs(cfg, reference)
     out, answers_out = RunDir(f"{root}/{ev.output}"), answers_dir(root, inputs.requests)
     start_ray(cfg)
-    with RunLock(out), RunLock(answers_out), releasing_kept_pools(cfg.keeps_pools):
+    with RunLock(out), RunLock(answers_out), releasing_kept_pools():
         check_config(out, cfg, force, sections=("eval",))
         reference_answers = answer_stage(answers_out, reference, inputs.requests, cfg)
         rows = [evaluate_checkpoint(out, answers_out, checkpoint, reference, reference_answers,

@@ -1,18 +1,22 @@
-"""Engine pools kept running between stages (`engine.keep_alive`), as Ray Serve applications.
+"""Engine pools kept running between stages (`engine.keep_alive`): Ray actors the driver owns.
 
 A Ray Data actor pool lives as long as its dataset, so every generate or judge stage starts
 its engines again and loads the model again: seconds on CPU (worker processes importing torch),
-minutes for a large model on GPUs. With `keep_alive` the pool is a Ray Serve application of
-`HFEngine` replicas named after the model and the engine settings. A stage's Ray Data tasks
-send each batch to it through a deployment handle (Ray Serve routes it to a free replica), and
-the next stage that needs the same model, or with LoRA on one base any adapter of it, finds
-the pool running. This is the pattern of Ray Data LLM's serve-deployment processor, with a
-batch per request so that batches are the same as an actor pool's.
+minutes for a large model on GPUs. A kept pool is a set of `HFEngine` actors started once for
+a model and pool settings. A stage streams its request batches out of Ray Data, sends them to
+the actors (two queued on each, so an engine never waits for its next batch) and hands the
+outputs back to Ray Data, which writes them; the next stage on the same model, or with LoRA on
+one base on any adapter of it, finds the actors running.
+
+Plain actors rather than a Ray Serve application: on CPU, a Serve replica generated each batch
+40 to 60% slower than a plain actor (its request threads share the GIL with the engine's
+Python sampling loop) and left gaps between batches; bench/README.md has the figures.
 
 Kept pools hold their CPUs and GPUs until released: a DPO stage releases them before it
-starts, the run releases them when it ends, and a stage that needs another pool releases the
-running one first (one kept pool at a time, so two pools never wait on each other's
-resources).
+starts, a stage that needs another pool (kept or not) releases the running one first (one
+pool at a time, so two pools never wait on each other's resources), and the run releases them
+when it ends. The actors belong to the driver, so a killed driver takes them with it. An actor
+that dies is restarted by Ray, which sends its batches again.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from temporal_ray.config import EngineConfig
@@ -31,13 +35,11 @@ if TYPE_CHECKING:
     import pandas as pd
     import ray.data
 
-APP_PREFIX = "temporal-ray-pool-"
-CALL_ATTEMPTS = 4
-"""A batch whose replica died is sent again (Ray Serve starts a replacement replica)."""
+BATCHES_QUEUED_PER_ENGINE = 2
 
 
 class PoolEngine:
-    """One replica: an `HFEngine` for the pool's model, one batch at a time."""
+    """One engine of a kept pool: an `HFEngine` for the pool's model."""
 
     def __init__(self, model_path: str, use_gpu: bool):
         from temporal_ray.generate.hf_engine import HFEngine
@@ -52,103 +54,122 @@ class PoolEngine:
         return {"pid": os.getpid(), "adapters": sorted(self.engine.adapters)}
 
 
-def pool_app_name(model_path: str, engine: EngineConfig) -> str:
-    """The Serve application of `model_path` on `engine`'s settings: the same model and
-    settings always give the same name, so a later stage finds the pool by name."""
-    settings = engine.model_dump(include={"actors", "max_actors", "cpus_per_actor",
-                                          "gpus_per_actor", "resources"})
+@dataclass
+class KeptPool:
+    name: str
+    job_id: str
+    """The Ray job that owns the actors: a pool of an earlier `ray.init` is gone."""
+    actors: list[Any]
+
+
+_POOLS: dict[str, KeptPool] = {}
+
+
+def pool_name(model_path: str, engine: EngineConfig) -> str:
+    """The kept pool of `model_path` on `engine`'s settings: the same model and settings
+    always give the same name, so a later stage finds the pool."""
+    settings = engine.model_dump(include={"actors", "cpus_per_actor", "gpus_per_actor",
+                                          "resources"})
     key = json.dumps({"model": model_path, **settings}, sort_keys=True)
-    return APP_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return f"kept-pool-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _current_job() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
 
 
 def running_pools() -> list[str]:
-    """The kept pools running on the cluster (without starting Serve when it is not)."""
-    import ray
-    from ray import serve
+    """The kept pools this driver has running."""
+    job = _current_job()
+    return [name for name, pool in _POOLS.items() if pool.job_id == job]
 
-    if not ray.is_initialized():
-        return []
-    return [name for name in serve.status().applications if name.startswith(APP_PREFIX)]
+
+def pool_actors(name: str) -> list[Any]:
+    return _POOLS[name].actors
 
 
 def release_kept_pools() -> list[str]:
     """Shut every kept pool down, freeing its CPUs and GPUs; returns their names."""
-    from ray import serve
+    import ray
 
     released = running_pools()
     for name in released:
-        serve.delete(name)
+        for actor in _POOLS[name].actors:
+            ray.kill(actor)
+    _POOLS.clear()  # pools of an earlier Ray session are gone already
     return released
 
 
+def make_room_for_a_pool() -> None:
+    """A pool that is not kept starts: release the kept ones first (one pool at a time)."""
+    if _POOLS:
+        release_kept_pools()
+
+
 @contextmanager
-def releasing_kept_pools(keeps_pools: bool) -> Iterator[None]:
-    """Release the kept pools when the block ends, however it ends (when the run keeps any:
-    a run without them never imports Ray Serve)."""
+def releasing_kept_pools() -> Iterator[None]:
+    """Release the kept pools when the block ends, however it ends."""
     try:
         yield
     finally:
-        if keeps_pools:
-            release_kept_pools()
+        release_kept_pools()
 
 
 def start_kept_pool(model_path: str, engine: EngineConfig) -> str:
     """The running pool for `model_path` on `engine`, started (after releasing any other
-    kept pool) when there is none; returns its application name."""
-    from ray import serve
+    kept pool) when there is none; returns its name."""
+    import time
 
-    name = pool_app_name(model_path, engine)
-    running = running_pools()
-    if name in running:
+    import ray
+
+    name = pool_name(model_path, engine)
+    if name in running_pools():
         return name
-    for other in running:
-        serve.delete(other)
-    scaling: dict[str, Any] = (
-        {"autoscaling_config": {"min_replicas": engine.actors, "max_replicas": engine.max_actors,
-                                "target_ongoing_requests": 1}}
-        if engine.max_actors else {"num_replicas": engine.actors})
-    deployment = serve.deployment(PoolEngine, name="engine").options(
-        # One batch at a time per replica: a batch already fills its CPU or GPU, and the
-        # others wait at the router for the first free replica.
-        max_ongoing_requests=1,
-        ray_actor_options={"num_cpus": engine.cpus_per_actor, "num_gpus": engine.gpus_per_actor,
-                           "resources": dict(engine.resources)},
-        **scaling)
+    release_kept_pools()
     started = time.time()
-    serve.start(proxy_location="Disabled")  # handles only: no HTTP proxy
-    serve.run(deployment.bind(model_path, engine.gpus_per_actor > 0), name=name,
-              route_prefix=None)
-    print(f"kept pool {name} for {model_path}: {engine.actors} replica(s) started in "
+    engine_actor = ray.remote(PoolEngine).options(
+        num_cpus=engine.cpus_per_actor, num_gpus=engine.gpus_per_actor,
+        resources=engine.resources or None,
+        # A dead engine is started again, and the batches it had are sent again.
+        max_restarts=-1, max_task_retries=-1)
+    actors = [engine_actor.remote(model_path, engine.gpus_per_actor > 0)
+              for _ in range(engine.actors)]
+    ray.get([actor.__ray_ready__.remote() for actor in actors])
+    _POOLS[name] = KeptPool(name, _current_job(), actors)
+    print(f"kept pool {name} for {model_path}: {engine.actors} engine(s) started in "
           f"{time.time() - started:.1f} s", flush=True)
     return name
 
 
-def call_kept_pool(batch: pd.DataFrame, app: str) -> pd.DataFrame:
-    """Ray Data task: one batch through the kept pool `app`."""
-    import ray.exceptions
-    from ray import serve
+def dispatch(actors: list[Any], batches: Iterable[pd.DataFrame],
+             queued: int = BATCHES_QUEUED_PER_ENGINE) -> list[Any]:
+    """Send each batch to the first engine with room (`queued` batches each); returns the
+    output object refs, in no particular order."""
+    import ray
 
-    handle = serve.get_app_handle(app)
-    for attempt in range(1, CALL_ATTEMPTS + 1):
-        try:
-            return handle.generate.remote(batch).result()
-        except ray.exceptions.RayActorError:
-            if attempt == CALL_ATTEMPTS:
-                raise
-            time.sleep(2.0 * attempt)  # the replacement replica is loading the model
-    raise AssertionError("unreachable")
+    free = [actor for _ in range(queued) for actor in actors]
+    in_flight: dict[Any, Any] = {}
+    done = []
+    for batch in batches:
+        if not free:
+            (ready,), _ = ray.wait(list(in_flight), num_returns=1)
+            free.append(in_flight.pop(ready))
+            done.append(ready)
+        actor = free.pop(0)
+        in_flight[actor.generate.remote(batch)] = actor
+    return done + list(in_flight)
 
 
 def run_kept_pool(requests: ray.data.Dataset, model_path: str,
                   engine: EngineConfig) -> ray.data.Dataset:
-    """`requests` (blocks of engine.batch_size rows) through the kept pool of `model_path`."""
+    """`requests` through the kept pool of `model_path`, `engine.batch_size` rows a batch."""
     import ray.data
 
-    app = start_kept_pool(model_path, engine)
-    replicas = engine.max_actors or engine.actors
-    return requests.map_batches(
-        call_kept_pool, fn_kwargs={"app": app}, batch_size=engine.batch_size,
-        batch_format="pandas",
-        # The tasks only wait on the replicas: no CPU of their own, two per replica so the
-        # next batch is queued when a replica finishes one.
-        num_cpus=0, compute=ray.data.TaskPoolStrategy(size=2 * replicas))
+    name = start_kept_pool(model_path, engine)
+    batches = requests.iter_batches(batch_size=engine.batch_size, batch_format="pandas")
+    outputs = dispatch(pool_actors(name), batches)
+    if not outputs:  # no request: an empty dataset of the request columns
+        return requests.limit(0)
+    return ray.data.from_pandas_refs(outputs)

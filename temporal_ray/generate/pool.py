@@ -1,10 +1,10 @@
 """An engine pool over a Ray Data dataset: request rows in, the same rows with text out.
 
 A pool loads one model. `hf`: an actor pool of `HFEngine`s (`ActorPoolStrategy`), one model
-copy per actor, or with `keep_alive` a Ray Serve application of them that outlives the stage
-(kept_pool.py). `vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM
-engines. `http`: Ray Data LLM's HTTP processor posting to an OpenAI-compatible endpoint
-(`model_path` is then the model id it serves). Either way the dataset keeps its other columns.
+copy per actor, or with `keep_alive` a pool of them that outlives the stage (kept_pool.py).
+`vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM engines. `http`: Ray
+Data LLM's HTTP processor posting to an OpenAI-compatible endpoint (`model_path` is then the
+model id it serves). Either way the dataset keeps its other columns.
 
 With LoRA on one base (`lora.base: initial`) a pool loads the base once and serves several
 models: each request row names its model in a `model` column, the adapter's directory, or the
@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from temporal_ray.config import EngineConfig
+from temporal_ray.generate.kept_pool import make_room_for_a_pool, run_kept_pool
 
 if TYPE_CHECKING:
     import ray.data
@@ -84,6 +85,9 @@ def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineC
     # One block per engine batch, so every actor of the pool gets work (Ray Data hands a
     # block to one actor; a single block would leave the rest of the pool idle).
     requests = requests.repartition(target_num_rows_per_block=engine.batch_size)
+    if engine.keep_alive:  # a pool that outlives this stage
+        return run_kept_pool(requests, model_path, engine)
+    make_room_for_a_pool()
     if engine.kind == "vllm":
         from temporal_ray.generate.vllm_engine import build_vllm_processor
 
@@ -92,11 +96,6 @@ def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineC
         from temporal_ray.generate.http_engine import build_http_processor
 
         return build_http_processor(model_path, engine)(requests)
-
-    if engine.keep_alive:  # a pool that outlives this stage (generate/kept_pool.py)
-        from temporal_ray.generate.kept_pool import run_kept_pool
-
-        return run_kept_pool(requests, model_path, engine)
 
     import ray.data
 

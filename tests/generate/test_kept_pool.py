@@ -1,5 +1,5 @@
-"""Pools kept between stages (engine.keep_alive): real Ray Serve applications on a real local
-cluster, called from Ray Data tasks."""
+"""Pools kept between stages (engine.keep_alive): real engine actors on a real local cluster,
+fed from and back into Ray Data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from temporal_ray.config import EngineConfig, GenerationConfig
 from temporal_ray.generate.hf_engine import HFEngine
 from temporal_ray.generate.kept_pool import (
-    pool_app_name,
+    pool_actors,
+    pool_name,
     release_kept_pools,
     releasing_kept_pools,
     running_pools,
@@ -23,11 +24,10 @@ from temporal_ray.storage import read_rows, write_rows
 PROMPTS = [{"prompt_id": f"p{i}", "prompt": f"Name {i} fruits."} for i in range(6)]
 
 
-def replica_pids(app: str, calls: int = 20) -> set[int]:
-    from ray import serve
+def engine_pids(name: str) -> set[int]:
+    import ray
 
-    handle = serve.get_app_handle(app)
-    return {handle.describe.remote().result()["pid"] for _ in range(calls)}
+    return {ray.get(actor.describe.remote())["pid"] for actor in pool_actors(name)}
 
 
 def expected_responses(model: str, role: str, generation: GenerationConfig) -> dict:
@@ -50,16 +50,18 @@ def wait_for_cpus(expected: float) -> None:
 
 def test_app_names_follow_the_model_and_the_pool_settings():
     engine = EngineConfig(keep_alive=True, actors=2)
-    assert pool_app_name("/m0", engine) == pool_app_name("/m0", engine.model_copy())
-    assert pool_app_name("/m0", engine) != pool_app_name("/m1", engine)
-    assert pool_app_name("/m0", engine) != pool_app_name("/m0", engine.model_copy(
+    assert pool_name("/m0", engine) == pool_name("/m0", engine.model_copy())
+    assert pool_name("/m0", engine) != pool_name("/m1", engine)
+    assert pool_name("/m0", engine) != pool_name("/m0", engine.model_copy(
         update={"actors": 1}))
-    # Batch size is the request's business, not the pool's: the same pool serves both.
-    assert pool_app_name("/m0", engine) == pool_app_name("/m0", engine.model_copy(
+    # Batch size is the requests' business, not the pool's: the same pool serves both.
+    assert pool_name("/m0", engine) == pool_name("/m0", engine.model_copy(
         update={"batch_size": 3}))
 
 
 def test_keep_alive_is_refused_where_there_is_nothing_to_keep():
+    with pytest.raises(ValueError, match="fixed size"):
+        EngineConfig(keep_alive=True, actors=1, max_actors=4)
     with pytest.raises(ValueError, match="keep_alive works with the hf engine only"):
         EngineConfig(kind="http", url="http://judge/v1/chat/completions", keep_alive=True)
     with pytest.raises(ValueError, match="kept vLLM pools are not built yet"):
@@ -71,14 +73,14 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
                                                                 ray_cluster, tmp_path):
     """Two generate stages on one kept pool of 2 replicas: each gives exactly the engine's
     own texts, none lost or twice, and the second runs on the replicas the first started.
-    A pool for another model replaces it; release frees the CPUs."""
+    Another pool replaces it; release frees the CPUs."""
     import ray
 
     write_rows(PROMPTS, str(tmp_path / "prompts" / "p.parquet"))
     engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
     all_cpus = ray.cluster_resources()["CPU"]
-    app = pool_app_name(tiny_model, engine)
-    with releasing_kept_pools(True):
+    app = pool_name(tiny_model, engine)
+    with releasing_kept_pools():
         pids = None
         for stage, seed in [("first", 3), ("second", 4)]:
             generation = GenerationConfig(samples=2, max_new_tokens=8, temperature=0.9,
@@ -90,17 +92,23 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
             assert len(rows) == len(responses) == len(PROMPTS) * 2
             assert responses == expected_responses(tiny_model, "past", generation)
             assert running_pools() == [app]
-            seen = replica_pids(app)
-            assert seen and (pids is None or seen <= pids), "the pool was started again"
-            pids = pids or seen
+            seen = engine_pids(app)
+            assert len(seen) == 2 and (pids is None or seen == pids), "started again"
+            pids = seen
         assert ray.available_resources().get("CPU", 0) <= all_cpus - 2  # held while kept
 
-        # Another model: the running pool is released first, one kept pool at a time.
+        # One pool at a time: a kept pool of another model replaces the running one, and a
+        # pool that is not kept releases it before it starts.
         generation = GenerationConfig(samples=1, max_new_tokens=4, seed=5)
+        one = engine.model_copy(update={"actors": 1})
         generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint},
-                            generation, engine, str(tmp_path / "other"))
-        assert running_pools() == [pool_app_name(lora_checkpoint, engine)]
-    assert running_pools() == []
+                            generation, one, str(tmp_path / "other"))
+        assert running_pools() == [pool_name(lora_checkpoint, one)]
+        generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint},
+                            generation, one.model_copy(update={"keep_alive": False}),
+                            str(tmp_path / "not kept"))
+        assert running_pools() == []
+        assert read_rows(str(tmp_path / "not kept")) and read_rows(str(tmp_path / "other"))
     wait_for_cpus(all_cpus)
     assert release_kept_pools() == []  # nothing left, and no error
 
@@ -110,7 +118,7 @@ def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lor
                                                                  ray_cluster, tmp_path):
     """LoRA on one base: past (M0), present (an adapter of M0) and the judge (the present
     model) all run on one kept pool of the base, which loads the adapter once."""
-    from ray import serve
+    import ray
 
     from temporal_ray.config import load_config
     from temporal_ray.miniature import TOY_JUDGE_TEMPLATE
@@ -127,16 +135,15 @@ def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lor
                              "judge.samples=1", "judge.max_new_tokens=4",
                              "judge.min_valid_share=0", "dpo.lora.enabled=true",
                              "dpo.lora.base=initial", "dpo.lora.rank=4"])
-    assert cfg.keeps_pools
     stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0)
-    app = pool_app_name(tiny_model, cfg.engine)
-    with releasing_kept_pools(cfg.keeps_pools):
+    app = pool_name(tiny_model, cfg.engine)
+    with releasing_kept_pools():
         present, past = stages.generate_together(
             {Role.PRESENT: lora_checkpoint, Role.PAST: tiny_model}, str(tmp_path / "prompts"))
-        (pid,) = replica_pids(app, calls=3)
+        (pid,) = engine_pids(app)
         stages.judge("scores_present_past", [present, past], judge_model=lora_checkpoint)
         assert running_pools() == [app]
-        described = serve.get_app_handle(app).describe.remote().result()
+        described = ray.get(pool_actors(app)[0].describe.remote())
         assert described == {"pid": pid, "adapters": [f"{lora_checkpoint}/adapter"]}
         generation = cfg.generation.model_copy(update={"seed": stages_seed(cfg)})
         assert {(r["prompt_id"], r["sample_index"]): r["response"]
