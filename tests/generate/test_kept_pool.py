@@ -156,3 +156,54 @@ def stages_seed(cfg) -> int:
     from temporal_ray.generate.requests import derive_seed
 
     return derive_seed(cfg.generation.seed, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model, ray_cluster,
+                                                                      tmp_path, chaos_record):
+    """SIGKILL one engine of a kept pool mid-stage: Ray restarts it and sends its batches
+    again; the stage writes every (prompt, sample) once, with the texts of an undisturbed
+    stage, and the pool keeps serving."""
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    prompts = [{"prompt_id": f"p{i}", "prompt": f"Tell me about {i} rivers."} for i in range(24)]
+    write_rows(prompts, str(tmp_path / "prompts" / "p.parquet"))
+    generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
+    engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
+
+    def generate(out: str) -> dict:
+        generate_candidates(str(tmp_path / "prompts"), {"present": tiny_model}, generation,
+                            engine, str(tmp_path / out))
+        rows = read_rows(str(tmp_path / out))
+        responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
+        assert len(responses) == len(rows), "a (prompt, sample) was written twice"
+        return responses
+
+    def kill_one_engine(killed: list[float]) -> None:
+        time.sleep(1.0)  # the stage has started sending batches
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if " ".join(proc.info["cmdline"] or []).startswith("ray::PoolEngine"):
+                os.kill(proc.info["pid"], signal.SIGKILL)
+                killed.append(time.time())
+                return
+
+    with releasing_kept_pools():
+        clean = generate("clean")  # also starts the pool
+        killed: list[float] = []
+        killer = threading.Thread(target=kill_one_engine, args=(killed,))
+        killer.start()
+        try:
+            faulted = generate("faulted")
+            finished = time.time()
+        finally:
+            killer.join()
+        assert killed and killed[0] < finished - 0.5, "no engine was killed mid-stage"
+        lost = len(clean) - len(faulted)
+        chaos_record("kept-pool engine SIGKILL mid-stage", 1, faulted == clean, max(lost, 0))
+        assert len(clean) == 24 * 2 and faulted == clean
+        assert generate("after") == clean  # the restarted engine serves the next stage
