@@ -9,8 +9,8 @@ outputs back to Ray Data, which writes them; the next stage on the same model, o
 one base on any adapter of it, finds the actors running.
 
 Plain actors rather than a Ray Serve application: on CPU, a Serve replica generated each batch
-40 to 60% slower than a plain actor (its request threads share the GIL with the engine's
-Python sampling loop) and left gaps between batches; bench/README.md has the figures.
+20 to 60% slower than a plain actor and batches waited at its router; bench/README.md has the
+figures.
 
 Kept pools hold their CPUs and GPUs until released: a DPO stage releases them before it
 starts, a stage that needs another pool (kept or not) releases the running one first (one
