@@ -13,6 +13,12 @@ def _num(value: Any, fmt: str = ".2f") -> str:
 
 
 def describe_stage(record: dict[str, Any]) -> str:
+    kept = record.get("kept_pool")
+    text = _describe(record)
+    return f"{text} [kept pool {kept}]" if kept else text
+
+
+def _describe(record: dict[str, Any]) -> str:
     kind = record.get("kind")
     if kind == "prompts":
         return f"{record['rows']} prompts"

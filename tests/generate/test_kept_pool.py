@@ -122,6 +122,7 @@ def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lor
 
     from temporal_ray.config import load_config
     from temporal_ray.miniature import TOY_JUDGE_TEMPLATE
+    from temporal_ray.report import describe_stage
     from temporal_ray.roles import Role
     from temporal_ray.stages import IterationStages
     from temporal_ray.storage import RunDir
@@ -143,6 +144,9 @@ def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lor
         (pid,) = engine_pids(app)
         stages.judge("scores_present_past", [present, past], judge_model=lora_checkpoint)
         assert running_pools() == [app]
+        # The run summary says which stage started the pool and which found it running.
+        assert [r["kept_pool"] for r in stages.records] == ["started", "started", "reused"]
+        assert describe_stage(stages.records[-1]).endswith("[kept pool reused]")
         described = ray.get(pool_actors(app)[0].describe.remote())
         assert described == {"pid": pid, "adapters": [f"{lora_checkpoint}/adapter"]}
         generation = cfg.generation.model_copy(update={"seed": stages_seed(cfg)})
