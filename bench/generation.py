@@ -13,7 +13,7 @@ What is measured: generated tokens per second of the `hf` engine on CPU, on the 
   requests, actor pool of `HFEngine`s, write Parquet candidates) with
   `EngineConfig(actors=N, batch_size=..., cpus_per_actor=1)`, N = 1 and 2. Timed: the whole
   call, so Ray Data's planning, worker and actor start-up, model loading and writing count.
-- Kept pools (`engine.keep_alive`): the Ray Serve application of N = 1 and 2 replicas is
+- Kept pools (`engine.keep_alive`): the kept pool of N = 1 and 2 engine actors is
   started once (`generate.kept_pool.start_kept_pool`, timed on its own), then the same calls
   run on it: what every stage after the first costs when a run keeps its pool.
 - Tokens: `response_tokens` of the candidate rows (Ray Data) and `num_generated_tokens` of the
@@ -89,7 +89,7 @@ def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
              max_new_tokens: int, actors: int, batch_size: int,
              keep_alive: bool = False) -> dict[str, Any]:
     """One call of the generate stage through a Ray Data actor pool of `actors` engines, or
-    with `keep_alive` through the kept pool of `actors` replicas (already started)."""
+    with `keep_alive` through the kept pool of `actors` engines (already started)."""
     from temporal_ray.config import EngineConfig, GenerationConfig
     from temporal_ray.generate.stage import generate_candidates
     from temporal_ray.storage import read_rows

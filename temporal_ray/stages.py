@@ -15,7 +15,7 @@ from typing import Any
 
 from temporal_ray.config import RUN_SECTIONS, Config
 from temporal_ray.dpo.trainer import train_dpo
-from temporal_ray.generate.kept_pool import release_kept_pools, running_pools
+from temporal_ray.generate.kept_pool import kept_pool_use, pool_calls, release_kept_pools
 from temporal_ray.generate.requests import derive_seed
 from temporal_ray.generate.stage import generate_candidates
 from temporal_ray.judge.parse import NO_SCORE, OUT_OF_RANGE, count_problems, parse_judgement
@@ -81,7 +81,7 @@ class IterationStages:
             shared = self.run.uri_of(self.run.path(f"iter_{self.iteration}", ".shared_pass"))
             self.run.fs.delete_dir_contents(self.run.path(f"iter_{self.iteration}",
                                                           ".shared_pass"), missing_dir_ok=True)
-            started, kept_before = time.time(), running_pools()
+            started, kept_before = time.time(), pool_calls()
             generate_candidates(prompts, {role.value: models[role] for role in todo},
                                 generation, engines[todo[0]], shared, lora_rank)
             shared_seconds = round(time.time() - started, 2)
@@ -96,7 +96,7 @@ class IterationStages:
                     read_dataset(shared).filter(expr=col("role") == role.value) \
                         .write_parquet(f"{tmp}/data")
                 else:
-                    kept_before = running_pools()
+                    kept_before = pool_calls()
                     generate_candidates(prompts, {role.value: models[role]}, generation,
                                         engines[role], f"{tmp}/data", lora_rank)
                     kept = kept_pool_use(kept_before)
@@ -129,12 +129,12 @@ class IterationStages:
         seed = derive_seed(self.cfg.generation.seed, self.iteration, name)
 
         def produce(tmp: str) -> dict[str, Any]:
-            kept_before = running_pools()
+            kept_before = pool_calls()
             judge_candidates(candidates, judge_model, judge, engine, seed, f"{tmp}/data",
                              self.one_base_lora_rank())
             return {**judge_counts(read_rows(f"{tmp}/data"),
                                    judge.score_pattern, judge.min_score, judge.max_score),
-                    "kept_pool": kept_pool_use(kept_before) if judge.kind == "llm" else None}
+                    "kept_pool": kept_pool_use(kept_before)}
         path = self._stage(name, produce, kind="judge", judge=judge.kind,
                            judge_model=judge_model) + "/data"
         check_judged_share(self.records[-1], path, judge.min_valid_share)
@@ -172,15 +172,6 @@ class IterationStages:
         self.run.fs.delete_dir_contents(self.run.path("ray_train", train_name),
                                         missing_dir_ok=True)
         return path
-
-
-def kept_pool_use(before: list[str]) -> str | None:
-    """For the manifest: whether the stage ran on a kept pool that was already running
-    ("reused") or that it started ("started"); None when it ran on a pool of its own."""
-    after = running_pools()
-    if not after:
-        return None
-    return "reused" if after[0] in before else "started"
 
 
 def read_scored(path: str, role: Role | None = None) -> list[dict[str, Any]]:

@@ -48,6 +48,27 @@ def lora_checkpoint(tiny_model, tmp_path_factory) -> str:
 
 
 @pytest.fixture
+def engine_texts():
+    """What the hf engine itself writes for a generate stage's requests (the stage's own
+    `candidate_requests`, with their per-row seeds), by (prompt_id, sample_index): what a
+    stage must give however its pool splits, shares or retries the work."""
+    return _engine_texts
+
+
+def _engine_texts(model: str, prompts: list[dict], role: str, generation) -> dict:
+    import pandas as pd
+
+    from temporal_ray.generate.hf_engine import HFEngine
+    from temporal_ray.generate.requests import candidate_requests
+
+    requests = pd.DataFrame([row for prompt in prompts for row in candidate_requests(
+        prompt, role, generation.samples, generation.temperature, generation.top_p,
+        generation.max_new_tokens, generation.seed)])
+    return {(r.prompt_id, r.sample_index): r.generated_text
+            for r in HFEngine(model)(requests).itertuples()}
+
+
+@pytest.fixture
 def assert_trained_checkpoint():
     """Checks that a DPO stage wrote a trained, loadable checkpoint that differs from its start."""
     return _assert_trained_checkpoint

@@ -76,7 +76,8 @@ def test_a_fixed_judge_model_replaces_the_present_model(tiny_model, ray_cluster,
 
 @pytest.mark.slow
 def test_lora_on_one_base_serves_past_and_present_from_one_pool(tiny_model, lora_checkpoint,
-                                                                 ray_cluster, tmp_path):
+                                                                 ray_cluster, tmp_path,
+                                                                 engine_texts):
     """lora.base 'initial': past (M0) and present (an adapter of M0) are generated in one
     pass of one pool, yet published as their own stages; each role's candidates are what its
     own merged checkpoint generates for the same requests, and the judge stage serves the
@@ -85,7 +86,7 @@ def test_lora_on_one_base_serves_past_and_present_from_one_pool(tiny_model, lora
 
     from temporal_ray.config import load_config
     from temporal_ray.generate.hf_engine import HFEngine
-    from temporal_ray.generate.requests import candidate_requests, derive_seed
+    from temporal_ray.generate.requests import derive_seed
     from temporal_ray.judge.rubric import load_template
     from temporal_ray.judge.stage import judge_requests
     from temporal_ray.miniature import TOY_JUDGE_TEMPLATE
@@ -113,15 +114,12 @@ def test_lora_on_one_base_serves_past_and_present_from_one_pool(tiny_model, lora
     assert "(one pool with present: " in describe_stage(stages.records[1])
 
     gen = cfg.generation
+    stage_generation = gen.model_copy(update={"seed": derive_seed(gen.seed, 0)})
     for role, path, model in [("present", present, lora_checkpoint), ("past", past, tiny_model)]:
-        requests = pd.DataFrame([row for prompt in prompts for row in candidate_requests(
-            prompt, role, gen.samples, gen.temperature, gen.top_p, gen.max_new_tokens,
-            derive_seed(gen.seed, 0))])
-        expected = HFEngine(model)(requests)
         rows = read_rows(path)
         assert {r["role"] for r in rows} == {role} and "model" not in rows[0]
-        assert {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows} == {
-            (r.prompt_id, r.sample_index): r.generated_text for r in expected.itertuples()}
+        assert {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows} == \
+            engine_texts(model, prompts, role, stage_generation)
 
     scores = stages.judge("scores_present_past", [present, past], judge_model=lora_checkpoint)
     judge = cfg.judge

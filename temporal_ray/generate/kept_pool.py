@@ -60,6 +60,8 @@ class KeptPool:
     job_id: str
     """The Ray job that owns the actors: a pool of an earlier `ray.init` is gone."""
     actors: list[Any]
+    calls: int = 0
+    """Stage calls it has served (`pool_calls`, `kept_pool_use`)."""
 
 
 _POOLS: dict[str, KeptPool] = {}
@@ -102,10 +104,18 @@ def release_kept_pools() -> list[str]:
     return released
 
 
-def make_room_for_a_pool() -> None:
-    """A pool that is not kept starts: release the kept ones first (one pool at a time)."""
-    if _POOLS:
-        release_kept_pools()
+def pool_calls() -> dict[str, int]:
+    """Stage calls served so far by each running kept pool: what `kept_pool_use` compares."""
+    return {name: _POOLS[name].calls for name in running_pools()}
+
+
+def kept_pool_use(before: dict[str, int]) -> str | None:
+    """For a stage's manifest, given `pool_calls()` from before it ran: whether it ran on a
+    kept pool it started ("started") or found running ("reused"); None when it used none."""
+    for name, calls in pool_calls().items():
+        if calls > before.get(name, 0):
+            return "reused" if name in before else "started"
+    return None
 
 
 @contextmanager
@@ -168,6 +178,7 @@ def run_kept_pool(requests: ray.data.Dataset, model_path: str,
     import ray.data
 
     name = start_kept_pool(model_path, engine)
+    _POOLS[name].calls += 1
     batches = requests.iter_batches(batch_size=engine.batch_size, batch_format="pandas")
     outputs = dispatch(pool_actors(name), batches)
     if not outputs:  # no request: an empty dataset of the request columns

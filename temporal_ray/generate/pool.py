@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from temporal_ray.config import EngineConfig
-from temporal_ray.generate.kept_pool import make_room_for_a_pool, run_kept_pool
+from temporal_ray.generate.kept_pool import release_kept_pools, run_kept_pool
 
 if TYPE_CHECKING:
     import ray.data
@@ -82,12 +82,12 @@ def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str
 def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
                     lora_rank: int | None = None) -> ray.data.Dataset:
     """`lora_rank`: the rows name adapters of `model_path` (of at most this rank) to serve."""
+    if engine.keep_alive:  # a pool that outlives this stage
+        return run_kept_pool(requests, model_path, engine)
+    release_kept_pools()  # one pool at a time: this one may need their CPUs or GPUs
     # One block per engine batch, so every actor of the pool gets work (Ray Data hands a
     # block to one actor; a single block would leave the rest of the pool idle).
     requests = requests.repartition(target_num_rows_per_block=engine.batch_size)
-    if engine.keep_alive:  # a pool that outlives this stage
-        return run_kept_pool(requests, model_path, engine)
-    make_room_for_a_pool()
     if engine.kind == "vllm":
         from temporal_ray.generate.vllm_engine import build_vllm_processor
 

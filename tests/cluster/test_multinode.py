@@ -87,23 +87,9 @@ def candidates(path) -> dict[tuple[str, int], str]:
     return {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
 
 
-def undisturbed(prompts: str, model: str, generation: GenerationConfig
-                ) -> dict[tuple[str, int], str]:
-    """What the engine writes for the stage's requests when nothing fails."""
-    import pandas as pd
-
-    from temporal_ray.generate.hf_engine import HFEngine
-    from temporal_ray.generate.requests import candidate_requests
-
-    requests = pd.DataFrame([row for prompt in read_rows(prompts) for row in candidate_requests(
-        prompt, "present", generation.samples, generation.temperature, generation.top_p,
-        generation.max_new_tokens, generation.seed)])
-    out = HFEngine(model)(requests)
-    return {(r.prompt_id, r.sample_index): r.generated_text for r in out.itertuples()}
-
-
 @pytest.mark.chaos
-def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path, chaos_record):
+def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path, chaos_record,
+                                                  engine_texts):
     kinds = node_types()
     prompts = write_prompts(tmp_path, 16)
     generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
@@ -161,7 +147,8 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
     engines = actors_of("HFEngine")  # those of the removed node too
     assert len(engines) >= 2
     assert {kinds[a.node_id] for a in engines} == {GENERATION_NODE}
-    clean, faulted = undisturbed(prompts, tiny_model, generation), candidates(tmp_path / "faulted")
+    clean = engine_texts(tiny_model, read_rows(prompts), "present", generation)
+    faulted = candidates(tmp_path / "faulted")
     assert len(clean) == 16 * 2
     chaos_record("generation node removed mid-stage", len(removed), faulted == clean,
                  len(set(clean) - set(faulted)))

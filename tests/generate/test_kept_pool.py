@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 import pytest
 
 from temporal_ray.config import EngineConfig, GenerationConfig
-from temporal_ray.generate.hf_engine import HFEngine
 from temporal_ray.generate.kept_pool import (
     pool_actors,
     pool_name,
@@ -17,7 +15,6 @@ from temporal_ray.generate.kept_pool import (
     releasing_kept_pools,
     running_pools,
 )
-from temporal_ray.generate.requests import candidate_requests
 from temporal_ray.generate.stage import generate_candidates
 from temporal_ray.storage import read_rows, write_rows
 
@@ -30,19 +27,10 @@ def engine_pids(name: str) -> set[int]:
     return {ray.get(actor.describe.remote())["pid"] for actor in pool_actors(name)}
 
 
-def expected_responses(model: str, role: str, generation: GenerationConfig) -> dict:
-    """What the engine itself generates for the stage's requests (same per-row seeds)."""
-    requests = pd.DataFrame([row for prompt in PROMPTS for row in candidate_requests(
-        prompt, role, generation.samples, generation.temperature, generation.top_p,
-        generation.max_new_tokens, generation.seed)])
-    return {(r.prompt_id, r.sample_index): r.generated_text
-            for r in HFEngine(model)(requests).itertuples()}
-
-
 def wait_for_cpus(expected: float) -> None:
     import ray
 
-    deadline = time.time() + 30  # replicas release their resources asynchronously
+    deadline = time.time() + 30  # actors release their resources asynchronously
     while ray.available_resources().get("CPU", 0) < expected:
         assert time.time() < deadline, f"CPUs still held: {ray.available_resources()}"
         time.sleep(0.5)
@@ -70,7 +58,8 @@ def test_keep_alive_is_refused_where_there_is_nothing_to_keep():
 
 @pytest.mark.slow
 def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora_checkpoint,
-                                                                ray_cluster, tmp_path):
+                                                                ray_cluster, tmp_path,
+                                                                engine_texts):
     """Two generate stages on one kept pool of 2 replicas: each gives exactly the engine's
     own texts, none lost or twice, and the second runs on the replicas the first started.
     Another pool replaces it; release frees the CPUs."""
@@ -90,7 +79,7 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
             rows = read_rows(str(tmp_path / stage))
             responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
             assert len(rows) == len(responses) == len(PROMPTS) * 2
-            assert responses == expected_responses(tiny_model, "past", generation)
+            assert responses == engine_texts(tiny_model, PROMPTS, "past", generation)
             assert running_pools() == [app]
             seen = engine_pids(app)
             assert len(seen) == 2 and (pids is None or seen == pids), "started again"
@@ -115,7 +104,8 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
 
 @pytest.mark.slow
 def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lora_checkpoint,
-                                                                 ray_cluster, tmp_path):
+                                                                 ray_cluster, tmp_path,
+                                                                 engine_texts):
     """LoRA on one base: past (M0), present (an adapter of M0) and the judge (the present
     model) all run on one kept pool of the base, which loads the adapter once."""
     import ray
@@ -151,8 +141,8 @@ def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lor
         assert described == {"pid": pid, "adapters": [f"{lora_checkpoint}/adapter"]}
         generation = cfg.generation.model_copy(update={"seed": stages_seed(cfg)})
         assert {(r["prompt_id"], r["sample_index"]): r["response"]
-                for r in read_rows(present)} == expected_responses(lora_checkpoint, "present",
-                                                                    generation)
+                for r in read_rows(present)} == engine_texts(lora_checkpoint, PROMPTS, "present",
+                                                              generation)
     assert running_pools() == []
 
 
