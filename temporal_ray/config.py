@@ -105,9 +105,10 @@ class EngineConfig(Section):
     max_model_len: int | None = None
     """vLLM context length; empty means the model's own."""
     keep_alive: bool = False
-    """Keep the pool's engines running between stages (`hf` engine, a fixed size): the next
-    stage on the same model, or with LoRA on one base on any adapter of it, starts without
-    loading anything. Released before each DPO stage and at the end of the run."""
+    """Keep the pool's engines running between stages: the next stage on the same model (with
+    the hf engine and LoRA on one base, on any adapter of it) starts without loading anything.
+    hf: engine actors, a fixed size. vllm: a Ray Serve LLM application of actors replicas (up
+    to max_actors). Released before each DPO stage and at the end of the run."""
 
     @property
     def pool_size(self) -> int | tuple[int, int]:
@@ -123,14 +124,13 @@ class EngineConfig(Section):
 
     @model_validator(mode="after")
     def _keep_alive_on_hf(self) -> EngineConfig:
-        if self.keep_alive and self.kind != "hf":
-            reason = ("an http endpoint already runs on its own" if self.kind == "http" else
-                      "kept vLLM pools are not built yet; a vllm pool starts with each stage")
-            raise ValueError(f"engine.keep_alive works with the hf engine only: {reason}. "
-                             "Set keep_alive: false")
-        if self.keep_alive and self.max_actors:
-            raise ValueError("a kept pool (engine.keep_alive) has a fixed size: set "
-                             "engine.actors and leave max_actors empty")
+        if self.keep_alive and self.kind == "http":
+            raise ValueError("engine.keep_alive works with the hf and vllm engines: an http "
+                             "endpoint already runs on its own. Set keep_alive: false")
+        if self.keep_alive and self.max_actors and self.kind == "hf":
+            raise ValueError("a kept hf pool (engine.keep_alive) has a fixed size: set "
+                             "engine.actors and leave max_actors empty (a kept vllm pool, a "
+                             "Ray Serve application, can autoscale)")
         return self
 
     @model_validator(mode="after")

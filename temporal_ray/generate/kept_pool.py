@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import ray.data
 
 BATCHES_QUEUED_PER_ENGINE = 2
+POOL_PREFIX = "kept-pool-"
 
 
 class PoolEngine:
@@ -60,8 +61,21 @@ class KeptPool:
     job_id: str
     """The Ray job that owns the actors: a pool of an earlier `ray.init` is gone."""
     actors: list[Any]
+    """The engine actors; none for a Serve pool (serve_pool.py)."""
+    app: str | None = None
+    """The Ray Serve application of a Serve pool."""
     calls: int = 0
     """Stage calls it has served (`pool_calls`, `kept_pool_use`)."""
+
+    def shut_down(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        if self.app is not None:
+            from ray import serve
+
+            serve.delete(self.app)
 
 
 _POOLS: dict[str, KeptPool] = {}
@@ -70,13 +84,14 @@ _POOLS: dict[str, KeptPool] = {}
 def pool_name(model_path: str, engine: EngineConfig) -> str:
     """The kept pool of `model_path` on `engine`'s settings: the same model and settings
     always give the same name, so a later stage finds the pool."""
-    settings = engine.model_dump(include={"actors", "cpus_per_actor", "gpus_per_actor",
-                                          "resources"})
+    settings = engine.model_dump(include={"kind", "actors", "max_actors", "cpus_per_actor",
+                                          "gpus_per_actor", "resources", "tensor_parallel_size",
+                                          "max_model_len"})
     key = json.dumps({"model": model_path, **settings}, sort_keys=True)
-    return f"kept-pool-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return f"{POOL_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def _current_job() -> str | None:
+def current_job() -> str | None:
     import ray
 
     return ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
@@ -84,7 +99,7 @@ def _current_job() -> str | None:
 
 def running_pools() -> list[str]:
     """The kept pools this driver has running."""
-    job = _current_job()
+    job = current_job()
     return [name for name, pool in _POOLS.items() if pool.job_id == job]
 
 
@@ -94,14 +109,20 @@ def pool_actors(name: str) -> list[Any]:
 
 def release_kept_pools() -> list[str]:
     """Shut every kept pool down, freeing its CPUs and GPUs; returns their names."""
-    import ray
-
     released = running_pools()
     for name in released:
-        for actor in _POOLS[name].actors:
-            ray.kill(actor)
+        _POOLS[name].shut_down()
     _POOLS.clear()  # pools of an earlier Ray session are gone already
     return released
+
+
+def register_pool(pool: KeptPool) -> None:
+    _POOLS[pool.name] = pool
+
+
+def count_call(name: str) -> None:
+    """A stage call is about to use the running pool `name`."""
+    _POOLS[name].calls += 1
 
 
 def pool_calls() -> dict[str, int]:
@@ -147,7 +168,7 @@ def start_kept_pool(model_path: str, engine: EngineConfig) -> str:
     actors = [engine_actor.remote(model_path, engine.gpus_per_actor > 0)
               for _ in range(engine.actors)]
     ray.get([actor.__ray_ready__.remote() for actor in actors])
-    _POOLS[name] = KeptPool(name, _current_job(), actors)
+    register_pool(KeptPool(name, current_job(), actors))
     print(f"kept pool {name} for {model_path}: {engine.actors} engine(s) started in "
           f"{time.time() - started:.1f} s", flush=True)
     return name
@@ -178,7 +199,7 @@ def run_kept_pool(requests: ray.data.Dataset, model_path: str,
     import ray.data
 
     name = start_kept_pool(model_path, engine)
-    _POOLS[name].calls += 1
+    count_call(name)
     batches = requests.iter_batches(batch_size=engine.batch_size, batch_format="pandas")
     outputs = dispatch(pool_actors(name), batches)
     if not outputs:  # no request: an empty dataset of the request columns

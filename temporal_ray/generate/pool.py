@@ -2,7 +2,8 @@
 
 A pool loads one model. `hf`: an actor pool of `HFEngine`s (`ActorPoolStrategy`), one model
 copy per actor, or with `keep_alive` a pool of them that outlives the stage (kept_pool.py).
-`vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM engines. `http`: Ray
+`vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM engines, or with
+`keep_alive` a Ray Serve LLM application that outlives the stage (serve_pool.py). `http`: Ray
 Data LLM's HTTP processor posting to an OpenAI-compatible endpoint (`model_path` is then the
 model id it serves). Either way the dataset keeps its other columns.
 
@@ -60,6 +61,13 @@ def check_servable(served: dict[str, str], base: str, engine: EngineConfig) -> N
         raise ValueError(f"an http engine serves what its endpoint serves; it cannot load the "
                          f"adapters of {sorted(adapters)}: use lora.base 'start' or an hf or "
                          "vllm engine for these roles")
+    if adapters and engine.kind == "vllm" and engine.keep_alive:
+        raise ValueError(
+            f"a kept vLLM pool (Ray Serve LLM) cannot serve the adapters of {sorted(adapters)}: "
+            "Ray 2.60's Serve LLM loads adapters only from s3://, gs:// or Azure storage "
+            "(lora_config.dynamic_lora_loading_path). Set engine.keep_alive: false (each stage "
+            "then starts its own vLLM pool, which serves the adapters from the run directory) "
+            "or use lora.base 'start'")
     if engine.kind == "vllm" and any("://" in path for path in adapters.values()):
         raise ValueError(f"vLLM loads adapters from a filesystem path, and these are remote: "
                          f"{adapters}; keep the run directory on a filesystem every GPU node "
@@ -82,7 +90,11 @@ def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str
 def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
                     lora_rank: int | None = None) -> ray.data.Dataset:
     """`lora_rank`: the rows name adapters of `model_path` (of at most this rank) to serve."""
-    if engine.keep_alive:  # a pool that outlives this stage
+    if engine.keep_alive and engine.kind == "vllm":  # a Serve LLM app that outlives the stage
+        from temporal_ray.generate.serve_pool import run_serve_pool
+
+        return run_serve_pool(requests, model_path, engine)
+    if engine.keep_alive:  # engine actors that outlive the stage
         return run_kept_pool(requests, model_path, engine)
     release_kept_pools()  # one pool at a time: this one may need their CPUs or GPUs
     # One block per engine batch, so every actor of the pool gets work (Ray Data hands a

@@ -18,10 +18,8 @@ MAX_ADAPTERS = 3
 """Adapters one engine keeps on its GPU at once: past, present and future at most."""
 
 
-def vllm_processor_kwargs(model_path: str, engine: EngineConfig,
-                          lora_rank: int | None = None) -> dict[str, Any]:
-    """Arguments for `ray.data.llm.vLLMEngineProcessorConfig`. With `lora_rank` the engine
-    serves LoRA adapters of `model_path` too, as the rows' `model` column names them."""
+def vllm_engine_kwargs(engine: EngineConfig, lora_rank: int | None = None) -> dict[str, Any]:
+    """vLLM's engine arguments, the same for a stage's processor and a kept Serve pool."""
     engine_kwargs: dict[str, Any] = {
         "tensor_parallel_size": engine.tensor_parallel_size,
         # Judge prompts share the long rubric prefix, and a prompt's K samples share it all.
@@ -31,9 +29,16 @@ def vllm_processor_kwargs(model_path: str, engine: EngineConfig,
         engine_kwargs["max_model_len"] = engine.max_model_len
     if lora_rank is not None:
         engine_kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=MAX_ADAPTERS)
+    return engine_kwargs
+
+
+def vllm_processor_kwargs(model_path: str, engine: EngineConfig,
+                          lora_rank: int | None = None) -> dict[str, Any]:
+    """Arguments for `ray.data.llm.vLLMEngineProcessorConfig`. With `lora_rank` the engine
+    serves LoRA adapters of `model_path` too, as the rows' `model` column names them."""
     kwargs = {
         "model_source": model_path,
-        "engine_kwargs": engine_kwargs,
+        "engine_kwargs": vllm_engine_kwargs(engine, lora_rank),
         "concurrency": engine.pool_size,
         "batch_size": engine.batch_size,
     }
@@ -71,3 +76,21 @@ def build_vllm_processor(model_path: str, engine: EngineConfig, lora_rank: int |
 
     config = vLLMEngineProcessorConfig(**vllm_processor_kwargs(model_path, engine, lora_rank))
     return build_processor(config, preprocess=stash_prompt, postprocess=restore_prompt)
+
+
+def serve_llm_config(model_path: str, engine: EngineConfig, served_model: str) -> dict[str, Any]:
+    """Arguments for `ray.serve.llm.LLMConfig`: a kept vLLM pool as a Ray Serve LLM
+    deployment of `model_path`, answering for `served_model`, with `engine.actors` replicas
+    (up to `engine.max_actors` when the autoscaler may add more)."""
+    config: dict[str, Any] = {
+        "model_loading_config": {"model_id": served_model, "model_source": model_path},
+        "engine_kwargs": vllm_engine_kwargs(engine),
+        "deployment_config": {"autoscaling_config": {
+            "min_replicas": engine.actors, "max_replicas": engine.max_actors or engine.actors}},
+    }
+    if engine.resources:
+        # One bundle per vLLM worker of a replica, each also asking for the node type's resource.
+        config["placement_group_config"] = {
+            "bundles": [{"GPU": 1, **engine.resources}] * engine.tensor_parallel_size,
+            "strategy": "PACK"}
+    return config

@@ -42,6 +42,8 @@ def test_app_names_follow_the_model_and_the_pool_settings():
     assert pool_name("/m0", engine) != pool_name("/m1", engine)
     assert pool_name("/m0", engine) != pool_name("/m0", engine.model_copy(
         update={"actors": 1}))
+    assert pool_name("/m0", engine) != pool_name("/m0", engine.model_copy(
+        update={"kind": "vllm"}))
     # Batch size is the requests' business, not the pool's: the same pool serves both.
     assert pool_name("/m0", engine) == pool_name("/m0", engine.model_copy(
         update={"batch_size": 3}))
@@ -50,10 +52,10 @@ def test_app_names_follow_the_model_and_the_pool_settings():
 def test_keep_alive_is_refused_where_there_is_nothing_to_keep():
     with pytest.raises(ValueError, match="fixed size"):
         EngineConfig(keep_alive=True, actors=1, max_actors=4)
-    with pytest.raises(ValueError, match="keep_alive works with the hf engine only"):
+    with pytest.raises(ValueError, match="an http endpoint already runs on its own"):
         EngineConfig(kind="http", url="http://judge/v1/chat/completions", keep_alive=True)
-    with pytest.raises(ValueError, match="kept vLLM pools are not built yet"):
-        EngineConfig(kind="vllm", keep_alive=True)
+    # A kept vLLM pool is a Serve application, which may autoscale.
+    assert EngineConfig(kind="vllm", keep_alive=True, actors=1, max_actors=4).pool_size == (1, 4)
 
 
 @pytest.mark.slow

@@ -1,0 +1,131 @@
+"""Kept Serve pools (serve_pool.py): the request and reply mapping, the Serve LLM config, and
+the whole path (a real Serve application called through Ray Data LLM's serve-deployment
+processor) with the CPU engine on a real local cluster."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from temporal_ray.config import EngineConfig, GenerationConfig
+from temporal_ray.generate.kept_pool import (
+    kept_pool_use,
+    pool_calls,
+    pool_name,
+    releasing_kept_pools,
+    running_pools,
+)
+from temporal_ray.generate.pool import check_servable
+from temporal_ray.generate.requests import candidate_requests
+from temporal_ray.generate.vllm_engine import serve_llm_config
+
+REQUEST = candidate_requests({"prompt_id": "p0", "prompt": "Name a fruit."}, "present", 1,
+                             0.7, 0.9, 12, 5)[0]
+
+
+def test_a_request_row_becomes_a_chat_request_with_its_own_sampling():
+    from temporal_ray.generate.serve_pool import chat_request
+
+    row = chat_request(REQUEST, served_model="pool-a", dtype="ChatCompletionRequest")
+    assert row["method"] == "chat" and row["dtype"] == "ChatCompletionRequest"
+    assert row["request_kwargs"] == {
+        "model": "pool-a", "messages": [{"role": "user", "content": "Name a fruit."}],
+        "max_tokens": 12, "temperature": 0.7, "top_p": 0.9,
+        "seed": REQUEST["sampling_params"]["seed"], "stream": False}
+    assert {k: row[k] for k in REQUEST} == REQUEST  # the row's own columns ride along
+
+
+def test_the_reply_fills_the_engine_columns_and_keeps_only_the_rows_own():
+    from temporal_ray.generate.serve_pool import chat_request, from_chat_response
+
+    row = chat_request(REQUEST, served_model="pool-a", dtype=None)
+    row.update(id="chatcmpl-1", model="pool-a", request_id="7", time_taken=0.1,
+               choices=[{"index": 0, "message": {"role": "assistant", "content": "A pear."},
+                         "finish_reason": "stop"}],
+               usage={"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12})
+    out = from_chat_response(row)
+    assert out == {**REQUEST, "generated_text": "A pear.", "num_input_tokens": 9,
+                   "num_generated_tokens": 3}
+    row.pop("choices")
+    row["error"] = {"message": "prompt too long", "code": 400}
+    with pytest.raises(ValueError, match="request 7 without a completion.*prompt too long"):
+        from_chat_response(row)
+
+
+def test_serve_llm_config_carries_the_pool_settings():
+    engine = EngineConfig(kind="vllm", keep_alive=True, actors=2, max_actors=4,
+                          tensor_parallel_size=2, max_model_len=4096,
+                          resources={"gen_node": 0.01})
+    config = serve_llm_config("/ckpt/m1", engine, "kept-pool-x")
+    assert config["model_loading_config"] == {"model_id": "kept-pool-x",
+                                              "model_source": "/ckpt/m1"}
+    assert config["engine_kwargs"] == {"tensor_parallel_size": 2, "max_model_len": 4096,
+                                       "enable_prefix_caching": True}
+    assert config["deployment_config"]["autoscaling_config"] == {"min_replicas": 2,
+                                                                 "max_replicas": 4}
+    assert config["placement_group_config"]["bundles"] == [{"GPU": 1, "gen_node": 0.01}] * 2
+    # Ray Serve LLM itself accepts it where the gpu extra is installed.
+    try:
+        from ray.serve.llm import LLMConfig
+    except ImportError:
+        return
+    assert LLMConfig(**config).model_loading_config.model_id == "kept-pool-x"
+
+
+def test_a_kept_vllm_pool_refuses_adapters_it_could_not_load():
+    engine = EngineConfig(kind="vllm", keep_alive=True)
+    with pytest.raises(ValueError, match="Serve LLM loads adapters only from s3://"):
+        check_servable({"past": "/run/m0", "present": "/run/iter_0/model/adapter"}, "/run/m0",
+                       engine)
+    check_servable({"past": "/run/m0"}, "/run/m0", engine)  # the base alone is fine
+
+
+@pytest.mark.slow
+def test_a_kept_serve_pool_serves_two_stages_through_ray_data(tiny_model, ray_cluster,
+                                                              engine_texts):
+    """The whole kept-Serve-pool path with the CPU engine: 2 replicas, the stage's requests
+    through Ray Data LLM's serve-deployment processor. Each call gives exactly the engine's
+    own texts, none lost or twice; the second runs on the application the first deployed;
+    release deletes it and frees its CPUs."""
+    import ray
+    import ray.data
+    from ray import serve
+
+    from temporal_ray.generate.serve_pool import hf_chat_deployment, run_serve_pool
+
+    prompts = [{"prompt_id": f"p{i}", "prompt": f"Name {i} fruits."} for i in range(5)]
+    engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
+    name = pool_name(tiny_model, engine)
+    cpus = ray.cluster_resources()["CPU"]
+    with releasing_kept_pools():
+        deployed_at = None
+        for seed in (3, 4):
+            generation = GenerationConfig(samples=2, max_new_tokens=8, temperature=0.9,
+                                          seed=seed)
+            requests = ray.data.from_items([
+                row for prompt in prompts for row in candidate_requests(
+                    prompt, "present", generation.samples, generation.temperature,
+                    generation.top_p, generation.max_new_tokens, generation.seed)])
+            before = pool_calls()
+            rows = run_serve_pool(requests, tiny_model, engine,
+                                  deployment=hf_chat_deployment).take_all()
+            assert kept_pool_use(before) == ("started" if deployed_at is None else "reused")
+            texts = {(r["prompt_id"], r["sample_index"]): r["generated_text"] for r in rows}
+            assert len(rows) == len(texts) == 10
+            assert texts == engine_texts(tiny_model, prompts, "present", generation)
+            assert all(r["num_generated_tokens"] > 0 and r["num_input_tokens"] > 0
+                       for r in rows)
+            assert set(rows[0]) == {"prompt_id", "prompt", "role", "sample_index", "messages",
+                                    "sampling_params", "generated_text", "num_input_tokens",
+                                    "num_generated_tokens"}
+            app = serve.status().applications[name]
+            deployed_at = deployed_at or app.last_deployed_time_s
+            assert app.last_deployed_time_s == deployed_at  # not deployed again
+            assert app.deployments["engine"].replica_states == {"RUNNING": 2}
+        assert running_pools() == [name]
+    assert running_pools() == [] and name not in serve.status().applications
+    deadline = time.time() + 30  # replicas give their CPUs back asynchronously
+    while ray.available_resources().get("CPU", 0) < cpus:
+        assert time.time() < deadline, f"CPUs still held: {ray.available_resources()}"
+        time.sleep(0.5)
