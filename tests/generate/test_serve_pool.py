@@ -34,6 +34,19 @@ def test_a_request_row_becomes_a_chat_request_with_its_own_sampling():
         "max_tokens": 12, "temperature": 0.7, "top_p": 0.9,
         "seed": REQUEST["sampling_params"]["seed"], "stream": False}
     assert {k: row[k] for k in REQUEST} == REQUEST  # the row's own columns ride along
+    # vLLM's request model takes it as Ray Data hands it over (messages as an array, the
+    # processor's request_id and idx_in_batch added), where the gpu extra is installed.
+    try:
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest
+    except ImportError:
+        return
+    import numpy as np
+
+    request = ChatCompletionRequest(request_id="0", idx_in_batch=0, **{
+        **row["request_kwargs"], "messages": np.array(row["request_kwargs"]["messages"])})
+    assert request.messages == [{"role": "user", "content": "Name a fruit."}]
+    assert (request.seed, request.max_tokens, request.n) == (REQUEST["sampling_params"]["seed"],
+                                                              12, 1)
 
 
 def test_the_reply_fills_the_engine_columns_and_keeps_only_the_rows_own():
