@@ -163,7 +163,10 @@ def start_serve_pool(model_path: str, engine: EngineConfig,
     if others:  # left by a killed driver, or another run's: they hold their GPUs
         print(f"warning: other kept Serve pools are running on this cluster: {others}; "
               "`serve delete NAME` frees one that no run uses", flush=True)
-    if name not in apps:  # one that a killed driver of this run left is used as it is
+    if name in apps and apps[name].status == "RUNNING":
+        print(f"kept Serve pool {name} was running already (left by a killed driver?): "
+              "using it", flush=True)
+    else:  # new, or one that failed: (re)deploy, and wait until it is ready
         serve.run(deployment(model_path, engine, name), name=name, route_prefix=None)
     register_pool(KeptPool(name, current_job(), actors=[], app=name))
     print(f"kept Serve pool {name} for {model_path}: ready in {time.time() - started:.1f} s",

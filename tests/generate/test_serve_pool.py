@@ -24,6 +24,13 @@ REQUEST = candidate_requests({"prompt_id": "p0", "prompt": "Name a fruit."}, "pr
                              0.7, 0.9, 12, 5)[0]
 
 
+def forget_pools() -> None:
+    """What a new driver starts with: no pool registered."""
+    from temporal_ray.generate import kept_pool
+
+    kept_pool._POOLS.clear()
+
+
 def test_a_request_row_becomes_a_chat_request_with_its_own_sampling():
     from temporal_ray.generate.serve_pool import chat_request
 
@@ -99,13 +106,17 @@ def test_a_kept_serve_pool_serves_two_stages_through_ray_data(tiny_model, ray_cl
                                                               engine_texts):
     """The whole kept-Serve-pool path with the CPU engine: 2 replicas, the stage's requests
     through Ray Data LLM's serve-deployment processor. Each call gives exactly the engine's
-    own texts, none lost or twice; the second runs on the application the first deployed;
-    release deletes it and frees its CPUs."""
+    own texts, none lost or twice; the second runs on the application the first deployed,
+    and so does a driver that finds it left running; release deletes it and frees its CPUs."""
     import ray
     import ray.data
     from ray import serve
 
-    from temporal_ray.generate.serve_pool import hf_chat_deployment, run_serve_pool
+    from temporal_ray.generate.serve_pool import (
+        hf_chat_deployment,
+        run_serve_pool,
+        start_serve_pool,
+    )
 
     prompts = [{"prompt_id": f"p{i}", "prompt": f"Name {i} fruits."} for i in range(5)]
     engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
@@ -136,6 +147,12 @@ def test_a_kept_serve_pool_serves_two_stages_through_ray_data(tiny_model, ray_cl
             deployed_at = deployed_at or app.last_deployed_time_s
             assert app.last_deployed_time_s == deployed_at  # not deployed again
             assert app.deployments["engine"].replica_states == {"RUNNING": 2}
+        assert running_pools() == [name]
+        # A rerun after a killed driver: the application outlived it (Serve apps are
+        # detached), and the new driver, which knows no pool yet, uses it as it is.
+        forget_pools()
+        start_serve_pool(tiny_model, engine, deployment=hf_chat_deployment)
+        assert serve.status().applications[name].last_deployed_time_s == deployed_at
         assert running_pools() == [name]
     assert running_pools() == [] and name not in serve.status().applications
     deadline = time.time() + 30  # replicas give their CPUs back asynchronously
