@@ -2,7 +2,9 @@
 
 Both engines take the same request rows, the shape Ray Data LLM's vLLM processor expects:
     {messages: [{role, content}], sampling_params: {temperature, top_p, max_tokens, seed}}
-one row per sample, each with its own seed (vLLM's stage returns one completion per row),
+one row per sample, each with its own seed (Ray's vLLM stage returns one completion per row;
+vLLM's V1 engine runs n > 1 as n child requests anyway, and prefix caching prefills the shared
+prompt once either way),
 and both return the same columns: generated_text, num_input_tokens, num_generated_tokens.
 """
 
