@@ -132,7 +132,8 @@ def run_trl(model_path: str, pairs: list[dict[str, str]], batch_size: int, lr: f
 def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
              micro_batch_size: int, lr: float, max_length: int, zero_stage: int,
              index: int, packing: bool = False,
-             reference_micro_batch_size: int | None = None) -> dict[str, Any]:
+             reference_micro_batch_size: int | None = None,
+             zero_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run of our DPO stage on 2 Ray Train workers; returns its metrics' timings."""
     from temporal_ray.config import DPOConfig
     from temporal_ray.dpo.trainer import train_dpo
@@ -140,7 +141,8 @@ def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
     cfg = DPOConfig(lr=lr, min_lr=lr / 10, warmup_ratio=0.0, epochs=1, batch_size=batch_size,
                     micro_batch_size=micro_batch_size, max_length=max_length, zero_stage=zero_stage,
                     workers=2, checkpoint_every=0, packing=packing,
-                    reference_micro_batch_size=reference_micro_batch_size)
+                    reference_micro_batch_size=reference_micro_batch_size,
+                    zero_options=zero_options or {})
     started = time.perf_counter()
     # A fresh name per run: a run with an existing name would resume rather than train.
     metrics = train_dpo(pairs_path, model_path, str(work / f"ours-{index}"), cfg,
@@ -153,6 +155,19 @@ def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
             "load_average": os.getloadavg()[0],
             "tokens": metrics["train_tokens"], "steps": metrics["optimizer_steps"],
             "train_loss": metrics["train_loss"]}
+
+
+def parse_zero_options(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings -> {KEY: VALUE}, each value read as YAML (numbers, booleans)."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--zero-option {item!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def versions() -> dict[str, str]:
@@ -184,7 +199,14 @@ def main() -> None:
     parser.add_argument("--reference-micro-batch-size", type=int, default=None,
                         help="pairs per forward of our reference pass "
                              "(dpo.reference_micro_batch_size; default: the micro-batch)")
+    parser.add_argument("--zero-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more DeepSpeed zero_optimization setting (dpo.zero_options), "
+                             "e.g. stage3_param_persistence_threshold=1000000; repeatable")
+    parser.add_argument("--results", default=RESULTS.name,
+                        help="file name under bench/results/ for this run's figures")
     args = parser.parse_args()
+    zero_options = parse_zero_options(args.zero_option)
+    results = RESULTS.with_name(args.results)
 
     import ray
 
@@ -215,7 +237,7 @@ def main() -> None:
                 our_runs.append(run_ours(pairs_path, model_path, work, args.batch_size,
                                          args.micro_batch_size, args.lr, args.max_length,
                                          args.zero_stage, index, args.packing,
-                                         args.reference_micro_batch_size))
+                                         args.reference_micro_batch_size, zero_options))
                 print(f"[bench] ours run {index}: {our_runs[-1]}", flush=True)
         finally:
             ray.shutdown()
@@ -235,6 +257,7 @@ def main() -> None:
     print(f"DPO throughput: {args.pairs} pairs, global batch {args.batch_size}, "
           f"{os.cpu_count()} CPUs, ZeRO-{args.zero_stage}"
           f"{', packed' if args.packing else ''}"
+          f"{f', zero options {zero_options}' if zero_options else ''}"
           f", reference micro-batch {args.reference_micro_batch_size or args.micro_batch_size}"
           f", best of {args.repeats}")
     busiest = max([load_before[0], load_after[0]] + [r["load_average"]
@@ -256,8 +279,8 @@ def main() -> None:
     print(f"ratio ours/TRL: {ratio:.2f}x (training loop only: {train_ratio:.2f}x); "
           f"target >= {TARGET}x: {'met' if met else 'NOT met'}")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({
         "benchmark": "dpo_throughput",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
@@ -268,6 +291,7 @@ def main() -> None:
                      "micro_batch_size": args.micro_batch_size, "workers": 2,
                      "zero_stage": args.zero_stage, "packing": args.packing,
                      "reference_micro_batch_size": args.reference_micro_batch_size,
+                     "zero_options": zero_options,
                      "trl_threads": list(TRL_THREADS),
                      "lr": args.lr,
                      "max_length": args.max_length, "repeats": args.repeats, "seed": args.seed},
@@ -283,7 +307,7 @@ def main() -> None:
         "target": TARGET,
         "target_met": met,
     }, indent=2) + "\n")
-    print(f"wrote {RESULTS.name} under bench/results/")
+    print(f"wrote {results.name} under bench/results/")
 
 
 if __name__ == "__main__":

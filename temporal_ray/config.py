@@ -217,6 +217,10 @@ class TrainingConfig(Section):
     """ZeRO: keep optimizer states (and the update) in CPU memory; needs DeepSpeed's CPU Adam."""
     offload_params: bool = False
     """ZeRO-3: keep parameters in CPU memory between uses (the 70B full fine-tune needs it)."""
+    zero_options: dict[str, Any] = {}
+    """More of DeepSpeed's `zero_optimization` settings, by DeepSpeed's names, e.g.
+    {stage3_prefetch_bucket_size: 50000000, stage3_max_live_parameters: 1000000000}; the
+    stage and offload come from the fields above. Checked against DeepSpeed's ZeRO config."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in backward instead of storing them."""
     lora: LoraConfig = LoraConfig()
@@ -238,6 +242,27 @@ class TrainingConfig(Section):
     group, or the same command run again, resumes from the latest one."""
     max_failures: int = Field(2, ge=0)
     """Worker-group restarts Ray Train may make within one training run."""
+
+    @model_validator(mode="after")
+    def _zero_options_are_deepspeeds(self) -> TrainingConfig:
+        if not self.zero_options:
+            return self
+        ours = {"stage", "offload_optimizer", "offload_param", "cpu_offload",
+                "cpu_offload_params"} & set(self.zero_options)
+        if ours:
+            raise ValueError(f"zero_options {sorted(ours)}: set zero_stage, offload_optimizer "
+                             "and offload_params instead")
+        try:  # deepspeed is heavy to import: only for a config that sets zero_options
+            from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+        except ImportError:  # a driver without deepspeed: the workers' DeepSpeed checks them
+            return self
+        try:
+            DeepSpeedZeroConfig(stage=self.zero_stage, **self.zero_options)
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in err.errors())
+            raise ValueError(f"zero_options that DeepSpeed refuses: {problems}") from None
+        return self
 
     @model_validator(mode="after")
     def _offload_needs_zero(self) -> TrainingConfig:

@@ -371,3 +371,9 @@ def test_bad_role_pools_name_role_and_field(override, message):
     with pytest.raises(ConfigError, match=message) as err:
         load_config(TINY, [override])
     assert "got {'model'" not in str(err.value)  # a cross-field check does not dump the tree
+
+
+def test_zero_options_come_from_the_command_line_as_a_mapping():
+    cfg = load_config(TINY, ["dpo.zero_options={stage3_prefetch_bucket_size: 50000000}"])
+    assert cfg.dpo.zero_options == {"stage3_prefetch_bucket_size": 50_000_000}
+    assert "dpo.zero_options" in config_error(TINY, ["dpo.zero_options={bogus_knob: 1}"])

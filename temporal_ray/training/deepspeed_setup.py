@@ -23,8 +23,8 @@ from temporal_ray.config import TrainingConfig
 
 def deepspeed_config(cfg: TrainingConfig, world_size: int, train: bool = True) -> dict[str, Any]:
     """The DeepSpeed config: batch geometry, ZeRO stage and offload, precision, optimizer."""
-    zero: dict[str, Any] = {"stage": cfg.zero_stage,
-                            "stage3_gather_16bit_weights_on_model_save": True}
+    zero: dict[str, Any] = {"stage3_gather_16bit_weights_on_model_save": True,
+                            **cfg.zero_options, "stage": cfg.zero_stage}
     if cfg.offload_optimizer and train:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cfg.use_gpu}
     if cfg.offload_params:
