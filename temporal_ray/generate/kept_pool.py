@@ -10,7 +10,8 @@ one base on any adapter of it, finds the actors running.
 
 Plain actors rather than a Ray Serve application: on CPU, a Serve replica generated each batch
 20 to 60% slower than a plain actor and batches waited at its router; bench/README.md has the
-figures.
+figures. Kept vLLM pools are Ray Serve LLM applications (serve_pool.py), held in the same
+registry and released by the same rules.
 
 Kept pools hold their CPUs and GPUs until released: a DPO stage releases them before it
 starts, a stage that needs another pool (kept or not) releases the running one first (one

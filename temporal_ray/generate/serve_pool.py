@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 DEPLOYMENT = "engine"
 """The deployment's name inside each kept pool's application (named after the pool)."""
 
-ENGINE_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens")
 SOURCE_COLUMNS = "source_columns"
 """Preprocess notes the request row's columns here, so postprocess returns exactly those
 plus the engine's (the processor's row also holds the whole reply)."""
