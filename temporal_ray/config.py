@@ -464,6 +464,25 @@ class Config(Section):
                 raise ValueError(f"pools.{role.value}: {problems}") from None
         return self
 
+    @model_validator(mode="after")
+    def _kept_vllm_pools_serve_no_adapters(self) -> Config:
+        # Refused here, not at iteration 1's first adapter, after hours of work.
+        if not (self.dpo.lora.enabled and self.dpo.lora.base == "initial"):
+            return self
+        engines = {f"pools.{role.value}" if role in self.pools else "engine":
+                   self.engine_for(role) for role in Role}
+        if self.judge.kind == "llm" and self.judge.model is None:
+            engines["judge.engine" if self.judge.engine else "engine"] = \
+                self.judge.engine or self.engine
+        kept = sorted(name for name, e in engines.items() if e.kind == "vllm" and e.keep_alive)
+        if kept:
+            raise ValueError(
+                f"{', '.join(kept)}: a kept vLLM pool (keep_alive) cannot serve the LoRA "
+                "adapters that dpo.lora.base 'initial' makes: Ray 2.60's Serve LLM loads "
+                "adapters only from s3://, gs:// or Azure storage. Set keep_alive: false (each "
+                "stage's own vLLM pool serves them from the run directory) or lora.base 'start'")
+        return self
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 

@@ -159,3 +159,18 @@ def test_a_kept_serve_pool_serves_two_stages_through_ray_data(tiny_model, ray_cl
     while ray.available_resources().get("CPU", 0) < cpus:
         assert time.time() < deadline, f"CPUs still held: {ray.available_resources()}"
         time.sleep(0.5)
+
+
+def test_lora_on_one_base_with_a_kept_vllm_pool_is_refused_when_the_config_loads():
+    from pathlib import Path
+
+    from temporal_ray.config import ConfigError, load_config
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    lora = ["dpo.lora.enabled=true", "dpo.lora.base=initial"]
+    with pytest.raises(ConfigError, match="engine: a kept vLLM pool .* cannot serve the LoRA"):
+        load_config(tiny, lora + ["engine.kind=vllm", "engine.keep_alive=true"])
+    with pytest.raises(ConfigError, match=r"pools\.future: a kept vLLM pool"):
+        load_config(tiny, lora + ["engine.kind=vllm",
+                                  "pools={future: {keep_alive: true}}"])
+    assert load_config(tiny, lora + ["engine.kind=vllm"]).engine.keep_alive is False
