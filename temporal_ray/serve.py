@@ -10,63 +10,9 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
-DEFAULT_MAX_TOKENS = 256
-
-
-class RequestError(ValueError):
-    """A chat request that the endpoint cannot serve; the message says which field."""
-
-
-def chat_request_row(body: dict[str, Any], served_model: str) -> dict[str, Any]:
-    """An OpenAI chat request body -> the engine's request row (generate/requests.py)."""
-    from temporal_ray.generate.requests import derive_seed, sampling_params
-
-    if body.get("model") not in (None, served_model):
-        raise RequestError(f"model {body.get('model')!r} is not served here; "
-                           f"this endpoint serves {served_model!r}")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role")
-            for m in messages):
-        raise RequestError("messages must be a non-empty list of {role, content} objects")
-    if body.get("stream"):
-        raise RequestError("stream=true is not supported by the CPU endpoint")
-    if body.get("n", 1) != 1:
-        raise RequestError("only n=1 is supported by the CPU endpoint")
-    try:
-        params = sampling_params(
-            float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)),
-            int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
-            int(body["seed"]) if body.get("seed") is not None
-            else derive_seed(uuid.uuid4().hex))
-    except (TypeError, ValueError) as err:
-        raise RequestError(f"temperature, top_p, max_tokens and seed must be numbers: {err}"
-                           ) from err
-    if params["max_tokens"] <= 0 or not 0 < params["top_p"] <= 1 or params["temperature"] < 0:
-        raise RequestError("need max_tokens > 0, 0 < top_p <= 1 and temperature >= 0")
-    return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-            "sampling_params": params}
-
-
-def chat_completion(output: dict[str, Any], served_model: str) -> dict[str, Any]:
-    """An engine output row -> an OpenAI chat.completion object."""
-    prompt_tokens = int(output["num_input_tokens"])
-    completion_tokens = int(output["num_generated_tokens"])
-    finished = completion_tokens < int(output["sampling_params"]["max_tokens"])
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": served_model,
-        "choices": [{"index": 0, "finish_reason": "stop" if finished else "length",
-                     "message": {"role": "assistant", "content": output["generated_text"]}}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-    }
+from temporal_ray.generate.openai_chat import RequestError, chat_completion, chat_request_row
 
 
 def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1):
@@ -134,6 +80,11 @@ def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf
     if not ray.is_initialized():
         ray.init()
     serve.start(http_options={"host": host, "port": port})
+    if not serve.status().proxies:
+        raise RuntimeError(
+            "Ray Serve is already running on this cluster without HTTP proxies (a run's kept "
+            "vLLM pool starts it that way, and a killed run may leave it): check `serve "
+            "status`, then `serve shutdown` and start this command again")
     app = (build_vllm_app(checkpoint, served_model, tensor_parallel_size) if engine == "vllm"
            else build_cpu_app(checkpoint, served_model))
     url = f"http://{host}:{port}/v1"

@@ -1,5 +1,5 @@
-"""`temporal-ray serve` on CPU: request mapping by hand, then a real Ray Serve app on localhost
-answering real HTTP requests with the tiny model, and a clean shutdown."""
+"""`temporal-ray serve` on CPU: a real Ray Serve app on localhost answering real HTTP requests
+with the tiny model, and a clean shutdown (the request mapping: generate/test_openai_chat.py)."""
 
 from __future__ import annotations
 
@@ -9,44 +9,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from temporal_ray.serve import RequestError, chat_completion, chat_request_row
-
-
-def test_chat_request_row_maps_the_openai_fields():
-    row = chat_request_row({"model": "m", "messages": [{"role": "user", "content": "Hi"}],
-                            "temperature": 0, "top_p": 0.5, "max_tokens": 7, "seed": 3}, "m")
-    assert row == {"messages": [{"role": "user", "content": "Hi"}],
-                   "sampling_params": {"temperature": 0.0, "top_p": 0.5, "max_tokens": 7,
-                                       "seed": 3}}
-    unseeded = chat_request_row({"messages": [{"role": "user", "content": "Hi"}]}, "m")
-    assert unseeded["sampling_params"]["max_tokens"] == 256  # the default when none is given
-
-
-@pytest.mark.parametrize(("body", "message"), [
-    ({"model": "other", "messages": [{"role": "user", "content": "x"}]}, "not served here"),
-    ({"messages": []}, "messages must be"),
-    ({"messages": [{"role": "user"}]}, "messages must be"),
-    ({"messages": [{"role": "user", "content": "x"}], "stream": True}, "stream"),
-    ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n=1"),
-    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}, "numbers"),
-    ({"messages": [{"role": "user", "content": "x"}], "top_p": 0}, "top_p"),
-])
-def test_bad_requests_name_the_field(body, message):
-    with pytest.raises(RequestError, match=message):
-        chat_request_row(body, "m")
-
-
-def test_chat_completion_shape_and_finish_reason():
-    output = {"generated_text": "Paris", "num_input_tokens": 12, "num_generated_tokens": 2,
-              "sampling_params": {"max_tokens": 8}}
-    done = chat_completion(output, "m")
-    assert done["object"] == "chat.completion" and done["model"] == "m"
-    assert done["choices"] == [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": "Paris"}}]
-    assert done["usage"] == {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}
-    cut = chat_completion({**output, "num_generated_tokens": 8}, "m")
-    assert cut["choices"][0]["finish_reason"] == "length"
 
 
 def _free_port() -> int:
@@ -91,3 +53,18 @@ def test_cpu_endpoint_answers_chat_completions_over_http(tiny_model, ray_cluster
         serve.shutdown()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url}/models", timeout=5)
+
+
+def test_serve_running_without_http_proxies_is_named_instead_of_serving_nowhere(tiny_model,
+                                                                               ray_cluster):
+    """What a killed run's kept vLLM pool can leave behind: Serve without HTTP proxies."""
+    from ray import serve
+
+    from temporal_ray.serve import serve_checkpoint
+
+    serve.start(proxy_location="Disabled")
+    try:
+        with pytest.raises(RuntimeError, match="without HTTP proxies.*`serve shutdown`"):
+            serve_checkpoint(tiny_model, name="tiny", port=_free_port(), blocking=False)
+    finally:
+        serve.shutdown()

@@ -4,7 +4,8 @@ HTTP processor (`ray.data.llm.HttpRequestProcessorConfig`, Ray 2.60).
 Takes the same request rows as the other engines ({messages, sampling_params}) and returns the
 same columns (generated_text, num_input_tokens, num_generated_tokens), so a judge served by
 `temporal-ray serve`, a vLLM server or a hosted API plugs into any stage by config.
-`chat_payload` builds the request body, `from_chat_completion` reads the reply; both pure.
+`chat_payload` builds the request body, `from_chat_completion` reads the reply (both pure,
+on openai_chat.py's mapping).
 The API key is read from the environment variable the config names, never from a config.
 """
 
@@ -14,6 +15,7 @@ import os
 from typing import Any
 
 from temporal_ray.config import EngineConfig
+from temporal_ray.generate.openai_chat import chat_body, engine_columns
 
 PAYLOAD = "payload"
 RESPONSE = "http_response"
@@ -21,32 +23,13 @@ RESPONSE = "http_response"
 
 def chat_payload(row: dict[str, Any], model: str) -> dict[str, Any]:
     """Preprocess: a request row plus the chat completions body Ray's HTTP stage posts."""
-    params = row["sampling_params"]
-    body = {
-        "model": model,
-        # Arrow hands nested lists back as numpy arrays of dicts: plain lists for JSON.
-        "messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
-        "temperature": float(params["temperature"]),
-        "top_p": float(params["top_p"]),
-        "max_tokens": int(params["max_tokens"]),
-        "seed": int(params["seed"]),
-        "n": 1,
-    }
-    return {**row, PAYLOAD: body}
+    return {**row, PAYLOAD: chat_body(row, model)}
 
 
 def from_chat_completion(row: dict[str, Any]) -> dict[str, Any]:
     """Postprocess: the endpoint's chat.completion object -> the engines' output columns."""
-    reply = row[RESPONSE]
     out = {k: v for k, v in row.items() if k not in (PAYLOAD, RESPONSE)}
-    try:
-        text = reply["choices"][0]["message"]["content"] or ""
-    except (KeyError, IndexError, TypeError) as err:
-        raise ValueError(f"the endpoint's reply is not a chat completion ({err!r}): "
-                         f"{str(reply)[:300]}") from None
-    usage = reply.get("usage") or {}
-    out.update(generated_text=text, num_input_tokens=int(usage.get("prompt_tokens", 0)),
-               num_generated_tokens=int(usage.get("completion_tokens", 0)))
+    out.update(engine_columns(row[RESPONSE]))
     return out
 
 

@@ -77,6 +77,10 @@ class KeptPool:
             from ray import serve
 
             serve.delete(self.app)
+            if not serve.status().applications:
+                # Nothing else is served: stop Serve too, rather than leave it running without
+                # HTTP proxies for the next Serve user of the cluster (`temporal-ray serve`).
+                serve.shutdown()
 
 
 _POOLS: dict[str, KeptPool] = {}

@@ -39,6 +39,12 @@ from temporal_ray.generate.kept_pool import (
     release_kept_pools,
     running_pools,
 )
+from temporal_ray.generate.openai_chat import (
+    chat_body,
+    chat_completion,
+    chat_request_row,
+    engine_columns,
+)
 
 if TYPE_CHECKING:
     import ray.data
@@ -55,35 +61,17 @@ plus the engine's (the processor's row also holds the whole reply)."""
 def chat_request(row: dict[str, Any], served_model: str, dtype: str | None) -> dict[str, Any]:
     """Preprocess: a request row -> the processor's row: the method to call on the deployment
     and an OpenAI chat request (`dtype` names its class; None sends a plain dict)."""
-    params = row["sampling_params"]
-    return {
-        **row,
-        SOURCE_COLUMNS: list(row),
-        "method": "chat",
-        "dtype": dtype,
-        "request_kwargs": {
-            "model": served_model,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
-            "max_tokens": int(params["max_tokens"]),
-            "temperature": float(params["temperature"]),
-            "top_p": float(params["top_p"]),
-            "seed": int(params["seed"]),
-            "stream": False,
-        },
-    }
+    return {**row, SOURCE_COLUMNS: list(row), "method": "chat", "dtype": dtype,
+            "request_kwargs": {**chat_body(row, served_model), "stream": False}}
 
 
 def from_chat_response(row: dict[str, Any]) -> dict[str, Any]:
     """Postprocess: the request row's own columns plus the engine columns from the reply."""
-    choices = row.get("choices")
-    if not choices:
-        raise ValueError(f"the kept pool answered request {row.get('request_id')} without a "
-                         f"completion: {str(row.get('error') or row)[:300]}")
-    usage = row["usage"]
+    own = set(row[SOURCE_COLUMNS]) | {SOURCE_COLUMNS, "method", "dtype", "request_kwargs"}
+    reply = {key: value for key, value in row.items() if key not in own}
     out = {column: row[column] for column in row[SOURCE_COLUMNS]}
-    out.update(generated_text=choices[0]["message"]["content"] or "",
-               num_input_tokens=int(usage["prompt_tokens"]),
-               num_generated_tokens=int(usage["completion_tokens"]))
+    out.update(engine_columns(
+        reply, what=f"the kept pool's reply to request {row.get('request_id')}"))
     return out
 
 
@@ -100,8 +88,6 @@ class HFChatServer:
 
     async def chat(self, request: dict[str, Any]):
         """One OpenAI chat request -> one chat.completion (streamed, as `LLMServer` does)."""
-        from temporal_ray.serve import chat_completion, chat_request_row
-
         # Through Ray Data the messages come as an array; vLLM's request model reads any
         # sequence, as this does.
         row = chat_request_row({**request, "messages": list(request["messages"])},
