@@ -88,8 +88,8 @@ class EngineConfig(Section):
     max_retries: int = Field(3, ge=0)
     """For kind `http`: retries of a request that failed to connect or got 429/5xx."""
     actors: int = Field(1, gt=0)
-    """Actors in each generation or judge pool (vLLM: engines, each tensor_parallel_size
-    GPUs); with max_actors, the size the pool starts at."""
+    """Actors in each generation or judge pool (vLLM: engines, each tensor_parallel_size x
+    pipeline_parallel_size GPUs); with max_actors, the size the pool starts at."""
     max_actors: int | None = Field(None, gt=0)
     """Let the pool grow to this many actors while work is queued (Ray Data's autoscaling
     actor pool; on an autoscaling cluster new GPU nodes are added for them) and shrink back
@@ -99,6 +99,9 @@ class EngineConfig(Section):
     gpus_per_actor: float = Field(0, ge=0)
     cpus_per_actor: float = Field(1, ge=0)
     tensor_parallel_size: int = Field(1, gt=0)
+    pipeline_parallel_size: int = Field(1, gt=0)
+    """vLLM: pipeline stages per engine; an engine takes tensor x pipeline GPUs, which may span
+    nodes (a model too large for one node's GPUs)."""
     resources: dict[str, float] = {}
     """Extra Ray resources each actor (vLLM: each GPU bundle) asks for, e.g. a node type's
     custom resource, so generation lands on (and scales) the node type meant for it."""

@@ -91,7 +91,7 @@ def pool_name(model_path: str, engine: EngineConfig) -> str:
     always give the same name, so a later stage finds the pool."""
     settings = engine.model_dump(include={"kind", "actors", "max_actors", "cpus_per_actor",
                                           "gpus_per_actor", "resources", "tensor_parallel_size",
-                                          "max_model_len"})
+                                          "pipeline_parallel_size", "max_model_len"})
     key = json.dumps({"model": model_path, **settings}, sort_keys=True)
     return f"{POOL_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 

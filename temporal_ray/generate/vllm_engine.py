@@ -22,6 +22,7 @@ def vllm_engine_kwargs(engine: EngineConfig, lora_rank: int | None = None) -> di
     """vLLM's engine arguments, the same for a stage's processor and a kept Serve pool."""
     engine_kwargs: dict[str, Any] = {
         "tensor_parallel_size": engine.tensor_parallel_size,
+        "pipeline_parallel_size": engine.pipeline_parallel_size,
         # Judge prompts share the long rubric prefix, and a prompt's K samples share it all.
         "enable_prefix_caching": True,
     }
@@ -43,7 +44,7 @@ def vllm_processor_kwargs(model_path: str, engine: EngineConfig,
         "batch_size": engine.batch_size,
     }
     if engine.resources:
-        # One bundle per vLLM worker (replicated tensor_parallel_size times by Ray), each also
+        # One bundle per vLLM worker (replicated tensor x pipeline times by Ray), each also
         # asking for the node type's resource.
         kwargs["placement_group_config"] = {
             "bundle_per_worker": {"GPU": 1, **engine.resources}, "strategy": "PACK"}
@@ -91,6 +92,7 @@ def serve_llm_config(model_path: str, engine: EngineConfig, served_model: str) -
     if engine.resources:
         # One bundle per vLLM worker of a replica, each also asking for the node type's resource.
         config["placement_group_config"] = {
-            "bundles": [{"GPU": 1, **engine.resources}] * engine.tensor_parallel_size,
+            "bundles": [{"GPU": 1, **engine.resources}]
+            * engine.tensor_parallel_size * engine.pipeline_parallel_size,
             "strategy": "PACK"}
     return config

@@ -84,16 +84,17 @@ def test_the_reply_fills_the_engine_columns_and_keeps_only_the_rows_own():
 
 def test_serve_llm_config_carries_the_pool_settings():
     engine = EngineConfig(kind="vllm", keep_alive=True, actors=2, max_actors=4,
-                          tensor_parallel_size=2, max_model_len=4096,
+                          tensor_parallel_size=2, pipeline_parallel_size=2, max_model_len=4096,
                           resources={"gen_node": 0.01})
     config = serve_llm_config("/ckpt/m1", engine, "kept-pool-x")
     assert config["model_loading_config"] == {"model_id": "kept-pool-x",
                                               "model_source": "/ckpt/m1"}
-    assert config["engine_kwargs"] == {"tensor_parallel_size": 2, "max_model_len": 4096,
-                                       "enable_prefix_caching": True}
+    assert config["engine_kwargs"] == {"tensor_parallel_size": 2, "pipeline_parallel_size": 2,
+                                       "max_model_len": 4096, "enable_prefix_caching": True}
     assert config["deployment_config"]["autoscaling_config"] == {"min_replicas": 2,
                                                                  "max_replicas": 4}
-    assert config["placement_group_config"]["bundles"] == [{"GPU": 1, "gen_node": 0.01}] * 2
+    # One GPU bundle per vLLM worker: tensor x pipeline of them.
+    assert config["placement_group_config"]["bundles"] == [{"GPU": 1, "gen_node": 0.01}] * 4
     # Ray Serve LLM itself accepts it where the gpu extra is installed.
     try:
         from ray.serve.llm import LLMConfig

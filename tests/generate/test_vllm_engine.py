@@ -9,12 +9,13 @@ from temporal_ray.generate.vllm_engine import vllm_processor_kwargs
 
 def test_processor_kwargs_follow_the_engine_config():
     engine = EngineConfig(kind="vllm", actors=3, batch_size=64, tensor_parallel_size=2,
-                          max_model_len=4096)
+                          pipeline_parallel_size=2, max_model_len=4096)
     kwargs = vllm_processor_kwargs("/models/m0", engine)
     assert kwargs["model_source"] == "/models/m0"
     assert kwargs["concurrency"] == 3
     assert kwargs["batch_size"] == 64
     assert kwargs["engine_kwargs"]["tensor_parallel_size"] == 2
+    assert kwargs["engine_kwargs"]["pipeline_parallel_size"] == 2
     assert kwargs["engine_kwargs"]["max_model_len"] == 4096
     assert kwargs["engine_kwargs"]["enable_prefix_caching"] is True
 
