@@ -173,8 +173,9 @@ def run_serve_pool(requests: ray.data.Dataset, model_path: str, engine: EngineCo
         dtypes = {"ChatCompletionRequest": ChatCompletionRequest}
     config = ServeDeploymentProcessorConfig(
         deployment_name=DEPLOYMENT, app_name=name, dtype_mapping=dtypes,
-        # One caller sends a batch for every replica at once (its requests run concurrently),
-        # and Serve spreads them over the replicas.
+        # One caller actor is enough: its batch holds requests for every replica, all sent at
+        # once, and Ray Data runs up to four batches of an async UDF at a time, so a batch's
+        # slow tail does not leave the replicas idle. Serve spreads the requests.
         concurrency=1, batch_size=engine.batch_size * (engine.max_actors or engine.actors))
     preprocess = partial(chat_request, served_model=name,
                          dtype="ChatCompletionRequest" if dtypes else None)
