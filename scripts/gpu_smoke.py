@@ -1,7 +1,7 @@
 """The GPU smoke test's checks (scripts/gpu_smoke.sh runs this): our request rows through
 Ray Data LLM's vLLM processor on a model of your choice, then through the judge stage.
 
-    python scripts/gpu_smoke.py MODEL_DIR [--tp N] [--engine vllm|hf] [--out DIR]
+    python scripts/gpu_smoke.py MODEL_DIR [--tp N] [--engine vllm|hf] [--keep-alive] [--out DIR]
 
 1. generation: 8 prompts x K=2 samples plus a greedy answer each, through `run_engine_pool`
    (the same pre/postprocess as a run); every request answered once, the output columns the
@@ -10,6 +10,9 @@ Ray Data LLM's vLLM processor on a model of your choice, then through the judge 
    candidate gets a row, and the share with a parsed score is printed;
 3. a summary: tokens/s of each pass and the checks' results; exit 1 on a failed check.
 `--engine hf` runs the same checks with the CPU engine (the test suite does, on the tiny model).
+`--keep-alive` runs them on a kept pool instead (with vLLM: a Ray Serve LLM application called
+through Ray Data LLM's serve-deployment processor), and checks that one pool served both passes
+and the judge.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ import os
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from temporal_ray.config import EngineConfig
 
 PROMPTS = ["What is 17 + 25?", "Name three primary colours.", "Reverse the word: planet",
            "Write one sentence about the sea.", "What is the capital of France?",
@@ -36,25 +43,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-template", default=None,
                         help="judge prompt file (default: the additive rubric)")
     parser.add_argument("--out", default=None, help="where to write the judge stage's rows")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="one kept pool for all three calls (engine.keep_alive)")
     args = parser.parse_args(argv)
 
     import ray
-    import ray.data
 
-    from temporal_ray.config import EngineConfig, JudgeConfig
-    from temporal_ray.generate.pool import run_engine_pool
-    from temporal_ray.generate.requests import candidate_requests, to_candidate
-    from temporal_ray.judge.stage import judge_candidates
+    from temporal_ray.config import EngineConfig
+    from temporal_ray.generate.kept_pool import releasing_kept_pools
     from temporal_ray.preflight import check_model
-    from temporal_ray.storage import read_rows, write_rows
 
     check_model(args.model)
     gpu = args.engine == "vllm"
     engine = EngineConfig(kind=args.engine, actors=1, batch_size=16,
                           gpus_per_actor=args.tp if gpu else 0, tensor_parallel_size=args.tp,
-                          max_model_len=args.max_model_len if gpu else None)
+                          max_model_len=args.max_model_len if gpu else None,
+                          keep_alive=args.keep_alive)
     # A cluster named by RAY_ADDRESS, else a fresh local one (never a stray running one).
     ray.init(address=os.environ.get("RAY_ADDRESS", "local"), include_dashboard=False)
+    with releasing_kept_pools():  # a kept Serve pool outlives the script otherwise
+        checks = run_checks(args, engine)
+    for name, ok in checks:
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+def run_checks(args: argparse.Namespace, engine: EngineConfig) -> list[tuple[str, bool]]:
+    """Generation twice, then judging; returns (check, passed) pairs."""
+    import ray.data
+
+    from temporal_ray.config import JudgeConfig
+    from temporal_ray.generate.kept_pool import pool_calls
+    from temporal_ray.generate.pool import run_engine_pool
+    from temporal_ray.generate.requests import candidate_requests, to_candidate
+    from temporal_ray.judge.stage import judge_candidates
+    from temporal_ray.storage import read_rows, write_rows
+
     prompts = [{"prompt_id": f"p{i}", "prompt": p} for i, p in enumerate(PROMPTS)]
     requests = [r for p in prompts for r in
                 candidate_requests(p, "present", 2, 0.7, 0.9, 64, seed=0)
@@ -101,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{judged}/{len(scored)} got a parsed score "
           f"({sum(bool(r['over_context']) for r in scored)} over the context)", flush=True)
     print(f"rows: {out}", flush=True)
-    for name, ok in checks:
-        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
-    return 0 if all(ok for _, ok in checks) else 1
+    if args.keep_alive:
+        checks.append(("one kept pool served both passes and the judge",
+                       list(pool_calls().values()) == [3]))
+    return checks
 
 
 if __name__ == "__main__":

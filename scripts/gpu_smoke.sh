@@ -7,10 +7,11 @@
 # Runs our request rows through Ray Data LLM's vLLM processor (generation, then the judge
 # stage with the additive rubric) and prints the checks; exits non-zero if one fails.
 # No download: the model must be a local Hugging Face directory with a chat template.
-# `--engine hf` runs the same checks on the CPU engine (the test suite does that).
+# `--engine hf` runs the same checks on the CPU engine (the test suite does that);
+# `--keep-alive` runs them on one kept pool (with vLLM: a Ray Serve LLM application).
 set -euo pipefail
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 cd "$(dirname "$0")/.."

@@ -18,11 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_smoke_script_passes_its_checks_on_the_cpu_engine(tiny_model, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run(
-        ["bash", "scripts/gpu_smoke.sh", tiny_model, "--engine", "hf",
+        # On one kept pool: the three calls load the model once (the plain pools' path is
+        # what every stage test runs).
+        ["bash", "scripts/gpu_smoke.sh", tiny_model, "--engine", "hf", "--keep-alive",
          "--judge-template", TOY_JUDGE_TEMPLATE, "--out", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.stdout.count("[ok]") == 6 and "FAILED" not in done.stdout
+    assert done.stdout.count("[ok]") == 7 and "FAILED" not in done.stdout
+    assert "[ok] one kept pool served both passes and the judge" in done.stdout
     assert "generation: 24 requests" in done.stdout
     assert (tmp_path / "scores").is_dir()
 
