@@ -22,6 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from temporal_ray.roles import Role
 
+KEPT_VLLM_POOL_LOADS_NO_ADAPTERS = (
+    "Ray 2.60's Serve LLM loads adapters only from s3://, gs:// or Azure storage "
+    "(lora_config.dynamic_lora_loading_path). Set keep_alive: false (each stage's own vLLM "
+    "pool then serves the adapters from the run directory) or lora.base 'start'")
+"""Why a kept vLLM pool (a Ray Serve LLM application) serves no adapters of our runs."""
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says which field and why."""
@@ -126,7 +132,7 @@ class EngineConfig(Section):
         return self
 
     @model_validator(mode="after")
-    def _keep_alive_on_hf(self) -> EngineConfig:
+    def _keep_alive_where_a_pool_can_be_kept(self) -> EngineConfig:
         if self.keep_alive and self.kind == "http":
             raise ValueError("engine.keep_alive works with the hf and vllm engines: an http "
                              "endpoint already runs on its own. Set keep_alive: false")
@@ -479,11 +485,9 @@ class Config(Section):
                 self.judge.engine or self.engine
         kept = sorted(name for name, e in engines.items() if e.kind == "vllm" and e.keep_alive)
         if kept:
-            raise ValueError(
-                f"{', '.join(kept)}: a kept vLLM pool (keep_alive) cannot serve the LoRA "
-                "adapters that dpo.lora.base 'initial' makes: Ray 2.60's Serve LLM loads "
-                "adapters only from s3://, gs:// or Azure storage. Set keep_alive: false (each "
-                "stage's own vLLM pool serves them from the run directory) or lora.base 'start'")
+            raise ValueError(f"{', '.join(kept)}: a kept vLLM pool (keep_alive) cannot serve "
+                             "the LoRA adapters that dpo.lora.base 'initial' makes: "
+                             + KEPT_VLLM_POOL_LOADS_NO_ADAPTERS)
         return self
 
     def to_yaml(self) -> str:

@@ -52,15 +52,17 @@ def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1):
 
 def build_vllm_app(checkpoint: str, served_model: str, tensor_parallel_size: int = 1,
                    min_replicas: int = 1, max_replicas: int = 1):
-    """Ray Serve LLM's OpenAI app over vLLM (GPU; needs the gpu extra)."""
+    """Ray Serve LLM's OpenAI app over vLLM (GPU; needs the gpu extra), configured as the
+    kept vLLM pools are."""
     from ray.serve.llm import LLMConfig, build_openai_app
 
-    config = LLMConfig(
-        model_loading_config={"model_id": served_model, "model_source": checkpoint},
-        deployment_config={"autoscaling_config": {"min_replicas": min_replicas,
-                                                  "max_replicas": max_replicas}},
-        engine_kwargs={"tensor_parallel_size": tensor_parallel_size},
-    )
+    from temporal_ray.config import EngineConfig
+    from temporal_ray.generate.vllm_engine import serve_llm_config
+
+    engine = EngineConfig(kind="vllm", tensor_parallel_size=tensor_parallel_size,
+                          actors=min_replicas,
+                          max_actors=max_replicas if max_replicas > min_replicas else None)
+    config = LLMConfig(**serve_llm_config(checkpoint, engine, served_model))
     return build_openai_app({"llm_configs": [config]})
 
 

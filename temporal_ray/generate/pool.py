@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from temporal_ray.config import EngineConfig
+from temporal_ray.config import KEPT_VLLM_POOL_LOADS_NO_ADAPTERS, EngineConfig
 from temporal_ray.generate.kept_pool import release_kept_pools, run_kept_pool
 
 if TYPE_CHECKING:
@@ -62,12 +62,8 @@ def check_servable(served: dict[str, str], base: str, engine: EngineConfig) -> N
                          f"adapters of {sorted(adapters)}: use lora.base 'start' or an hf or "
                          "vllm engine for these roles")
     if adapters and engine.kind == "vllm" and engine.keep_alive:
-        raise ValueError(
-            f"a kept vLLM pool (Ray Serve LLM) cannot serve the adapters of {sorted(adapters)}: "
-            "Ray 2.60's Serve LLM loads adapters only from s3://, gs:// or Azure storage "
-            "(lora_config.dynamic_lora_loading_path). Set engine.keep_alive: false (each stage "
-            "then starts its own vLLM pool, which serves the adapters from the run directory) "
-            "or use lora.base 'start'")
+        raise ValueError(f"a kept vLLM pool cannot serve the adapters of {sorted(adapters)}: "
+                         + KEPT_VLLM_POOL_LOADS_NO_ADAPTERS)
     if engine.kind == "vllm" and any("://" in path for path in adapters.values()):
         raise ValueError(f"vLLM loads adapters from a filesystem path, and these are remote: "
                          f"{adapters}; keep the run directory on a filesystem every GPU node "

@@ -94,12 +94,6 @@ class HFChatServer:
                                self.served_model)
         yield chat_completion(await self.generate_batch(row), self.served_model)
 
-    def describe(self) -> dict[str, Any]:
-        """Which process serves (for tests and debugging)."""
-        import os
-
-        return {"pid": os.getpid()}
-
     @serve.batch(batch_wait_timeout_s=0.05)
     async def generate_batch(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         import pandas as pd
