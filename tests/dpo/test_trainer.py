@@ -69,4 +69,5 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
     assert len(list((tmp_path / "clean" / "reference_logps").glob("rank_*.parquet"))) == 2
     for i, row in refs["clean"].items():
         assert row["chosen_logp"] < 0 and row["rejected_logp"] < 0
-        assert row["chosen_logp"] == pytest.approx(refs["faulted"][i]["chosen_logp"], abs=1e-6)
+        # Other batch widths may round differently: a float32 ulp at |56| is 3.8e-6.
+        assert row["chosen_logp"] == pytest.approx(refs["faulted"][i]["chosen_logp"], rel=1e-6)
