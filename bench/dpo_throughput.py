@@ -11,7 +11,9 @@ batch (pairs per optimizer step).
   through the chat template), counted once with our tokenizer (`dpo.batches.tokenize_pair`, the
   worker's own count, `train_tokens`). The same numerator serves both sides; the script checks
   that TRL tokenises the same pairs to the same total.
-- Ours: `temporal_ray.dpo.trainer.train_dpo` with 2 workers (one CPU core each), ZeRO-3,
+- Ours: `temporal_ray.dpo.trainer.train_dpo` with 2 workers (one CPU core each), ZeRO-3
+  gathering whole transformer blocks (the stage's default; `--per-module-gathers` for
+  DeepSpeed's per-module gathers),
   `batch_size` B, `micro_batch_size` M (default B / 2: no gradient accumulation, as on TRL's
   side; 8 and 4). Time = `reference_seconds` + `train_seconds` from the metrics the worker
   writes: the one-off reference log-prob pass plus the training loop. TRL computes reference
@@ -133,7 +135,8 @@ def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
              micro_batch_size: int, lr: float, max_length: int, zero_stage: int,
              index: int, packing: bool = False,
              reference_micro_batch_size: int | None = None,
-             zero_options: dict[str, Any] | None = None) -> dict[str, Any]:
+             zero_options: dict[str, Any] | None = None,
+             whole_blocks: bool = True) -> dict[str, Any]:
     """One run of our DPO stage on 2 Ray Train workers; returns its metrics' timings."""
     from temporal_ray.config import DPOConfig
     from temporal_ray.dpo.trainer import train_dpo
@@ -142,7 +145,7 @@ def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
                     micro_batch_size=micro_batch_size, max_length=max_length, zero_stage=zero_stage,
                     workers=2, checkpoint_every=0, packing=packing,
                     reference_micro_batch_size=reference_micro_batch_size,
-                    zero_options=zero_options or {})
+                    zero_options=zero_options or {}, zero3_whole_blocks=whole_blocks)
     started = time.perf_counter()
     # A fresh name per run: a run with an existing name would resume rather than train.
     metrics = train_dpo(pairs_path, model_path, str(work / f"ours-{index}"), cfg,
@@ -202,6 +205,9 @@ def main() -> None:
     parser.add_argument("--zero-option", action="append", default=[], metavar="KEY=VALUE",
                         help="one more DeepSpeed zero_optimization setting (dpo.zero_options), "
                              "e.g. stage3_param_persistence_threshold=1000000; repeatable")
+    parser.add_argument("--per-module-gathers", action="store_true",
+                        help="ZeRO-3 gathers each module on its own, not whole transformer "
+                             "blocks (dpo.zero3_whole_blocks=false)")
     parser.add_argument("--results", default=RESULTS.name,
                         help="file name under bench/results/ for this run's figures")
     args = parser.parse_args()
@@ -237,7 +243,8 @@ def main() -> None:
                 our_runs.append(run_ours(pairs_path, model_path, work, args.batch_size,
                                          args.micro_batch_size, args.lr, args.max_length,
                                          args.zero_stage, index, args.packing,
-                                         args.reference_micro_batch_size, zero_options))
+                                         args.reference_micro_batch_size, zero_options,
+                                         not args.per_module_gathers))
                 print(f"[bench] ours run {index}: {our_runs[-1]}", flush=True)
         finally:
             ray.shutdown()
@@ -257,6 +264,7 @@ def main() -> None:
     print(f"DPO throughput: {args.pairs} pairs, global batch {args.batch_size}, "
           f"{os.cpu_count()} CPUs, ZeRO-{args.zero_stage}"
           f"{', packed' if args.packing else ''}"
+          f"{', per-module gathers' if args.per_module_gathers else ''}"
           f"{f', zero options {zero_options}' if zero_options else ''}"
           f", reference micro-batch {args.reference_micro_batch_size or args.micro_batch_size}"
           f", best of {args.repeats}")
@@ -292,6 +300,7 @@ def main() -> None:
                      "zero_stage": args.zero_stage, "packing": args.packing,
                      "reference_micro_batch_size": args.reference_micro_batch_size,
                      "zero_options": zero_options,
+                     "zero3_whole_blocks": not args.per_module_gathers,
                      "trl_threads": list(TRL_THREADS),
                      "lr": args.lr,
                      "max_length": args.max_length, "repeats": args.repeats, "seed": args.seed},

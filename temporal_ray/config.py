@@ -230,6 +230,12 @@ class TrainingConfig(Section):
     """More of DeepSpeed's `zero_optimization` settings, by DeepSpeed's names, e.g.
     {stage3_prefetch_bucket_size: 50000000, stage3_max_live_parameters: 1000000000}; the
     stage and offload come from the fields above. Checked against DeepSpeed's ZeRO config."""
+    zero3_whole_blocks: bool = True
+    """ZeRO-3 gathers each transformer block's weights in one go, as FSDP wraps per block:
+    the model's `_no_split_modules` classes (LlamaDecoderLayer, ...) become DeepSpeed leaf
+    modules, so one hook and one all-gather serve a block instead of one per linear layer.
+    A whole block's weights are then live at a time (the plan counts it). False: DeepSpeed's
+    gathers per module."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in backward instead of storing them."""
     lora: LoraConfig = LoraConfig()

@@ -81,11 +81,15 @@ class Architecture:
         return params
 
     @property
+    def block_params(self) -> int:
+        """One transformer block: its seven linears and two RMSNorms."""
+        return sum(self._module_params().values()) + 2 * self.hidden_size
+
+    @property
     def total_params(self) -> int:
         embed = self.vocab_size * self.hidden_size
-        layer = sum(self._module_params().values()) + 2 * self.hidden_size  # + 2 RMSNorms
         head = 0 if self.tie_embeddings else embed
-        return embed + self.num_layers * layer + self.hidden_size + head
+        return embed + self.num_layers * self.block_params + self.hidden_size + head
 
     def training_flops_per_token(self, seq_len: int) -> float:
         """Model FLOPs of one training token (forward + backward) at sequence length seq_len:
@@ -101,6 +105,13 @@ class Architecture:
     def largest_layer_params(self) -> int:
         # DeepSpeed's model_to_params: max over modules of their own (non-recursive) params.
         return max(self.vocab_size * self.hidden_size, *self._module_params().values())
+
+    def largest_gather_params(self, whole_blocks: bool) -> int:
+        """The most parameters ZeRO-3 gathers at once: the largest module, or with whole
+        blocks gathered (`zero3_whole_blocks`) the larger of a block and the embedding."""
+        if whole_blocks:
+            return max(self.vocab_size * self.hidden_size, self.block_params)
+        return self.largest_layer_params
 
     def lora_params(self, rank: int, target_modules: list[str]) -> int:
         shapes = self._module_shapes()
@@ -178,7 +189,7 @@ class MemoryPlan:
 
 
 def _model_state_lines(arch: Architecture, stage: int, gpus_per_node: int, nodes: int,
-                       offload_optimizer: bool, offload_params: bool
+                       offload_optimizer: bool, offload_params: bool, largest_gather: int
                        ) -> tuple[list[MemoryLine], float]:
     """Full fine-tune weights, grads and Adam states per GPU, and the CPU GiB per node."""
     p, world = arch.total_params, gpus_per_node * nodes
@@ -190,7 +201,7 @@ def _model_state_lines(arch: Architecture, stage: int, gpus_per_node: int, nodes
         # DeepSpeed only models param offload together with optimizer offload; param offload
         # alone falls to its no-offload figure, an upper bound by 2 bytes/param/GPU.
         cpu, gpu, _ = estimate_zero3_model_states_mem_needs(
-            p, arch.largest_layer_params, num_gpus_per_node=gpus_per_node, num_nodes=nodes,
+            p, largest_gather, num_gpus_per_node=gpus_per_node, num_nodes=nodes,
             cpu_offload=offload_optimizer, cpu_offload_params=offload_params, zero_init=True)
         where = ("params+optimizer on CPU" if offload_optimizer and offload_params
                  else "optimizer on CPU" if offload_optimizer else "no offload")
@@ -219,7 +230,8 @@ def _model_state_lines(arch: Architecture, stage: int, gpus_per_node: int, nodes
 
 
 def _lora_lines(arch: Architecture, stage: int, world: int, nodes: int, offload_optimizer: bool,
-                offload_params: bool, adapter: int) -> tuple[list[MemoryLine], float]:
+                offload_params: bool, adapter: int, largest_gather: int
+                ) -> tuple[list[MemoryLine], float]:
     """Frozen bf16 base + adapter states (+ the ZeRO-3 gather buffer) per GPU; CPU per node."""
     if offload_params and stage != 3:
         raise ValueError("offload_params needs ZeRO stage 3 (DeepSpeed offload_param)")
@@ -237,9 +249,9 @@ def _lora_lines(arch: Architecture, stage: int, world: int, nodes: int, offload_
                         0.0 if offload_params else base / GIB, "formula"),
              MemoryLine(f"LoRA adapter states ({adapter / 1e6:.1f}M params)", states / GIB,
                         "formula")]
-    if stage == 3:  # the largest module is gathered whole in bf16; frozen, so no grad for it
+    if stage == 3:  # the largest gather, whole in bf16; frozen, so no grad for it
         lines.append(MemoryLine("ZeRO-3 gather of largest layer, bf16",
-                                2 * arch.largest_layer_params / GIB, "formula"))
+                                2 * largest_gather / GIB, "formula"))
     return lines, cpu / GIB
 
 
@@ -247,19 +259,21 @@ def plan_memory(arch: Architecture, *, gpus_per_node: int, nodes: int, zero_stag
                 offload_optimizer: bool, offload_params: bool, micro_batch_size: int,
                 max_length: int, gradient_checkpointing: bool, lora_rank: int = 0,
                 lora_targets: list[str] = (), resident_reference: bool = False,
-                sequences_per_forward: int = 2, gpu_memory_gib: float = 80.0) -> MemoryPlan:
+                sequences_per_forward: int = 2, gpu_memory_gib: float = 80.0,
+                zero3_whole_blocks: bool = True) -> MemoryPlan:
     """Per-GPU memory for one training step. DPO runs chosen and rejected in one forward
     (sequences_per_forward=2); SFT passes 1."""
     if zero_stage not in (0, 1, 2, 3):
         raise ValueError(f"zero_stage must be 0, 1, 2 or 3, not {zero_stage}")
     world = gpus_per_node * nodes
+    largest_gather = arch.largest_gather_params(zero3_whole_blocks)
     if lora_rank:
         adapter = arch.lora_params(lora_rank, list(lora_targets))
         lines, cpu = _lora_lines(arch, zero_stage, world, nodes, offload_optimizer,
-                                 offload_params, adapter)
+                                 offload_params, adapter, largest_gather)
     else:
         lines, cpu = _model_state_lines(arch, zero_stage, gpus_per_node, nodes,
-                                        offload_optimizer, offload_params)
+                                        offload_optimizer, offload_params, largest_gather)
     if resident_reference and not lora_rank:  # LoRA's reference is the base, adapters off
         copy = 2 * arch.total_params / (world if zero_stage == 3 else 1)
         lines.append(MemoryLine("resident reference model, bf16", copy / GIB, "formula"))
@@ -299,7 +313,7 @@ def plan_stage(cfg: Config, stage: str = "dpo") -> MemoryPlan:
         lora_targets=training.lora.target_modules,
         resident_reference=stage == "dpo" and cfg.dpo.reference == "resident",
         sequences_per_forward=2 if stage == "dpo" else 1,
-        gpu_memory_gib=training.gpu_memory_gib)
+        gpu_memory_gib=training.gpu_memory_gib, zero3_whole_blocks=training.zero3_whole_blocks)
 
 
 def check_fits(cfg: Config, stage: str) -> None:

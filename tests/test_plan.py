@@ -104,8 +104,28 @@ def test_lora_lines_by_hand() -> None:
                        resident_reference=True)
     assert line(plan, "frozen base") == pytest.approx(2 * 7888 / 2 / GIB)
     assert line(plan, "LoRA adapter") == pytest.approx(16 * 2 * 64 / 2 / GIB)
-    assert line(plan, "ZeRO-3 gather") == pytest.approx(2 * 1600 / GIB)
+    # With whole blocks gathered (the default) a block of 2336 outweighs the embedding's 1600.
+    assert line(plan, "ZeRO-3 gather") == pytest.approx(2 * 2336 / GIB)
     assert not any(x.what.startswith("resident reference") for x in plan.lines)
+
+
+def test_whole_block_gathers_count_a_block_or_the_embedding() -> None:
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+
+    assert TINY.block_params == 2336  # the layer of test_tiny_param_counts_by_hand
+    assert TINY.largest_gather_params(whole_blocks=True) == 2336
+    assert TINY.largest_gather_params(whole_blocks=False) == 1600  # the embedding
+    for whole_blocks, largest in ((True, 2336), (False, 1600)):
+        plan = plan_memory(TINY, gpus_per_node=2, nodes=1, zero_stage=3,
+                           offload_optimizer=False, offload_params=False,
+                           zero3_whole_blocks=whole_blocks, **GEOMETRY)
+        _, gpu, _ = estimate_zero3_model_states_mem_needs(
+            7888, largest, num_gpus_per_node=2, num_nodes=1, cpu_offload=False,
+            cpu_offload_params=False, zero_init=True)
+        assert line(plan, "model states") == gpu / GIB
+    # Llama-3.1-70B's embedding (128256 x 8192) outweighs a block (about 856M): no change.
+    arch = load_architecture("llama-3.1-70b")
+    assert arch.largest_gather_params(True) == arch.largest_layer_params == 128256 * 8192
 
 
 def test_resident_reference_is_a_sharded_bf16_copy() -> None:

@@ -12,6 +12,8 @@ ZeRO-3 pitfalls handled here:
   meets a bf16 base and fp32 adapters in one flat partition;
 - gradient checkpointing uses non-reentrant checkpoints; with LoRA the embeddings are frozen, so
   the inputs are also marked as requiring grad, which reentrant checkpoints would need.
+- DeepSpeed hooks every module and gathers each one's weights on its own; with
+  `zero3_whole_blocks` a transformer block is gathered whole, behind one hook (`mark_blocks`).
 """
 
 from __future__ import annotations
@@ -102,6 +104,25 @@ def load_adapter_weights(model: Any, adapter: str) -> None:
             "dpo.lora.rank and target_modules must stay as they were when it was trained")
 
 
+def mark_blocks(model: Any, cfg: TrainingConfig) -> list[str]:
+    """Under ZeRO-3 with `zero3_whole_blocks`: make the model's transformer blocks (its
+    `_no_split_modules`) DeepSpeed leaf modules, gathered whole behind one hook. Returns the
+    block class names marked; none for other stages, or a model that names no blocks.
+
+    Why: on every forward and backward DeepSpeed runs fetch and release bookkeeping around
+    each module. A Llama block holds about ten modules, so per-block gathering cuts that
+    tenfold and sends one larger all-gather instead of ten small ones."""
+    if cfg.zero_stage != 3 or not cfg.zero3_whole_blocks:
+        return []
+    from deepspeed.utils import set_z3_leaf_modules
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    blocks = sorted(getattr(base, "_no_split_modules", None) or [])
+    if blocks:
+        set_z3_leaf_modules(model, blocks, raise_if_not_found=False)
+    return blocks
+
+
 def build_engine(model: Any, cfg: TrainingConfig, ds_config: dict[str, Any],
                  total_steps: int) -> Any:
     """Wrap the policy in a DeepSpeed engine with AdamW and our warmup + cosine schedule."""
@@ -110,6 +131,7 @@ def build_engine(model: Any, cfg: TrainingConfig, ds_config: dict[str, Any],
 
     from temporal_ray.training.schedule import lr_factor
 
+    mark_blocks(model, cfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = None
     if "optimizer" not in ds_config:
@@ -134,6 +156,7 @@ def build_frozen_engine(path: str, cfg: TrainingConfig, world_size: int) -> Any:
     frozen = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False}),
                                     "gradient_checkpointing": False})
     model = load_model(path, frozen, ds_config).requires_grad_(False)
+    mark_blocks(model, frozen)
     engine, *_ = deepspeed.initialize(model=model, config=ds_config)
     engine.eval()
     return engine
