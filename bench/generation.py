@@ -18,6 +18,9 @@ What is measured: generated tokens per second of the `hf` engine on CPU, on the 
   run on it: what every stage after the first costs when a run keeps its pool.
 - Tokens: `response_tokens` of the candidate rows (Ray Data) and `num_generated_tokens` of the
   engine's output (plain loop), the same per-row count; the script checks they agree.
+- Repeats: every path runs `--repeats` times (3), interleaved (plain loops, actor pools, kept
+  pools, then again), with Ray running throughout, so a slow spell of the machine slows each
+  path alike; the best run of each path counts. Every run goes to the results file.
 - End to end: tokens / seconds of the whole call against the plain loop.
 - Once the pool runs: each pool size is also timed on a short call (`--short-batches` batches,
   one at least for each actor). (long - short) / (batches of long - batches of short) is the
@@ -137,11 +140,15 @@ def main() -> None:
                         help="batches of the short calls (at least one per actor)")
     parser.add_argument("--two-thread-batches", type=int, default=8,
                         help="batches of the plain loop's 2-thread variant")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="times every path runs, interleaved; the best run of each counts")
     args = parser.parse_args()
 
     import ray
     import ray.data
 
+    from temporal_ray.config import EngineConfig
+    from temporal_ray.generate.kept_pool import release_kept_pools, start_kept_pool
     from temporal_ray.generate.requests import candidate_requests
     from temporal_ray.storage import write_rows
     from temporal_ray.tiny import build_tiny_model
@@ -162,46 +169,49 @@ def main() -> None:
         # Two threads on the first batches only: two threads on two cores stall badly as soon
         # as anything else runs, and only the rate is compared.
         two_thread_rows = args.batch_size * args.two_thread_batches
-        plain = {1: plain_loop(model_path, requests, args.batch_size, 1),
-                 2: plain_loop(model_path, requests[:two_thread_rows], args.batch_size, 2)}
-        for result in plain.values():
-            shown = {k: v for k, v in result.items() if k != "batch_tokens"}
-            print(f"[bench] plain loop: {shown}", flush=True)
+        plain_runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        call_runs: dict[str, list[dict[str, Any]]] = {}
+        start_runs: dict[int, list[float]] = {1: [], 2: []}
 
         ray.init(address="local", num_cpus=4, include_dashboard=False,
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
                                            "HF_HUB_OFFLINE": "1"}})
-        calls: dict[str, dict[str, Any]] = {}
-        pool_starts: dict[int, float] = {}
         try:
             ray.data.DataContext.get_current().enable_progress_bars = False
             common = {"model_path": model_path, "samples": args.samples,
                       "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
             # A first call warms Ray up (worker processes, imports); not reported.
             ray_data(str(work / "short"), out_dir=str(work / "out-warm"), actors=1, **common)
-            for actors in (1, 2):
-                for size in ("short", "long"):
-                    key = f"{size}_{actors}"
-                    calls[key] = ray_data(str(work / size), out_dir=str(work / f"out-{key}"),
-                                          actors=actors, **common)
-                    print(f"[bench] Ray Data, {size} call: {calls[key]}", flush=True)
-            # Kept pools: started once (timed on its own), then the same calls on them.
-            from temporal_ray.config import EngineConfig
-            from temporal_ray.generate.kept_pool import release_kept_pools, start_kept_pool
-
-            for actors in (1, 2):
-                started = time.perf_counter()
-                start_kept_pool(model_path, EngineConfig(actors=actors, cpus_per_actor=1,
-                                                         keep_alive=True))
-                pool_starts[actors] = time.perf_counter() - started
-                for size in ("short", "long"):
-                    key = f"kept_{size}_{actors}"
-                    calls[key] = ray_data(str(work / size), out_dir=str(work / f"out-{key}"),
-                                          actors=actors, keep_alive=True, **common)
-                    print(f"[bench] kept pool, {size} call: {calls[key]}", flush=True)
-                release_kept_pools()
+            # Every path once per repeat, interleaved, so a slow spell of the machine slows
+            # all of them; the best of the repeats counts for each.
+            for repeat in range(args.repeats):
+                for threads, rows in ((1, requests), (2, requests[:two_thread_rows])):
+                    plain_runs[threads].append(
+                        plain_loop(model_path, rows, args.batch_size, threads))
+                    shown = {k: v for k, v in plain_runs[threads][-1].items()
+                             if k != "batch_tokens"}
+                    print(f"[bench] repeat {repeat}, plain loop: {shown}", flush=True)
+                for keep_alive in (False, True):
+                    for actors in (1, 2):
+                        if keep_alive:  # started once (timed on its own), then the calls
+                            started = time.perf_counter()
+                            start_kept_pool(model_path, EngineConfig(
+                                actors=actors, cpus_per_actor=1, keep_alive=True))
+                            start_runs[actors].append(time.perf_counter() - started)
+                        for size in ("short", "long"):
+                            key = f"{'kept_' if keep_alive else ''}{size}_{actors}"
+                            call_runs.setdefault(key, []).append(ray_data(
+                                str(work / size), out_dir=str(work / f"out-{key}-{repeat}"),
+                                actors=actors, keep_alive=keep_alive, **common))
+                            print(f"[bench] repeat {repeat}, {key}: {call_runs[key][-1]}",
+                                  flush=True)
+                        release_kept_pools()
         finally:
             ray.shutdown()
+    plain = {threads: min(runs, key=lambda r: r["seconds"])
+             for threads, runs in plain_runs.items()}
+    calls = {key: min(runs, key=lambda r: r["seconds"]) for key, runs in call_runs.items()}
+    pool_starts = {actors: min(runs) for actors, runs in start_runs.items()}
     load_after = os.getloadavg()
 
     base = plain[1]
@@ -221,12 +231,14 @@ def main() -> None:
                                                                  *kept.values()])}) == 1
                    and plain[2]["batch_tokens"] == base["batch_tokens"][:plain[2]["batches"]])
     busiest = max([load_before[0], load_after[0]]
-                  + [r["load_average"] for r in [*plain.values(), *calls.values()]])
+                  + [r["load_average"] for runs in [*plain_runs.values(), *call_runs.values()]
+                     for r in runs])
 
     print()
     print(f"Generation: {args.prompts} prompts x {args.samples} samples = {len(requests)} "
           f"requests, max_new_tokens {args.max_new_tokens}, batch {args.batch_size} "
-          f"({base['batches']} batches), {os.cpu_count()} CPUs")
+          f"({base['batches']} batches), {os.cpu_count()} CPUs, best of {args.repeats} "
+          "interleaved runs of each path")
     print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f}, "
           f"highest seen {busiest:.1f}")
     if busiest > (os.cpu_count() or 1) + 3:  # our own actors and Ray make about 3
@@ -288,10 +300,17 @@ def main() -> None:
                      "batch_size": args.batch_size, "batches": base["batches"],
                      "short_batches": args.short_batches,
                      "two_thread_batches": args.two_thread_batches,
+                     "repeats": args.repeats,
                      "temperature": 0.7, "top_p": 0.9},
         "token_counts_identical": same_tokens,
         "plain_loop": {f"threads_{k}": v for k, v in plain.items()},
         "ray_data_calls": calls,
+        "all_runs": {"plain_loop": {f"threads_{k}": [{x: y for x, y in r.items()
+                                                      if x != "batch_tokens"} for r in v]
+                                    for k, v in plain_runs.items()},
+                     "ray_data_calls": call_runs,
+                     "kept_pool_start_seconds": {f"actors_{k}": v
+                                                 for k, v in start_runs.items()}},
         "ray_data_once_running": {f"actors_{k}": v for k, v in running.items()},
         "kept_pool_start_seconds": {f"actors_{k}": v for k, v in pool_starts.items()},
         "kept_pool_once_running": {f"actors_{k}": v for k, v in kept_running.items()},
