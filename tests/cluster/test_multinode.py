@@ -92,7 +92,9 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
                                                   engine_texts):
     kinds = node_types()
     prompts = write_prompts(tmp_path, 16)
-    generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
+    # Enough work that the stage is still running seconds after its engines start, even on
+    # a fast machine: 64 rows of 96 tokens, 8 batches per engine.
+    generation = GenerationConfig(samples=4, max_new_tokens=96, temperature=1.0, seed=3)
     engine = EngineConfig(actors=2, batch_size=4, resources={GENERATION_NODE: 1})
 
     def generate(out: str) -> None:
@@ -122,10 +124,10 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
         while not stop.is_set():
             alive = [a for a in actors_of("HFEngine", "ALIVE") if a.actor_id not in seen]
             if alive:
-                # Soon after its actor starts: the stage is under way (the actor loads the
-                # model, then takes batches) but cannot be done yet, even when the state
-                # API answers slowly on a loaded machine.
-                time.sleep(1.0)
+                # Soon after its actor starts (the actor has loaded the model and takes
+                # batches): the stage is under way but cannot be done yet, even when the
+                # state API answers slowly on a loaded machine.
+                time.sleep(0.5)
                 victim = next(n for n in cluster.worker_nodes
                               if n.node_id == alive[0].node_id)
                 cluster.remove_node(victim)
@@ -149,7 +151,7 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
     assert {kinds[a.node_id] for a in engines} == {GENERATION_NODE}
     clean = engine_texts(tiny_model, read_rows(prompts), "present", generation)
     faulted = candidates(tmp_path / "faulted")
-    assert len(clean) == 16 * 2
+    assert len(clean) == 16 * 4
     chaos_record("generation node removed mid-stage", len(removed), faulted == clean,
                  len(set(clean) - set(faulted)))
     assert faulted == clean
