@@ -1,8 +1,9 @@
 """The DPO stage on two real Ray Train workers with DeepSpeed ZeRO-3 over gloo: a worker that
 fails mid-run is restarted from the last checkpoint and the run ends exactly like one that
-never failed. That run's reference pass also uses larger batches, and its ZeRO-3 gathers
-each module on its own instead of whole blocks (`zero3_whole_blocks`): neither may change a
-number."""
+never failed. That run also computes its reference log-probs in larger batches, gathers
+each module on its own instead of whole blocks (`zero3_whole_blocks`), and keeps optimizer
+states and parameters in CPU memory (`offload_optimizer`, `offload_params`: DeepSpeed's CPU
+Adam, restored from the checkpoint after the fault). None of these may change a number."""
 
 from __future__ import annotations
 
@@ -40,10 +41,12 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
 
     clean = train("clean", None)
     # The faulted run also computes its reference log-probs 8 pairs a forward instead of 2,
-    # and gathers per module: the same numbers, so everything below must still agree.
+    # gathers per module and offloads: the same numbers, so everything below must agree.
     faulted = train("faulted", fail_at=2,
                     dpo=DPO.model_copy(update={"reference_micro_batch_size": 8,
-                                               "zero3_whole_blocks": False}))
+                                               "zero3_whole_blocks": False,
+                                               "offload_optimizer": True,
+                                               "offload_params": True}))
 
     assert (tmp_path / "faulted" / ".fault_injected").exists()  # the fault did happen
     expected_steps = len(PAIRS) // DPO.batch_size * DPO.epochs
