@@ -53,7 +53,8 @@ def load_model(path: str, cfg: TrainingConfig, ds_config: dict[str, Any],
                adapter: str | None = None) -> Any:
     """The policy: the model at `path`, built sharded under ZeRO-3, wrapped in LoRA if asked;
     the LoRA weights start from the local `adapter` directory when one is given (a continued
-    adapter), else from peft's initialisation (B = 0: the policy starts as the base)."""
+    adapter), else from peft's initialisation (B = 0: the policy starts as the base). Under
+    ZeRO-3 its transformer blocks are marked to be gathered whole (`mark_blocks`)."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig, unset_hf_deepspeed_config
@@ -78,6 +79,7 @@ def load_model(path: str, cfg: TrainingConfig, ds_config: dict[str, Any],
             load_adapter_weights(model, adapter)
         if cfg.gradient_checkpointing:
             model.enable_input_require_grads()
+    mark_blocks(model, cfg)
     return model
 
 
@@ -131,7 +133,6 @@ def build_engine(model: Any, cfg: TrainingConfig, ds_config: dict[str, Any],
 
     from temporal_ray.training.schedule import lr_factor
 
-    mark_blocks(model, cfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = None
     if "optimizer" not in ds_config:
@@ -156,7 +157,6 @@ def build_frozen_engine(path: str, cfg: TrainingConfig, world_size: int) -> Any:
     frozen = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False}),
                                     "gradient_checkpointing": False})
     model = load_model(path, frozen, ds_config).requires_grad_(False)
-    mark_blocks(model, frozen)
     engine, *_ = deepspeed.initialize(model=model, config=ds_config)
     engine.eval()
     return engine
