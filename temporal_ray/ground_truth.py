@@ -81,8 +81,9 @@ def check_checkpoint(run: RunDir, stage: str, model: str, heldout: list[dict[str
     judge = cfg.judge
 
     def produce(tmp: str) -> dict[str, Any]:
-        requests = ray.data.from_items(checkpoint_requests(heldout, check, cfg))
-        outputs = run_engine_pool(requests, model, cfg.engine).select_columns(
+        requests = checkpoint_requests(heldout, check, cfg)
+        outputs = run_engine_pool(ray.data.from_items(requests), model, cfg.engine,
+                                  rows=len(requests)).select_columns(
             [*CANDIDATE_COLUMNS, "judge_index", "generated_text", "num_generated_tokens"]
         ).to_pandas()
         answers = outputs[outputs["role"] == HELDOUT_ROLE]

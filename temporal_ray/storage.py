@@ -251,6 +251,17 @@ def read_dataset(paths: str | list[str]) -> Any:
         context.use_datasource_v2 = default
 
 
+def count_rows(paths: str | list[str]) -> int:
+    """Rows of Parquet files or directories of them, from their footers (nothing else read)."""
+    import pyarrow.dataset as pads
+
+    total = 0
+    for path in [paths] if isinstance(paths, str) else paths:
+        fs, local = resolve(path)
+        total += pads.dataset(local, filesystem=fs, format="parquet").count_rows()
+    return total
+
+
 def read_rows(path: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
     """All rows of a directory of Parquet files (a stage's data/), as dicts."""
     import pyarrow as pa

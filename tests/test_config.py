@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from temporal_ray.config import (
     Config,
     ConfigError,
+    EngineConfig,
     Method,
     apply_override,
     changed_fields,
@@ -377,3 +378,16 @@ def test_zero_options_come_from_the_command_line_as_a_mapping():
     cfg = load_config(TINY, ["dpo.zero_options={stage3_prefetch_bucket_size: 50000000}"])
     assert cfg.dpo.zero_options == {"stage3_prefetch_bucket_size": 50_000_000}
     assert "dpo.zero_options" in config_error(TINY, ["dpo.zero_options={bogus_knob: 1}"])
+
+
+def test_blocks_hold_batches_per_block_batches_unless_the_stage_is_too_small():
+    engine = EngineConfig(actors=2, batch_size=16, batches_per_block=4)
+    assert engine.block_rows() == engine.block_rows(10_000) == 64  # unknown or large stage
+    assert engine.block_rows(128) == 64  # exactly a block of 4 batches for each actor
+    assert engine.block_rows(100) == 64  # 2 blocks: 64 and 36 rows
+    assert engine.block_rows(64) == 32  # 2 blocks of 2 batches, not one of 4
+    assert engine.block_rows(20) == 16  # never less than a batch
+    assert engine.block_rows(1) == 16
+    # A pool that may grow counts the actors it may grow to.
+    assert engine.model_copy(update={"max_actors": 4}).block_rows(128) == 32
+    assert EngineConfig(batch_size=8, batches_per_block=1).block_rows(1000) == 8

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from temporal_ray.storage import RunDir, read_rows, write_rows
+from temporal_ray.storage import RunDir, count_rows, read_rows, write_rows
 
 
 def test_stage_is_published_with_manifest_and_counts(tmp_path):
@@ -137,3 +137,11 @@ def test_read_rows_unifies_a_column_that_is_all_null_in_one_file(tmp_path):
     rows = sorted(read_rows(str(tmp_path)), key=lambda r: r["id"])
     assert rows == [{"id": 1, "score": None, "scores": [None]},
                     {"id": 2, "score": 4.5, "scores": [4.0, 5.0]}]
+
+
+def test_count_rows_reads_the_footers_of_files_and_directories(tmp_path):
+    write_rows([{"id": i} for i in range(3)], str(tmp_path / "a" / "x.parquet"))
+    write_rows([{"id": i} for i in range(4)], str(tmp_path / "a" / "y.parquet"))
+    write_rows([{"id": 9}], str(tmp_path / "b.parquet"))
+    assert count_rows(str(tmp_path / "a")) == 7
+    assert count_rows([str(tmp_path / "a"), str(tmp_path / "b.parquet")]) == 8

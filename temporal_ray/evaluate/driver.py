@@ -91,7 +91,8 @@ def answer_stage(out: RunDir, checkpoint: Checkpoint, requests: list[dict[str, A
     import ray.data
 
     def produce(tmp: str) -> dict[str, Any]:
-        outputs = run_engine_pool(ray.data.from_items(requests), checkpoint.path, cfg.engine)
+        outputs = run_engine_pool(ray.data.from_items(requests), checkpoint.path, cfg.engine,
+                                  rows=len(requests))
         rows = [{"prompt_id": r["prompt_id"], "role": r["role"], "response": r["generated_text"],
                  "response_tokens": int(r["num_generated_tokens"])}
                 for r in outputs.select_columns(["prompt_id", "role", "generated_text",
@@ -150,7 +151,8 @@ def judge_pairs(checkpoint: Checkpoint, prompts: list[dict[str, Any]], model: di
         requests = [r for r, ok in zip(requests, fits) if ok]
     if not requests:
         return [], too_long
-    outputs = run_engine_pool(ray.data.from_items(requests), judge_model, engine)
+    outputs = run_engine_pool(ray.data.from_items(requests), judge_model, engine,
+                              rows=len(requests))
     verdicts = [{"prompt_id": r["prompt_id"], "model_first": bool(r["model_first"]),
                  "judgement": r["generated_text"],
                  "verdict": parse_verdict(r["generated_text"], judge.verdict_pattern)}

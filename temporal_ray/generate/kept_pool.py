@@ -3,10 +3,10 @@
 A Ray Data actor pool lives as long as its dataset, so every generate or judge stage starts
 its engines again and loads the model again: seconds on CPU (worker processes importing torch),
 minutes for a large model on GPUs. A kept pool is a set of `HFEngine` actors started once for
-a model and pool settings. A stage streams its request batches out of Ray Data, sends them to
-the actors (two queued on each, so an engine never waits for its next batch) and hands the
-outputs back to Ray Data, which writes them; the next stage on the same model, or with LoRA on
-one base on any adapter of it, finds the actors running.
+a model and pool settings. A stage streams its requests out of Ray Data in blocks of a few
+batches, sends them to the actors (two blocks queued on each, so an engine never waits for its
+next one) and hands the outputs back to Ray Data, which writes them; the next stage on the
+same model, or with LoRA on one base on any adapter of it, finds the actors running.
 
 Plain actors rather than a Ray Serve application: on CPU, a Serve replica generated each batch
 20 to 60% slower than a plain actor and batches waited at its router; bench/README.md has the
@@ -17,7 +17,7 @@ Kept pools hold their CPUs and GPUs until released: a DPO stage releases them be
 starts, a stage that needs another pool (kept or not) releases the running one first (one
 pool at a time, so two pools never wait on each other's resources), and the run releases them
 when it ends. The actors belong to the driver, so a killed driver takes them with it. An actor
-that dies is restarted by Ray, which sends its batches again.
+that dies is restarted by Ray, which sends its blocks again.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import ray.data
 
-BATCHES_QUEUED_PER_ENGINE = 2
+BLOCKS_QUEUED_PER_ENGINE = 2
 POOL_PREFIX = "kept-pool-"
 
 
@@ -48,8 +48,12 @@ class PoolEngine:
 
         self.engine = HFEngine(model_path, use_gpu=use_gpu)
 
-    def generate(self, batch: pd.DataFrame) -> pd.DataFrame:
-        return self.engine(batch)
+    def generate(self, block: pd.DataFrame, batch_size: int) -> pd.DataFrame:
+        """A block of requests, `batch_size` rows at a time."""
+        import pandas as pd
+
+        return pd.concat([self.engine(block.iloc[start: start + batch_size])
+                          for start in range(0, len(block), batch_size)])
 
     def describe(self) -> dict[str, Any]:
         """Which process serves, and the adapters it has loaded (for tests and debugging)."""
@@ -168,7 +172,7 @@ def start_kept_pool(model_path: str, engine: EngineConfig) -> str:
     engine_actor = ray.remote(PoolEngine).options(
         num_cpus=engine.cpus_per_actor, num_gpus=engine.gpus_per_actor,
         resources=engine.resources or None,
-        # A dead engine is started again, and the batches it had are sent again.
+        # A dead engine is started again, and the blocks it had are sent again.
         max_restarts=-1, max_task_retries=-1)
     actors = [engine_actor.remote(model_path, engine.gpus_per_actor > 0)
               for _ in range(engine.actors)]
@@ -179,34 +183,36 @@ def start_kept_pool(model_path: str, engine: EngineConfig) -> str:
     return name
 
 
-def dispatch(actors: list[Any], batches: Iterable[pd.DataFrame],
-             queued: int = BATCHES_QUEUED_PER_ENGINE) -> list[Any]:
-    """Send each batch to the first engine with room (`queued` batches each); returns the
+def dispatch(actors: list[Any], blocks: Iterable[pd.DataFrame], batch_size: int,
+             queued: int = BLOCKS_QUEUED_PER_ENGINE) -> list[Any]:
+    """Send each block to the first engine with room (`queued` blocks each); returns the
     output object refs, in no particular order."""
     import ray
 
     free = [actor for _ in range(queued) for actor in actors]
     in_flight: dict[Any, Any] = {}
     done = []
-    for batch in batches:
+    for block in blocks:
         if not free:
             (ready,), _ = ray.wait(list(in_flight), num_returns=1)
             free.append(in_flight.pop(ready))
             done.append(ready)
         actor = free.pop(0)
-        in_flight[actor.generate.remote(batch)] = actor
+        in_flight[actor.generate.remote(block, batch_size)] = actor
     return done + list(in_flight)
 
 
-def run_kept_pool(requests: ray.data.Dataset, model_path: str,
-                  engine: EngineConfig) -> ray.data.Dataset:
-    """`requests` through the kept pool of `model_path`, `engine.batch_size` rows a batch."""
+def run_kept_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
+                  rows: int | None = None) -> ray.data.Dataset:
+    """`requests` (`rows` of them, if known) through the kept pool of `model_path`: blocks of
+    `engine.block_rows(rows)` rows to the engines, which generate `engine.batch_size` rows
+    at a time."""
     import ray.data
 
     name = start_kept_pool(model_path, engine)
     count_call(name)
-    batches = requests.iter_batches(batch_size=engine.batch_size, batch_format="pandas")
-    outputs = dispatch(pool_actors(name), batches)
+    blocks = requests.iter_batches(batch_size=engine.block_rows(rows), batch_format="pandas")
+    outputs = dispatch(pool_actors(name), blocks, engine.batch_size)
     if not outputs:  # no request: an empty dataset of the request columns
         return requests.limit(0)
     return ray.data.from_pandas_refs(outputs)

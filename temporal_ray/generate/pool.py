@@ -71,31 +71,34 @@ def check_servable(served: dict[str, str], base: str, engine: EngineConfig) -> N
 
 
 def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str | None,
-                    engine: EngineConfig, lora_rank: int | None) -> ray.data.Dataset:
+                    engine: EngineConfig, lora_rank: int | None,
+                    rows: int | None = None) -> ray.data.Dataset:
     """One pool for `models` (key -> model directory, rows matched by their `key` column):
     the model itself, or with `lora_rank` (LoRA on one base) their base, each request
-    naming its adapter."""
+    naming its adapter. `rows`: how many requests there are (at most), if known."""
     base, served = pool_models(models, one_base=lora_rank is not None)
     check_servable(served, base, engine)
     if all(path == base for path in served.values()):
-        return run_engine_pool(requests, base, engine)
+        return run_engine_pool(requests, base, engine, rows=rows)
     requests = requests.map(name_model, fn_kwargs={"models": served, "key": key})
-    return run_engine_pool(requests, base, engine, lora_rank)
+    return run_engine_pool(requests, base, engine, lora_rank, rows)
 
 
 def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
-                    lora_rank: int | None = None) -> ray.data.Dataset:
-    """`lora_rank`: the rows name adapters of `model_path` (of at most this rank) to serve."""
+                    lora_rank: int | None = None, rows: int | None = None) -> ray.data.Dataset:
+    """`lora_rank`: the rows name adapters of `model_path` (of at most this rank) to serve.
+    `rows`: how many requests there are (at most), if known, so that a small stage is cut
+    into blocks small enough for every actor to get one."""
     if engine.keep_alive and engine.kind == "vllm":  # a Serve LLM app that outlives the stage
         from temporal_ray.generate.serve_pool import run_serve_pool
 
         return run_serve_pool(requests, model_path, engine)
     if engine.keep_alive:  # engine actors that outlive the stage
-        return run_kept_pool(requests, model_path, engine)
+        return run_kept_pool(requests, model_path, engine, rows)
     release_kept_pools()  # one pool at a time: this one may need their CPUs or GPUs
-    # One block per engine batch, so every actor of the pool gets work (Ray Data hands a
-    # block to one actor; a single block would leave the rest of the pool idle).
-    requests = requests.repartition(target_num_rows_per_block=engine.batch_size)
+    # Ray Data hands a block to one actor per task: blocks of a few batches spread the work
+    # over the pool (one block would leave the rest idle) at a few tasks' cost.
+    requests = requests.repartition(target_num_rows_per_block=engine.block_rows(rows))
     if engine.kind == "vllm":
         from temporal_ray.generate.vllm_engine import build_vllm_processor
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from temporal_ray.config import EngineConfig, GenerationConfig
 from temporal_ray.generate.pool import run_models_pool
 from temporal_ray.generate.requests import candidate_requests, to_candidate
-from temporal_ray.storage import read_dataset
+from temporal_ray.storage import count_rows, read_dataset
 
 
 def generate_candidates(prompts_path: str, models: dict[str, str],
@@ -29,6 +29,7 @@ def generate_candidates(prompts_path: str, models: dict[str, str],
         "max_tokens": generation.max_new_tokens, "seed": generation.seed,
     }) for role in models]
     requests = per_role[0].union(*per_role[1:]) if len(per_role) > 1 else per_role[0]
-    run_models_pool(requests, models, "role", engine, lora_rank) \
+    rows = count_rows(prompts_path) * generation.samples * len(models)
+    run_models_pool(requests, models, "role", engine, lora_rank, rows) \
         .map(to_candidate).write_parquet(out_dir)
 

@@ -27,7 +27,7 @@ from temporal_ray.generate.pool import run_models_pool
 from temporal_ray.generate.requests import derive_seed, sampling_params
 from temporal_ray.judge.parse import average_score, parse_judgement
 from temporal_ray.judge.rubric import judge_messages, load_template
-from temporal_ray.storage import read_dataset, write_rows
+from temporal_ray.storage import count_rows, read_dataset, write_rows
 
 CANDIDATE_KEY = ["role", "prompt_id", "sample_index"]
 OVER_CONTEXT = "over_context"
@@ -160,7 +160,8 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
             "max_model_len": engine.max_model_len, "template": template,
             "truncate": judge.overlong == "truncate"})
     outputs = run_models_pool(requests, {"judge": judge_model}, None, engine,
-                              lora_rank if engine.kind != "http" else None)
+                              lora_rank if engine.kind != "http" else None,
+                              rows=count_rows(candidate_paths) * judge.samples)
     # A candidate's J judgements come back from different actors: gather them in the driver.
     # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
     # shuffle costs more than the judging itself at that size.

@@ -23,7 +23,9 @@ def test_one_actor_or_two_give_the_same_candidates(tiny_model, ray_cluster, tmp_
     write_rows(prompts, str(tmp_path / "prompts" / "p.parquet"))
     generation = GenerationConfig(samples=3, max_new_tokens=16, temperature=0.9, seed=11)
     outputs = {}
+    # 30 requests: blocks of 4 batches (16 rows, the default) or of one (4 rows).
     pools = {"1": EngineConfig(actors=1, batch_size=4), "2": EngineConfig(actors=2, batch_size=4),
+             "2, a batch a block": EngineConfig(actors=2, batch_size=4, batches_per_block=1),
              "1 to 2": EngineConfig(actors=1, max_actors=2, batch_size=4)}  # autoscaling
     for name, engine in pools.items():
         out = tmp_path / f"actors {name}"
@@ -33,7 +35,7 @@ def test_one_actor_or_two_give_the_same_candidates(tiny_model, ray_cluster, tmp_
         outputs[name] = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
         assert len(rows) == len(outputs[name]) == 10 * 3  # none lost, none twice
     assert {p for p, _ in outputs["1"]} == {p["prompt_id"] for p in prompts}
-    assert outputs["1"] == outputs["2"] == outputs["1 to 2"]
+    assert outputs["1"] == outputs["2"] == outputs["2, a batch a block"] == outputs["1 to 2"]
     # Each pool is gone once its stage returns: the next stage (a DPO job) gets its CPUs/GPUs.
     import time
 

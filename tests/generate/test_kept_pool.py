@@ -49,6 +49,26 @@ def test_app_names_follow_the_model_and_the_pool_settings():
         update={"batch_size": 3}))
 
 
+def test_a_kept_engine_generates_a_block_batch_size_rows_at_a_time(tiny_model):
+    """A kept pool sends blocks of several batches: the engine runs them batch by batch and
+    returns every row, in order, with the text the engine gives the rows on their own."""
+    import pandas as pd
+
+    from temporal_ray.generate.kept_pool import PoolEngine
+    from temporal_ray.generate.requests import candidate_requests
+
+    pool_engine = PoolEngine(tiny_model, use_gpu=False)
+    engine, sizes = pool_engine.engine, []
+    pool_engine.engine = lambda batch: sizes.append(len(batch)) or engine(batch)
+    block = pd.DataFrame([row for prompt in PROMPTS[:5] for row in candidate_requests(
+        prompt, "past", 2, 0.9, 0.95, 6, 3)])
+    out = pool_engine.generate(block, batch_size=4)
+    assert sizes == [4, 4, 2]
+    assert list(out["prompt_id"]) == list(block["prompt_id"])
+    assert list(out["sample_index"]) == list(block["sample_index"])
+    assert list(out["generated_text"]) == list(engine(block)["generated_text"])
+
+
 def test_keep_alive_is_refused_where_there_is_nothing_to_keep():
     with pytest.raises(ValueError, match="fixed size"):
         EngineConfig(keep_alive=True, actors=1, max_actors=4)
@@ -68,7 +88,8 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
     import ray
 
     write_rows(PROMPTS, str(tmp_path / "prompts" / "p.parquet"))
-    engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
+    # 12 requests in blocks of 2 batches: both engines get a block, one of them a short one.
+    engine = EngineConfig(actors=2, batch_size=4, batches_per_block=2, keep_alive=True)
     all_cpus = ray.cluster_resources()["CPU"]
     app = pool_name(tiny_model, engine)
     with releasing_kept_pools():
@@ -158,7 +179,7 @@ def stages_seed(cfg) -> int:
 @pytest.mark.chaos
 def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model, ray_cluster,
                                                                       tmp_path, chaos_record):
-    """SIGKILL one engine of a kept pool mid-stage: Ray restarts it and sends its batches
+    """SIGKILL one engine of a kept pool mid-stage: Ray restarts it and sends its blocks
     again; the stage writes every (prompt, sample) once, with the texts of an undisturbed
     stage, and the pool keeps serving."""
     import os
@@ -167,7 +188,9 @@ def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model
 
     import psutil
 
-    prompts = [{"prompt_id": f"p{i}", "prompt": f"Tell me about {i} rivers."} for i in range(24)]
+    # 96 requests: 6 blocks of 4 batches, 3 for each engine, so both are busy when one is
+    # killed 1 s in (with 3 blocks, one engine could be done and idle by then).
+    prompts = [{"prompt_id": f"p{i}", "prompt": f"Tell me about {i} rivers."} for i in range(48)]
     write_rows(prompts, str(tmp_path / "prompts" / "p.parquet"))
     generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
     engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
@@ -201,5 +224,5 @@ def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model
         assert killed and killed[0] < finished - 0.5, "no engine was killed mid-stage"
         lost = len(clean) - len(faulted)
         chaos_record("kept-pool engine SIGKILL mid-stage", 1, faulted == clean, max(lost, 0))
-        assert len(clean) == 24 * 2 and faulted == clean
+        assert len(clean) == 48 * 2 and faulted == clean
         assert generate("after") == clean  # the restarted engine serves the next stage
