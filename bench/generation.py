@@ -63,6 +63,7 @@ SPEEDUP_TARGET = 1.6
 OVERHEAD_TARGET = 10.0  # percent
 RESULTS = Path(__file__).resolve().parent / "results" / "generation.json"
 TOPICS = ("rivers", "prime numbers", "bread", "the moon", "trains", "bees", "chess", "rain")
+TEMPERATURE, TOP_P, SEED = 0.7, 0.9, 0
 ENGINE_TASKS = ("MapBatches(HFEngine)).submit", "PoolEngine.generate")
 """How Ray's timeline names an engine's tasks: a Ray Data actor pool's, a kept pool's."""
 
@@ -71,6 +72,16 @@ def make_prompts(count: int) -> list[dict[str, Any]]:
     return [{"prompt_id": f"p{i:04d}",
              "prompt": f"Write a short note about {TOPICS[i % len(TOPICS)]}, number {i}."}
             for i in range(count)]
+
+
+def make_requests(prompts: list[dict[str, Any]], samples: int,
+                  max_new_tokens: int) -> list[dict[str, Any]]:
+    """The request rows the generate stage builds for `prompts` (same seeds, same sampling)."""
+    from temporal_ray.generate.requests import candidate_requests
+
+    return [row for prompt in prompts for row in candidate_requests(
+        prompt, role="policy", samples=samples, temperature=TEMPERATURE, top_p=TOP_P,
+        max_tokens=max_new_tokens, seed=SEED)]
 
 
 def plain_loop(model_path: str, requests: list[dict[str, Any]], batch_size: int,
@@ -139,11 +150,7 @@ def side_by_side(model_path: str, args: argparse.Namespace, batches: int) -> dic
 
 def plain_loop_child(args: argparse.Namespace) -> None:
     """One of side_by_side's processes: load, say so, wait for "go", run, print the result."""
-    from temporal_ray.generate.requests import candidate_requests
-
-    requests = [row for prompt in make_prompts(args.prompts) for row in candidate_requests(
-        prompt, role="policy", samples=args.samples, temperature=0.7, top_p=0.9,
-        max_tokens=args.max_new_tokens, seed=0)]
+    requests = make_requests(make_prompts(args.prompts), args.samples, args.max_new_tokens)
     start, _, end = args.child_rows.partition(":")
     rows = requests[int(start): int(end) if end else None]
 
@@ -201,7 +208,7 @@ def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
     from temporal_ray.storage import read_rows
 
     generation = GenerationConfig(samples=samples, max_new_tokens=max_new_tokens,
-                                  temperature=0.7, top_p=0.9, seed=0)
+                                  temperature=TEMPERATURE, top_p=TOP_P, seed=SEED)
     engine = EngineConfig(actors=actors, batch_size=batch_size, cpus_per_actor=1,
                           batches_per_block=batches_per_block, keep_alive=keep_alive)
     wall_start, driver_cpu = time.time(), time.process_time()
@@ -266,7 +273,6 @@ def main() -> None:
     logging.getLogger("ray._private.state").setLevel(logging.ERROR)
 
     from temporal_ray.generate.kept_pool import release_kept_pools, start_kept_pool
-    from temporal_ray.generate.requests import candidate_requests
     from temporal_ray.storage import write_rows
     from temporal_ray.tiny import build_tiny_model
 
@@ -277,10 +283,7 @@ def main() -> None:
         prompts = make_prompts(args.prompts)
         write_rows(prompts, str(work / "prompts" / "prompts.parquet"))
         write_rows(prompts[:4], str(work / "warm" / "prompts.parquet"))
-        # The same request rows the stage builds (same seeds, same sampling parameters).
-        requests = [row for prompt in prompts for row in candidate_requests(
-            prompt, role="policy", samples=args.samples, temperature=0.7, top_p=0.9,
-            max_tokens=args.max_new_tokens, seed=0)]
+        requests = make_requests(prompts, args.samples, args.max_new_tokens)
 
         # Two threads on the first batches only: two threads on two cores stall badly as soon
         # as anything else runs, and only the rate is compared.
@@ -448,7 +451,7 @@ def report(args: argparse.Namespace, requests: list[dict[str, Any]],
                      "batch_size": args.batch_size, "batches": base["batches"],
                      "batches_per_block": args.batches_per_block,
                      "two_thread_batches": args.two_thread_batches,
-                     "repeats": args.repeats, "temperature": 0.7, "top_p": 0.9},
+                     "repeats": args.repeats, "temperature": TEMPERATURE, "top_p": TOP_P},
         "token_counts_identical": same_tokens,
         "plain_loop": {f"threads_{k}": v for k, v in plain.items()},
         "two_plain_loops_side_by_side": {k: v for k, v in pair.items() if k != "batch_tokens"},
