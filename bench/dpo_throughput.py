@@ -1,8 +1,8 @@
 """DPO training throughput: our DPO stage (Ray Train + DeepSpeed ZeRO-3) against TRL's DPOTrainer.
 
 What is measured: training tokens per second on CPU, both sides in the same run, on the same
-tiny model (`temporal_ray.tiny.build_tiny_model`), the same synthetic pairs and the same global
-batch (pairs per optimizer step).
+tiny model (`temporal_ray.miniature.tiny_model.build_tiny_model`), the same synthetic
+pairs and the same global batch (pairs per optimizer step).
 
 - Pairs: deterministic (seeded) prompts "What is {a} plus {b}?" with chosen and rejected
   responses of 3..60 random words from a fixed vocabulary, so lengths vary and length bucketing
@@ -11,7 +11,7 @@ batch (pairs per optimizer step).
   through the chat template), counted once with our tokenizer (`dpo.batches.tokenize_pair`, the
   worker's own count, `train_tokens`). The same numerator serves both sides; the script checks
   that TRL tokenises the same pairs to the same total.
-- Ours: `temporal_ray.dpo.trainer.train_dpo` with 2 workers (one CPU core each), ZeRO-3
+- Ours: `temporal_ray.stages.dpo.train_dpo` with 2 workers (one CPU core each), ZeRO-3
   gathering whole transformer blocks (the stage's default; `--per-module-gathers` for
   DeepSpeed's per-module gathers),
   `batch_size` B, `micro_batch_size` M (default B / 2: no gradient accumulation, as on TRL's
@@ -79,7 +79,7 @@ def count_tokens(model_path: str, pairs: list[dict[str, str]], max_length: int) 
     """Prompt + response tokens of chosen and rejected, exactly as our DPO worker counts them."""
     from transformers import AutoTokenizer
 
-    from temporal_ray.dpo.batches import tokenize_pair
+    from temporal_ray.core.batching import tokenize_pair
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], max_length)
@@ -95,7 +95,7 @@ def run_trl(model_path: str, pairs: list[dict[str, str]], batch_size: int, lr: f
     import trl
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from temporal_ray.dpo.batches import prompt_text
+    from temporal_ray.core.batching import prompt_text
 
     torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -139,7 +139,7 @@ def run_ours(pairs_path: str, model_path: str, work: Path, batch_size: int,
              whole_blocks: bool = True) -> dict[str, Any]:
     """One run of our DPO stage on 2 Ray Train workers; returns its metrics' timings."""
     from temporal_ray.config import DPOConfig
-    from temporal_ray.dpo.trainer import train_dpo
+    from temporal_ray.stages.dpo import train_dpo
 
     cfg = DPOConfig(lr=lr, min_lr=lr / 10, warmup_ratio=0.0, epochs=1, batch_size=batch_size,
                     micro_batch_size=micro_batch_size, max_length=max_length, zero_stage=zero_stage,
@@ -216,8 +216,8 @@ def main() -> None:
 
     import ray
 
-    from temporal_ray.storage import write_rows
-    from temporal_ray.tiny import build_tiny_model
+    from temporal_ray.miniature.tiny_model import build_tiny_model
+    from temporal_ray.storage.files import write_rows
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:

@@ -1,7 +1,8 @@
 """Generation throughput: the generate stage through Ray Data actor pools against a plain loop.
 
 What is measured: generated tokens per second of the `hf` engine on CPU, on the same tiny model
-(`temporal_ray.tiny.build_tiny_model`), the same request rows and the same sampling settings.
+(`temporal_ray.miniature.tiny_model.build_tiny_model`), the same request rows and the same
+sampling settings.
 
 - Requests: `--prompts` synthetic prompts x `--samples` samples, one request row per sample
   (`generate.requests.candidate_requests`, each row with its own seed), `--max-new-tokens` new
@@ -77,7 +78,7 @@ def make_prompts(count: int) -> list[dict[str, Any]]:
 def make_requests(prompts: list[dict[str, Any]], samples: int,
                   max_new_tokens: int) -> list[dict[str, Any]]:
     """The request rows the generate stage builds for `prompts` (same seeds, same sampling)."""
-    from temporal_ray.generate.requests import candidate_requests
+    from temporal_ray.core.requests import candidate_requests
 
     return [row for prompt in prompts for row in candidate_requests(
         prompt, role="policy", samples=samples, temperature=TEMPERATURE, top_p=TOP_P,
@@ -91,7 +92,7 @@ def plain_loop(model_path: str, requests: list[dict[str, Any]], batch_size: int,
     import pandas as pd
     import torch
 
-    from temporal_ray.generate.hf_engine import HFEngine
+    from temporal_ray.engines.hf import HFEngine
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -204,8 +205,8 @@ def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
     """One call of the generate stage through a Ray Data actor pool of `actors` engines, or
     with `keep_alive` through the kept pool of `actors` engines (already started)."""
     from temporal_ray.config import EngineConfig, GenerationConfig
-    from temporal_ray.generate.stage import generate_candidates
-    from temporal_ray.storage import read_rows
+    from temporal_ray.stages.generate import generate_candidates
+    from temporal_ray.storage.files import read_rows
 
     generation = GenerationConfig(samples=samples, max_new_tokens=max_new_tokens,
                                   temperature=TEMPERATURE, top_p=TOP_P, seed=SEED)
@@ -272,9 +273,9 @@ def main() -> None:
     # ray.timeline() warns on every call that a later Ray will read it from the dashboard.
     logging.getLogger("ray._private.state").setLevel(logging.ERROR)
 
-    from temporal_ray.generate.kept_pool import release_kept_pools, start_kept_pool
-    from temporal_ray.storage import write_rows
-    from temporal_ray.tiny import build_tiny_model
+    from temporal_ray.engines.kept_pool import release_kept_pools, start_kept_pool
+    from temporal_ray.miniature.tiny_model import build_tiny_model
+    from temporal_ray.storage.files import write_rows
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:

@@ -60,10 +60,10 @@ def main() -> int:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from temporal_ray.config import DPOConfig
-    from temporal_ray.dpo.batches import TokenizedPair, collate
-    from temporal_ray.dpo.loss import IGNORE_INDEX, dpo_loss, sequence_logps
-    from temporal_ray.plan import Architecture
+    from temporal_ray.core.batching import TokenizedPair, collate
+    from temporal_ray.core.dpo_loss import IGNORE_INDEX, dpo_loss, sequence_logps
     from temporal_ray.training.deepspeed_setup import build_engine, deepspeed_config, load_model
+    from temporal_ray.training.plan import Architecture
 
     gpu = args.device == "cuda"
     if gpu and not torch.cuda.is_available():

@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from temporal_ray.config import EngineConfig
-    from temporal_ray.generate.kept_pool import releasing_kept_pools
-    from temporal_ray.preflight import check_model
+    from temporal_ray.engines.kept_pool import releasing_kept_pools
+    from temporal_ray.engines.preflight import check_model
 
     check_model(args.model)
     gpu = args.engine == "vllm"
@@ -73,11 +73,11 @@ def run_checks(args: argparse.Namespace, engine: EngineConfig) -> list[tuple[str
     import ray.data
 
     from temporal_ray.config import JudgeConfig
-    from temporal_ray.generate.kept_pool import pool_calls
-    from temporal_ray.generate.pool import run_engine_pool
-    from temporal_ray.generate.requests import candidate_requests, to_candidate
-    from temporal_ray.judge.stage import judge_candidates
-    from temporal_ray.storage import read_rows, write_rows
+    from temporal_ray.core.requests import candidate_requests, to_candidate
+    from temporal_ray.engines.kept_pool import pool_calls
+    from temporal_ray.engines.pool import run_engine_pool
+    from temporal_ray.stages.judge import judge_candidates
+    from temporal_ray.storage.files import read_rows, write_rows
 
     prompts = [{"prompt_id": f"p{i}", "prompt": p} for i, p in enumerate(PROMPTS)]
     requests = [r for p in prompts for r in

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from temporal_ray.config import ConfigError, load_config
-from temporal_ray.prompts import PromptFileError
+from temporal_ray.core.prompts import PromptFileError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "tiny-model":
-            from temporal_ray.tiny import build_tiny_model
+            from temporal_ray.miniature.tiny_model import build_tiny_model
 
             print(f"tiny model written to {build_tiny_model(args.out_dir)}")
             return 0
         if args.command == "serve":
-            from temporal_ray.preflight import ModelCheckError
+            from temporal_ray.engines.preflight import ModelCheckError
             from temporal_ray.serve import serve_checkpoint
 
             try:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             print(cfg.to_yaml(), end="")
             return 0
         if args.command == "plan":
-            from temporal_ray.plan import plan_stage
+            from temporal_ray.training.plan import plan_stage
 
             stage_plan = plan_stage(cfg, args.stage)
             training = cfg.dpo if args.stage == "dpo" else cfg.sft
@@ -102,19 +102,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"{training.zero_stage}{', LoRA' if training.lora.enabled else ''}")
             print(stage_plan.table())
             return 0 if stage_plan.fits else 3
+        from temporal_ray.engines.preflight import ModelCheckError
         from temporal_ray.evaluate.checkpoints import NoCheckpointsError
-        from temporal_ray.plan import PlanError
-        from temporal_ray.preflight import ModelCheckError
-        from temporal_ray.run import ConfigChangedError, run_experiment
-        from temporal_ray.sft.stage import run_sft
-        from temporal_ray.stages import JudgeFailureError, NoPairsError
-        from temporal_ray.storage import RunLockedError, UnknownStageError
+        from temporal_ray.run.driver import run_experiment
+        from temporal_ray.run.iteration import JudgeFailureError, NoPairsError
+        from temporal_ray.run.session import ConfigChangedError
+        from temporal_ray.run.sft import run_sft
+        from temporal_ray.storage.lock import RunLockedError
+        from temporal_ray.storage.run_dir import UnknownStageError
+        from temporal_ray.training.plan import PlanError
 
         try:
             if args.command == "sft":
                 run_sft(cfg, force=args.force)
             elif args.command == "miniature":
-                from temporal_ray.miniature import run_miniature
+                from temporal_ray.miniature.recipe import run_miniature
 
                 run_miniature(cfg, force=args.force)
             elif args.command == "eval":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporal_ray.generate.openai_chat import RequestError, chat_completion, chat_request_row
+from temporal_ray.engines.openai_chat import RequestError, chat_completion, chat_request_row
 
 
 def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1):
@@ -27,7 +27,7 @@ def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1):
     @serve.ingress(api)
     class ChatModel:
         def __init__(self) -> None:
-            from temporal_ray.generate.hf_engine import HFEngine
+            from temporal_ray.engines.hf import HFEngine
 
             self.engine = HFEngine(checkpoint)
 
@@ -57,7 +57,7 @@ def build_vllm_app(checkpoint: str, served_model: str, tensor_parallel_size: int
     from ray.serve.llm import LLMConfig, build_openai_app
 
     from temporal_ray.config import EngineConfig
-    from temporal_ray.generate.vllm_engine import serve_llm_config
+    from temporal_ray.engines.vllm import serve_llm_config
 
     engine = EngineConfig(kind="vllm", tensor_parallel_size=tensor_parallel_size,
                           actors=min_replicas,
@@ -73,8 +73,8 @@ def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf
     import ray
     from ray import serve
 
-    from temporal_ray.preflight import check_model
-    from temporal_ray.run import absolute
+    from temporal_ray.engines.preflight import check_model
+    from temporal_ray.run.session import absolute
 
     checkpoint = absolute(checkpoint)
     check_model(checkpoint)

@@ -15,7 +15,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    from temporal_ray.tiny import build_tiny_model
+    from temporal_ray.miniature.tiny_model import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 
@@ -29,7 +29,8 @@ def lora_checkpoint(tiny_model, tmp_path_factory) -> str:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from temporal_ray.training.export import ADAPTER_DIR, merge_adapter
+    from temporal_ray.storage.checkpoints import ADAPTER_DIR
+    from temporal_ray.training.export import merge_adapter
 
     out = tmp_path_factory.mktemp("lora-checkpoint")
     torch.manual_seed(0)
@@ -58,8 +59,8 @@ def engine_texts():
 def _engine_texts(model: str, prompts: list[dict], role: str, generation) -> dict:
     import pandas as pd
 
-    from temporal_ray.generate.hf_engine import HFEngine
-    from temporal_ray.generate.requests import candidate_requests
+    from temporal_ray.core.requests import candidate_requests
+    from temporal_ray.engines.hf import HFEngine
 
     requests = pd.DataFrame([row for prompt in prompts for row in candidate_requests(
         prompt, role, generation.samples, generation.temperature, generation.top_p,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import yaml
 
 from temporal_ray.config import Method
-from temporal_ray.storage import RunDir
+from temporal_ray.storage.run_dir import RunDir
 
 # DPO updates per iteration: what a checkpoint cost, the x axis of equal-compute plots.
 DPO_RUNS_PER_ITERATION = {Method.SELF_REWARDING.value: 1, Method.TEMPORAL.value: 2}

@@ -26,20 +26,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporal_ray.config import Config, EvalConfig
+from temporal_ray.core.prompts import PromptFileError, read_jsonl, text_field
+from temporal_ray.core.requests import candidate_requests
+from temporal_ray.engines.kept_pool import releasing_kept_pools
+from temporal_ray.engines.pool import run_engine_pool
+from temporal_ray.engines.preflight import ContextBudget, drop_overlong
 from temporal_ray.evaluate import humaneval
 from temporal_ray.evaluate.checkpoints import Checkpoint, discover_checkpoints, select
 from temporal_ray.evaluate.lm_eval_hook import LmEvalUnavailable, missing, run_lm_eval
 from temporal_ray.evaluate.pairwise import load_pairwise_template, verdict_requests
 from temporal_ray.evaluate.report import markdown, plot, table
 from temporal_ray.evaluate.winrate import parse_verdict, prompt_preference, win_rate
-from temporal_ray.generate.kept_pool import releasing_kept_pools
-from temporal_ray.generate.pool import run_engine_pool
-from temporal_ray.generate.requests import candidate_requests
-from temporal_ray.judge.stage import load_rule
-from temporal_ray.preflight import ContextBudget, drop_overlong
-from temporal_ray.prompts import PromptFileError, read_jsonl, text_field
-from temporal_ray.run import absolute, check_config, start_ray
-from temporal_ray.storage import RunDir, RunLock, read_rows, write_rows
+from temporal_ray.run.session import absolute, check_config, start_ray
+from temporal_ray.stages.judge import load_rule
+from temporal_ray.storage.files import read_rows, write_rows
+from temporal_ray.storage.lock import RunLock
+from temporal_ray.storage.run_dir import RunDir
 
 HELDOUT, HUMANEVAL = "heldout", "humaneval"
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from temporal_ray.generate.requests import derive_seed, sampling_params
+from temporal_ray.core.requests import derive_seed, sampling_params
 
 PAIRWISE_PROMPT = """\
 Compare two responses to the user's question below and decide which one is better. Judge \

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporal_ray.comparison_report import METHOD_STYLE, by_method, fmt, method_label
+from temporal_ray.analysis.style import METHOD_STYLE, by_method, fmt, method_label
 
 
 def _name(row: dict[str, Any]) -> str:

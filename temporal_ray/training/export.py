@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-ADAPTER_DIR = "adapter"
+from temporal_ray.storage.checkpoints import ADAPTER_DIR
 
 
 def gather_state_dict(engine: Any, zero_stage: int, trainable_only: bool) -> dict[str, Any]:
@@ -49,27 +49,6 @@ def save_trained(engine: Any, tokenizer: Any, output_dir: str, base_model: str,
         engine.module.save_pretrained(adapter_dir, state_dict=state, safe_serialization=True)
         merge_adapter(base_model, adapter_dir, output_dir)
     tokenizer.save_pretrained(output_dir)
-
-
-def adapter_of(model_dir: str) -> tuple[str, str] | None:
-    """(base model, adapter directory) when `model_dir` is a LoRA checkpoint of ours, else
-    None. Works for local paths and storage URIs alike."""
-    import json
-
-    import pyarrow.fs as pafs
-
-    from temporal_ray.storage import resolve
-
-    adapter_dir = f"{model_dir.rstrip('/')}/{ADAPTER_DIR}"
-    fs, config_path = resolve(f"{adapter_dir}/adapter_config.json")
-    if fs.get_file_info(config_path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(config_path) as f:
-        base = json.loads(f.read()).get("base_model_name_or_path")
-    if not base:
-        raise ValueError(f"{adapter_dir}/adapter_config.json names no base_model_name_or_path: "
-                         "the adapter cannot be applied without its base model")
-    return base, adapter_dir
 
 
 def merge_adapter(base_model: str, adapter_dir: str, output_dir: str) -> None:

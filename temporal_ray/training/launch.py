@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from temporal_ray.config import TrainingConfig
-from temporal_ray.storage import resolve
+from temporal_ray.storage.files import resolve
 
 
 def check_batch_geometry(cfg: TrainingConfig, section: str = "dpo") -> None:

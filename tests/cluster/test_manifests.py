@@ -458,7 +458,7 @@ def test_job_runtime_env_merges_with_the_drivers(source, monkeypatch):
     import ray
     from ray.runtime_env.runtime_env import _merge_runtime_env
 
-    from temporal_ray.run import start_ray
+    from temporal_ray.run.session import start_ray
 
     captured = {}
     monkeypatch.setattr(ray, "is_initialized", lambda: False)

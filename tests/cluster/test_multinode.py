@@ -18,10 +18,10 @@ import time
 import pytest
 
 from temporal_ray.config import DPOConfig, EngineConfig, GenerationConfig
-from temporal_ray.dpo.trainer import train_dpo
-from temporal_ray.generate.stage import generate_candidates
-from temporal_ray.prompts import load_prompts
-from temporal_ray.storage import read_rows, write_rows
+from temporal_ray.core.prompts import load_prompts
+from temporal_ray.stages.dpo import train_dpo
+from temporal_ray.stages.generate import generate_candidates
+from temporal_ray.storage.files import read_rows, write_rows
 
 pytestmark = [pytest.mark.slow]
 

@@ -12,8 +12,8 @@ import yaml
 
 from temporal_ray.config import load_config
 from temporal_ray.evaluate.winrate import order_score
-from temporal_ray.storage import read_rows
-from temporal_ray.toytask import Task, grade, heldout_rows, make_tasks, write_jsonl
+from temporal_ray.miniature.tasks import Task, grade, heldout_rows, make_tasks, write_jsonl
+from temporal_ray.storage.files import read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +27,8 @@ def make_run(root, m0: str, m1: str) -> None:
 
 def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     from temporal_ray.evaluate.driver import run_eval
-    from temporal_ray.run import ConfigChangedError
-    from temporal_ray.tiny import build_tiny_model
+    from temporal_ray.miniature.tiny_model import build_tiny_model
+    from temporal_ray.run.session import ConfigChangedError
 
     m1 = str(build_tiny_model(tmp_path / "other", seed=1))
     run_dir = tmp_path / "run"
@@ -38,7 +38,7 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     base = [f"model.path={tiny_model}", f"data.prompts={tmp_path}/heldout.jsonl",
             f"storage.run_dir={run_dir}", "engine.actors=1", "engine.batch_size=16",
             f"eval.prompts={tmp_path}/heldout.jsonl", "eval.max_new_tokens=8"]
-    rule = ["eval.judge.kind=rule", "eval.judge.rule=temporal_ray.toytask:pairwise_verdict",
+    rule = ["eval.judge.kind=rule", "eval.judge.rule=temporal_ray.miniature.tasks:pairwise_verdict",
             "eval.humaneval=2", "eval.humaneval_max_new_tokens=16"]
     results = run_eval(load_config(None, base + rule))
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from temporal_ray.config import DPOConfig, LoraConfig
-from temporal_ray.dpo.trainer import train_dpo
-from temporal_ray.storage import write_rows
+from temporal_ray.stages.dpo import train_dpo
+from temporal_ray.storage.files import write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -76,9 +76,9 @@ def test_lora_on_one_base_continues_the_start_models_adapter(tiny_model, lora_ch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from temporal_ray.dpo.batches import collate, tokenize_pair
-    from temporal_ray.dpo.loss import sequence_logps
-    from temporal_ray.storage import read_rows
+    from temporal_ray.core.batching import collate, tokenize_pair
+    from temporal_ray.core.dpo_loss import sequence_logps
+    from temporal_ray.storage.files import read_rows
 
     write_rows(PAIRS, str(tmp_path / "pairs.parquet"))
     dpo = DPOConfig(lr=1e-2, min_lr=1e-3, warmup_ratio=0.0, batch_size=8, micro_batch_size=4,

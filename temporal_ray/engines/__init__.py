@@ -1,0 +1,11 @@
+"""Engines: what turns request rows into generated text, over Ray Data.
+
+hf.py           transformers' generate in an actor (CPU or GPU)
+vllm.py         Ray Data LLM's vLLM processor and Serve LLM config
+http.py         an OpenAI-compatible endpoint served elsewhere
+openai_chat.py  the OpenAI chat request and reply, for both sides
+pool.py         one pool of engines for a model (or a base and its adapters)
+kept_pool.py    pools kept running between stages (engine.keep_alive)
+serve_pool.py   kept vLLM pools as a Ray Serve LLM application
+preflight.py    is a model usable, does a prompt fit its context
+"""

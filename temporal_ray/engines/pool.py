@@ -1,0 +1,125 @@
+"""An engine pool over a Ray Data dataset: request rows in, the same rows with text out.
+
+A pool loads one model. `hf`: an actor pool of `HFEngine`s (`ActorPoolStrategy`), one model
+copy per actor, or with `keep_alive` a pool of them that outlives the stage (kept_pool.py).
+`vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM engines, or with
+`keep_alive` a Ray Serve LLM application that outlives the stage (serve_pool.py). `http`: Ray
+Data LLM's HTTP processor posting to an OpenAI-compatible endpoint (`model_path` is then the
+model id it serves). Either way the dataset keeps its other columns.
+
+With LoRA on one base (`lora.base: initial`) a pool loads the base once and serves several
+models: each request row names its model in a `model` column, the adapter's directory, or the
+base's own path for the base (Ray Data LLM's convention, which the `hf` engine follows too).
+`pool_models` works out the base and each role's adapter.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from temporal_ray.config import KEPT_VLLM_POOL_LOADS_NO_ADAPTERS, EngineConfig
+from temporal_ray.engines.kept_pool import release_kept_pools, run_kept_pool
+
+if TYPE_CHECKING:
+    import ray.data
+
+
+def pool_models(models: dict[str, str], one_base: bool) -> tuple[str, dict[str, str]]:
+    """The model a pool loads, and per key (a role) the value its requests put in `model`.
+
+    Without `one_base` the models must be one and the same (a pool serves one checkpoint).
+    With it each model is a base or a LoRA checkpoint of that base; they must share it.
+    """
+    from temporal_ray.storage.checkpoints import adapter_of
+
+    if not one_base:
+        distinct = set(models.values())
+        if len(distinct) != 1:
+            raise ValueError(f"one pool serves one model without LoRA on one base; got {models}")
+        only = distinct.pop()
+        return only, dict.fromkeys(models, only)
+    served = {key: adapter_of(path) or (path, None) for key, path in models.items()}
+    bases = {base.rstrip("/") for base, _ in served.values()}
+    if len(bases) != 1:
+        raise ValueError(
+            "lora.base is 'initial' but these models are not adapters of one base: "
+            + ", ".join(f"{key}: {path} (base {served[key][0]})" for key, path in models.items()))
+    base = bases.pop()
+    return base, {key: adapter or base for key, (_, adapter) in served.items()}
+
+
+def name_model(row: dict[str, Any], models: dict[str, str], key: str | None) -> dict[str, Any]:
+    """Row map: the `model` column of a request, from the row's `key` column (its role), or
+    the one model there is when `key` is None."""
+    return {**row, "model": models[row[key]] if key else next(iter(models.values()))}
+
+
+def check_servable(served: dict[str, str], base: str, engine: EngineConfig) -> None:
+    """Refuse what a pool cannot serve before any actor starts."""
+    adapters = {key: path for key, path in served.items() if path != base}
+    if adapters and engine.kind == "http":
+        raise ValueError(f"an http engine serves what its endpoint serves; it cannot load the "
+                         f"adapters of {sorted(adapters)}: use lora.base 'start' or an hf or "
+                         "vllm engine for these roles")
+    if adapters and engine.kind == "vllm" and engine.keep_alive:
+        raise ValueError(f"a kept vLLM pool cannot serve the adapters of {sorted(adapters)}: "
+                         + KEPT_VLLM_POOL_LOADS_NO_ADAPTERS)
+    if engine.kind == "vllm" and any("://" in path for path in adapters.values()):
+        raise ValueError(f"vLLM loads adapters from a filesystem path, and these are remote: "
+                         f"{adapters}; keep the run directory on a filesystem every GPU node "
+                         "shares (NFS, a mounted bucket), or use lora.base 'start'")
+
+
+def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str | None,
+                    engine: EngineConfig, lora_rank: int | None,
+                    rows: int | None = None) -> ray.data.Dataset:
+    """One pool for `models` (key -> model directory, rows matched by their `key` column):
+    the model itself, or with `lora_rank` (LoRA on one base) their base, each request
+    naming its adapter. `rows`: how many requests there are (at most), if known."""
+    base, served = pool_models(models, one_base=lora_rank is not None)
+    check_servable(served, base, engine)
+    if all(path == base for path in served.values()):
+        return run_engine_pool(requests, base, engine, rows=rows)
+    requests = requests.map(name_model, fn_kwargs={"models": served, "key": key})
+    return run_engine_pool(requests, base, engine, lora_rank, rows)
+
+
+def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
+                    lora_rank: int | None = None, rows: int | None = None) -> ray.data.Dataset:
+    """`lora_rank`: the rows name adapters of `model_path` (of at most this rank) to serve.
+    `rows`: how many requests there are (at most), if known, so that a small stage is cut
+    into blocks small enough for every actor to get one."""
+    if engine.keep_alive and engine.kind == "vllm":  # a Serve LLM app that outlives the stage
+        from temporal_ray.engines.serve_pool import run_serve_pool
+
+        return run_serve_pool(requests, model_path, engine)
+    if engine.keep_alive:  # engine actors that outlive the stage
+        return run_kept_pool(requests, model_path, engine, rows)
+    release_kept_pools()  # one pool at a time: this one may need their CPUs or GPUs
+    # Ray Data hands a block to one actor per task: blocks of a few batches spread the work
+    # over the pool (one block would leave the rest idle) at a few tasks' cost.
+    requests = requests.repartition(target_num_rows_per_block=engine.block_rows(rows))
+    if engine.kind == "vllm":
+        from temporal_ray.engines.vllm import build_vllm_processor
+
+        return build_vllm_processor(model_path, engine, lora_rank)(requests)
+    if engine.kind == "http":
+        from temporal_ray.engines.http import build_http_processor
+
+        return build_http_processor(model_path, engine)(requests)
+
+    import ray.data
+
+    from temporal_ray.engines.hf import HFEngine
+
+    return requests.map_batches(
+        HFEngine,
+        fn_constructor_kwargs={"model_path": model_path, "use_gpu": engine.gpus_per_actor > 0},
+        batch_size=engine.batch_size,
+        batch_format="pandas",
+        compute=(ray.data.ActorPoolStrategy(min_size=engine.actors, max_size=engine.max_actors)
+                 if engine.max_actors else ray.data.ActorPoolStrategy(size=engine.actors)),
+        num_cpus=engine.cpus_per_actor,
+        num_gpus=engine.gpus_per_actor,
+        resources=engine.resources or None,
+    )

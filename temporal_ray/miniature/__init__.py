@@ -1,0 +1,10 @@
+"""The paper in miniature (`temporal-ray miniature`, `make run`): one experiment, on top of
+everything else, that nothing below it knows of.
+
+tasks.py         the synthetic task domain with exact ground truth
+tiny_model.py    the tiny Llama and tokenizer built on the spot (also `temporal-ray tiny-model`)
+rules.py         a rule judge for the tiny model
+ground_truth.py  held-out accuracy and judge agreement per checkpoint
+report.py        the comparison report: tables, findings, plot
+recipe.py        the recipe: data, M0, both methods, checks, report
+"""

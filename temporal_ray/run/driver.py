@@ -1,0 +1,89 @@
+"""The experiment driver: iterate a method from M0, one prompt chunk per iteration.
+
+    M_0 = model.path
+    for i in range(iterations):  M_{i+1} = iteration(stages_i, prompts_i, present=M_i, past=M_0)
+
+Resuming is the default: rerunning the same command skips every finished stage. A rerun whose
+config differs from the one the run directory was started with is refused (naming the changed
+fields) unless forced, since finished stages would no longer match the config.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from temporal_ray.config import RUN_SECTIONS, Config
+from temporal_ray.core.prompts import PromptFileError, iteration_chunk, load_prompts
+from temporal_ray.engines.kept_pool import releasing_kept_pools
+from temporal_ray.engines.preflight import check_model, drop_overlong
+from temporal_ray.run.iteration import IterationStages, StopAfterStage
+from temporal_ray.run.methods import ITERATIONS
+from temporal_ray.run.report import format_iteration
+from temporal_ray.run.session import absolute_paths, check_config, start_ray
+from temporal_ray.storage.lock import RunLock
+from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.training.plan import check_fits
+
+
+def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
+                   redo: str | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) an experiment; returns one summary record per iteration.
+
+    `redo` (e.g. "iter_0/scores_present_past") first deletes that finished stage and every
+    stage that finished after it; `until` stops once the named stage has finished. Together
+    they replay one stage, to debug it."""
+    cfg = absolute_paths(cfg)
+    prompt_set = load_prompts(cfg.data.prompts, cfg.data.prompt_field)
+    check_model(cfg.model.path)
+    truncate = cfg.generation.overlong == "truncate"
+    rows, overlong = drop_overlong(prompt_set.rows, cfg.model.path,
+                                   cfg.generation.max_new_tokens, cfg.engine.max_model_len,
+                                   truncate=truncate)
+    if not rows:
+        raise PromptFileError(f"{cfg.data.prompts}: every prompt is longer than the model's "
+                              "context minus generation.max_new_tokens")
+    dropped = {**prompt_set.dropped, "truncated" if truncate else "too_long": overlong}
+    check_fits(cfg, "dpo")  # a DPO stage that cannot fit its GPUs stops here, not hours in
+    run = RunDir(cfg.storage.run_dir)
+    with RunLock(run):
+        check_config(run, cfg, force, sections=RUN_SECTIONS)
+        if redo:
+            print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
+        start_ray(cfg)
+        with releasing_kept_pools():
+            return iterate_method(cfg, run, rows, dropped, until)
+
+
+def iterate_method(cfg: Config, run: RunDir, prompts_rows: list[dict[str, str]],
+                   prompts_dropped: dict[str, int], until: str | None = None
+                   ) -> list[dict[str, Any]]:
+    """M_{i+1} = iteration(M_i) for each prompt chunk; one summary record per iteration."""
+    iterate = ITERATIONS[cfg.method.name.value]
+    past = present = cfg.model.path
+    summary = []
+    for i in range(cfg.method.iterations):
+        started = time.time()
+        stages = IterationStages(cfg, run, i, until)
+        try:
+            prompts = stages.prompts(iteration_chunk(prompts_rows, i,
+                                                     cfg.data.prompts_per_iteration))
+            present = iterate(stages, prompts, present=present, past=past)
+        except StopAfterStage as stop:
+            print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
+            print(f"stopped after {stop} (--until)", flush=True)
+            return summary
+        print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
+        summary.append({"iteration": i, "model": present, "stages": stages.records,
+                        "seconds": round(time.time() - started, 1)})
+        run.write_text("summary.json", json.dumps(
+            {"method": cfg.method.name.value, "prompts_dropped": prompts_dropped,
+             "iterations": summary}, indent=2, default=str))
+    if until:
+        print(f"warning: --until {until}: this run has no such stage; it ran to the end",
+              flush=True)
+    if any(prompts_dropped.values()):
+        print(f"prompts dropped before the run: {prompts_dropped}", flush=True)
+    print(f"final model: {present}", flush=True)
+    return summary

@@ -1,0 +1,65 @@
+"""What every command does before its work: start or join Ray, make local paths absolute (Ray
+workers do not run in the driver's directory), and write the resolved config into the run
+directory or refuse a resume whose config changed (naming the changed fields) unless forced,
+since finished stages would no longer match the config."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+
+from temporal_ray.config import Config, changed_fields, with_defaults
+from temporal_ray.storage.run_dir import RunDir
+
+
+class ConfigChangedError(RuntimeError):
+    """The run directory holds stages made with another config."""
+
+
+def start_ray(cfg: Config) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        # A cluster (or a `ray job submit` job): the job's own runtime env applies; passing
+        # another one here would clash with it.
+        ray.init(address=cfg.ray.address)
+    else:
+        # A local cluster of our own: "local" never joins another process's cluster, nor
+        # trips over the address file a killed cluster left behind.
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus,
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+
+
+def check_config(run: RunDir, cfg: Config, force: bool,
+                 sections: tuple[str, ...] | None = None) -> None:
+    """Write the resolved config (only `sections` of it, when given), or refuse a resume
+    whose config changed."""
+    current = cfg.model_dump(mode="json")
+    if sections:
+        current = {name: current[name] for name in sections}
+    saved = run.read_text("config.yaml")
+    if saved is not None and not force:
+        changed = changed_fields(with_defaults(yaml.safe_load(saved)), current)
+        if changed:
+            raise ConfigChangedError(
+                f"{run.uri} was started with another config; changed: {', '.join(changed)}. "
+                "Use another storage.run_dir, or pass --force to reuse the finished stages.")
+    run.write_text("config.yaml", yaml.safe_dump(current, sort_keys=False))
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute (Ray workers do not run in the driver's directory); URIs
+    stay as they are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def absolute_paths(cfg: Config) -> Config:
+    """The config's local paths made absolute."""
+    return cfg.model_copy(update={
+        "model": cfg.model.model_copy(update={"path": absolute(cfg.model.path)}),
+        "data": cfg.data.model_copy(update={"prompts": absolute(cfg.data.prompts)}),
+        "storage": cfg.storage.model_copy(update={"run_dir": absolute(cfg.storage.run_dir)}),
+    })

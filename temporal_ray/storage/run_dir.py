@@ -1,0 +1,149 @@
+"""The run directory: where every stage's output lands atomically, and how a rerun resumes.
+
+    runs/<name>/config.yaml                    resolved config of the run
+    runs/<name>/iter_<i>/<stage>/              one finished stage: data files + manifest.json
+    runs/<name>/iter_<i>/<stage>.tmp-<uuid>/   a stage being written (ignored, cleaned up)
+
+A stage is finished exactly when its directory exists under its final name and holds
+`manifest.json`: outputs are written into a temporary sibling, the manifest is written last,
+then the directory is renamed into place. A crash at any point leaves either nothing or a
+`.tmp-` directory, never a half stage under the final name. The run directory is any path that
+pyarrow's filesystems open (local, a mounted volume, s3://, gs://).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pyarrow import fs as pafs
+
+from temporal_ray.storage.files import resolve
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A finished stage: where it lives and what its manifest says."""
+
+    path: str
+    manifest: dict[str, Any]
+    reused: bool = False
+    """True when the stage had finished in an earlier attempt and was not run again."""
+
+
+class UnknownStageError(ValueError):
+    """A stage named on the command line that this run directory has not finished."""
+
+
+class RunDir:
+    """One run's directory, holding stage outputs under `iter_<i>/<stage>`."""
+
+    def __init__(self, uri: str):
+        self.fs, self.root = resolve(uri)
+        self.scheme = uri.split("://", 1)[0] + "://" if "://" in uri else ""
+        self.uri = self.scheme + self.root
+        self.fs.create_dir(self.root, recursive=True)
+
+    def path(self, *parts: str) -> str:
+        """Path inside this run's filesystem (what `self.fs` takes)."""
+        return "/".join([self.root, *parts])
+
+    def uri_of(self, fs_path: str) -> str:
+        """The same place as a URI that any process (a Ray worker) can `resolve`."""
+        return self.scheme + fs_path
+
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def write_text(self, relative: str, text: str) -> None:
+        """Write a small file atomically (temporary name, then rename)."""
+        self.write_bytes(relative, text.encode("utf-8"))
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        final = self.path(relative)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, final)
+
+    def read_text(self, relative: str) -> str | None:
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as f:
+                return f.read().decode("utf-8")
+        except FileNotFoundError:
+            return None
+
+    def finished(self, stage: str) -> StageResult | None:
+        """The finished stage at `stage` (e.g. 'iter_0/pairs'), or None."""
+        text = self.read_text(f"{stage}/{MANIFEST}")
+        if text is None:
+            return None
+        return StageResult(self.uri_of(self.path(stage)), json.loads(text))
+
+    def finished_stages(self) -> dict[str, float]:
+        """Every finished stage under iter_<i>/ and when it finished, oldest first."""
+        found = {}
+        for info in self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True,
+                                                            allow_not_found=True)):
+            relative = info.path[len(self.root) + 1:]
+            parts = relative.split("/")
+            if (len(parts) == 3 and parts[0].startswith("iter_") and parts[2] == MANIFEST
+                    and ".tmp-" not in parts[1]):
+                stage = "/".join(parts[:2])
+                found[stage] = json.loads(self.read_text(relative))["finished_at"]
+        return dict(sorted(found.items(), key=lambda item: item[1]))
+
+    def discard_from(self, stage: str) -> list[str]:
+        """Delete `stage` and every stage that finished after it (they may have read it), so
+        the next run redoes them. Returns what was deleted."""
+        finished = self.finished_stages()
+        if stage not in finished:
+            raise UnknownStageError(f"cannot redo {stage}: it has not finished in {self.uri} "
+                             f"(finished: {', '.join(finished) or 'none'})")
+        doomed = [s for s, at in finished.items() if at >= finished[stage]]
+        for name in reversed(doomed):
+            self.fs.delete_dir(self.path(name))
+        return doomed
+
+    def run_stage(self, stage: str, produce: Callable[[str], dict[str, Any]],
+                  **manifest: Any) -> StageResult:
+        """Return the finished `stage`, or run `produce(tmp_dir)` and publish its output.
+
+        `produce` writes its files into the directory (URI) it is given and returns a dict of
+        counts for the manifest (rows, pairs, ...). Leftover temporary directories of this
+        stage from a crashed earlier attempt are removed first.
+        """
+        done = self.finished(stage)
+        if done is not None:
+            return StageResult(done.path, done.manifest, reused=True)
+        final = self.path(stage)
+        parent, name = final.rsplit("/", 1)
+        self.fs.create_dir(parent, recursive=True)
+        for info in self.fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+            if info.base_name.startswith(f"{name}.tmp-") or info.base_name == name:
+                _delete(self.fs, info)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        self.fs.create_dir(tmp, recursive=True)
+        started = time.time()
+        counts = produce(self.uri_of(tmp))
+        record = {"stage": stage, **manifest, **counts,
+                  "seconds": round(time.time() - started, 2), "finished_at": time.time()}
+        with self.fs.open_output_stream(f"{tmp}/{MANIFEST}") as out:
+            out.write(json.dumps(record, indent=2, default=str).encode("utf-8"))
+        self.fs.move(tmp, final)
+        return StageResult(self.uri_of(final), record)
+
+
+
+def _delete(fs: pafs.FileSystem, info: pafs.FileInfo) -> None:
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(info.path)
+    else:
+        fs.delete_file(info.path)

@@ -1,0 +1,340 @@
+"""temporal_ray.core.pairs: hand-made score tables -> DPO pairs, checked against method.md.
+
+Self-Rewarding (Baseline): chosen = best, rejected = worst of M_i's samples, ties dropped.
+Temporal phase 1 (steps 3-5): chosen = best M_i sample, rejected = worst over M_i and M0.
+Temporal phase 2 (steps 9-11): M_f's best replaces the chosen only when max(s_f) > max(s_i);
+the rejected stays the phase-1 rejected. A prompt with < 2 scored responses yields no pair.
+"""
+
+from __future__ import annotations
+
+from temporal_ray.core.pairs import (
+    NO_SCORED_PRESENT,
+    TIE,
+    TOO_FEW_SCORED,
+    anchored_rejection,
+    best_vs_worst,
+    future_guided,
+)
+
+
+def rows(prompt_id: str, role: str, scores: list[float | None]) -> list[dict]:
+    """One prompt's candidates from one model; sample i has scores[i] (None: unscored)."""
+    return [
+        {"prompt_id": prompt_id, "prompt": f"prompt {prompt_id}", "role": role,
+         "sample_index": i, "response": f"{role}-{prompt_id}-{i}", "score": score}
+        for i, score in enumerate(scores)
+    ]
+
+
+def nonzero(dropped) -> dict[str, int]:
+    """The drop counts that are not zero (a Counter may hold a reason with count 0)."""
+    return {reason: count for reason, count in dropped.items() if count}
+
+
+def by_prompt(pair_set) -> dict[str, dict]:
+    return {pair["prompt_id"]: pair for pair in pair_set.pairs}
+
+
+# ---------------------------------------------------------------- best_vs_worst (baseline)
+
+
+def test_best_vs_worst_picks_highest_and_lowest():
+    result = best_vs_worst(rows("a", "present", [3, 5, 1, 4]))
+    assert result.pairs == [{
+        "prompt_id": "a", "prompt": "prompt a",
+        "chosen": "present-a-1", "rejected": "present-a-2",
+        "chosen_score": 5.0, "rejected_score": 1.0,
+        "chosen_role": "present", "rejected_role": "present",
+    }]
+    assert sum(result.dropped.values()) == 0
+
+
+def test_best_vs_worst_fractional_averages():
+    # Averages of 3 judge samples: 11/3 > 10/3, so the pair is kept.
+    result = best_vs_worst(rows("a", "present", [10 / 3, 11 / 3]))
+    pair = by_prompt(result)["a"]
+    assert (pair["chosen"], pair["rejected"]) == ("present-a-1", "present-a-0")
+    assert pair["chosen_score"] > pair["rejected_score"]
+
+
+def test_best_vs_worst_equal_extremes_break_by_lowest_sample_index():
+    result = best_vs_worst(rows("a", "present", [2, 5, 2, 5]))
+    pair = by_prompt(result)["a"]
+    assert (pair["chosen"], pair["rejected"]) == ("present-a-1", "present-a-0")
+
+
+def test_best_vs_worst_all_equal_is_a_tie():
+    result = best_vs_worst(rows("a", "present", [3, 3, 3, 3]))
+    assert result.pairs == []
+    assert nonzero(result.dropped) == {TIE: 1}
+
+
+def test_best_vs_worst_ignores_unscored_samples():
+    result = best_vs_worst(rows("a", "present", [None, 4, None, 2]))
+    pair = by_prompt(result)["a"]
+    assert (pair["chosen"], pair["rejected"]) == ("present-a-1", "present-a-3")
+    assert (pair["chosen_score"], pair["rejected_score"]) == (4.0, 2.0)
+
+
+def test_best_vs_worst_score_zero_is_a_score_not_missing():
+    result = best_vs_worst(rows("a", "present", [None, 0, 1]))
+    pair = by_prompt(result)["a"]
+    assert (pair["chosen_score"], pair["rejected_score"]) == (1.0, 0.0)
+
+
+def test_best_vs_worst_too_few_scored():
+    table = (rows("one", "present", [4])
+             + rows("one_scored", "present", [None, 4, None])
+             + rows("none_scored", "present", [None, None]))
+    result = best_vs_worst(table)
+    assert result.pairs == []
+    assert nonzero(result.dropped) == {TOO_FEW_SCORED: 3}
+
+
+def test_best_vs_worst_counts_drops_by_reason_and_sorts_pairs():
+    table = (rows("c", "present", [1, 4])          # kept: 4 vs 1
+             + rows("a", "present", [2, 5, 0])     # kept: 5 vs 0
+             + rows("b", "present", [3, 3])        # tie
+             + rows("d", "present", [None, 2])     # one scored
+             + rows("e", "present", [4, None, 4])) # two scored, equal: tie
+    result = best_vs_worst(table)
+    assert [p["prompt_id"] for p in result.pairs] == ["a", "c"]
+    assert by_prompt(result)["a"]["chosen_score"] == 5.0
+    assert by_prompt(result)["a"]["rejected_score"] == 0.0
+    assert by_prompt(result)["c"]["chosen_score"] == 4.0
+    assert by_prompt(result)["c"]["rejected_score"] == 1.0
+    assert nonzero(result.dropped) == {TIE: 2, TOO_FEW_SCORED: 1}
+
+
+# ----------------------------------------------------- anchored_rejection (temporal phase 1)
+
+
+def test_anchored_chosen_from_present_rejected_from_both_pools():
+    # The past model's 5 is higher than the present's best, but the chosen comes from M_i only;
+    # the past model's 1 is the lowest over both pools.
+    selections, d1 = anchored_rejection(rows("a", "present", [4, 2, 3]),
+                                        rows("a", "past", [1, 5, 2]))
+    pair = by_prompt(d1)["a"]
+    assert (pair["chosen"], pair["chosen_role"], pair["chosen_score"]) == \
+        ("present-a-0", "present", 4.0)
+    assert (pair["rejected"], pair["rejected_role"], pair["rejected_score"]) == \
+        ("past-a-0", "past", 1.0)
+    assert selections["a"].present_best == 4.0
+    assert selections["a"].chosen["response"] == "present-a-0"
+    assert selections["a"].rejected["response"] == "past-a-0"
+
+
+def test_anchored_rejected_is_present_when_present_wrote_worse():
+    _, d1 = anchored_rejection(rows("a", "present", [4, 0, 3]), rows("a", "past", [2, 3, 1]))
+    pair = by_prompt(d1)["a"]
+    assert (pair["rejected"], pair["rejected_role"], pair["rejected_score"]) == \
+        ("present-a-1", "present", 0.0)
+
+
+def test_anchored_equal_minimum_prefers_past_model():
+    # Present sample 0 and past sample 2 both score 1: the past one is rejected, although the
+    # present one has the lower sample index.
+    _, d1 = anchored_rejection(rows("a", "present", [1, 4]), rows("a", "past", [3, 2, 1]))
+    pair = by_prompt(d1)["a"]
+    assert (pair["rejected"], pair["rejected_role"]) == ("past-a-2", "past")
+    assert (pair["chosen"], pair["chosen_score"]) == ("present-a-1", 4.0)
+
+
+def test_anchored_equal_minimum_within_past_prefers_lowest_index():
+    _, d1 = anchored_rejection(rows("a", "present", [1, 4]), rows("a", "past", [3, 1, 1]))
+    assert by_prompt(d1)["a"]["rejected"] == "past-a-1"
+
+
+def test_anchored_unscored_samples_ignored():
+    _, d1 = anchored_rejection(rows("a", "present", [None, 3, None]),
+                               rows("a", "past", [None, 2]))
+    pair = by_prompt(d1)["a"]
+    assert (pair["chosen"], pair["rejected"]) == ("present-a-1", "past-a-1")
+
+
+def test_anchored_one_present_and_one_past_is_enough():
+    _, d1 = anchored_rejection(rows("a", "present", [4]), rows("a", "past", [2]))
+    pair = by_prompt(d1)["a"]
+    assert (pair["chosen"], pair["rejected"]) == ("present-a-0", "past-a-0")
+
+
+def test_anchored_single_present_below_past_is_a_tie():
+    # chosen = the only present sample (1); rejected = lowest over both pools = that same
+    # sample, so score(chosen) == score(rejected): dropped.
+    selections, d1 = anchored_rejection(rows("a", "present", [1]), rows("a", "past", [3]))
+    assert d1.pairs == []
+    assert nonzero(d1.dropped) == {TIE: 1}
+    assert selections["a"].chosen is selections["a"].rejected
+
+
+def test_anchored_all_equal_is_a_tie():
+    selections, d1 = anchored_rejection(rows("a", "present", [3, 3]), rows("a", "past", [3, 3]))
+    assert d1.pairs == []
+    assert nonzero(d1.dropped) == {TIE: 1}
+    # The tie is still a selection: phase 2 starts from it.
+    assert selections["a"].rejected["role"] == "past"
+    assert selections["a"].present_best == 3.0
+
+
+def test_anchored_no_scored_present():
+    selections, d1 = anchored_rejection(rows("a", "present", [None, None]),
+                                        rows("a", "past", [1, 4]))
+    assert "a" not in selections
+    assert d1.pairs == []
+    assert nonzero(d1.dropped) == {NO_SCORED_PRESENT: 1}
+
+
+def test_anchored_prompt_only_in_past():
+    selections, d1 = anchored_rejection([], rows("a", "past", [1, 4]))
+    assert selections == {}
+    assert nonzero(d1.dropped) == {NO_SCORED_PRESENT: 1}
+
+
+def test_anchored_single_present_no_past_is_too_few():
+    selections, d1 = anchored_rejection(rows("a", "present", [4, None]),
+                                        rows("a", "past", [None]))
+    assert "a" not in selections
+    assert nonzero(d1.dropped) == {TOO_FEW_SCORED: 1}
+
+
+def test_anchored_counts_drops_by_reason():
+    present = (rows("a", "present", [4, 2]) + rows("b", "present", [2, 2])
+               + rows("c", "present", [None]) + rows("d", "present", [5])
+               + rows("e", "present", [3, 1]))
+    past = (rows("a", "past", [1, 3]) + rows("b", "past", [2, 3])
+            + rows("c", "past", [1, 2]) + rows("d", "past", [None])
+            + rows("e", "past", [0, 4]))
+    selections, d1 = anchored_rejection(present, past)
+    assert [p["prompt_id"] for p in d1.pairs] == ["a", "e"]
+    assert by_prompt(d1)["a"]["rejected"] == "past-a-0"
+    assert (by_prompt(d1)["e"]["chosen_score"], by_prompt(d1)["e"]["rejected_score"]) == (3, 0)
+    assert nonzero(d1.dropped) == {TIE: 1, NO_SCORED_PRESENT: 1, TOO_FEW_SCORED: 1}
+    assert sorted(selections) == ["a", "b", "e"]
+
+
+# --------------------------------------------------------- future_guided (temporal phase 2)
+
+
+def phase_one(present_scores, past_scores, prompt_id="a"):
+    return anchored_rejection(rows(prompt_id, "present", present_scores),
+                              rows(prompt_id, "past", past_scores))
+
+
+def test_future_strictly_better_replaces_chosen():
+    selections = phase_one([4, 2], [1, 3])
+    d2 = future_guided(selections, rows("a", "future", [3, 5, 5]))
+    pair = by_prompt(d2)["a"]
+    assert (pair["chosen"], pair["chosen_role"], pair["chosen_score"]) == \
+        ("future-a-1", "future", 5.0)
+    assert (pair["rejected"], pair["rejected_role"], pair["rejected_score"]) == \
+        ("past-a-0", "past", 1.0)
+
+
+def test_future_equal_to_present_best_keeps_present_chosen():
+    selections = phase_one([4, 2], [1, 3])
+    pair = by_prompt(future_guided(selections, rows("a", "future", [4, 4])))["a"]
+    assert (pair["chosen"], pair["chosen_role"], pair["chosen_score"]) == \
+        ("present-a-0", "present", 4.0)
+
+
+def test_future_worse_keeps_present_chosen():
+    selections = phase_one([4, 2], [1, 3])
+    pair = by_prompt(future_guided(selections, rows("a", "future", [3, 2])))["a"]
+    assert pair["chosen"] == "present-a-0"
+
+
+def test_future_compared_with_present_best_not_with_rejected():
+    # Future 3.5 beats the rejected (1) but not the present best (4): no replacement.
+    selections = phase_one([4, 2], [1, 3])
+    pair = by_prompt(future_guided(selections, rows("a", "future", [3.5])))["a"]
+    assert (pair["chosen"], pair["chosen_score"]) == ("present-a-0", 4.0)
+
+
+def test_future_keeps_phase_one_rejected_even_when_future_wrote_worse():
+    # A future sample scores 0, below the phase-1 rejected (1): D2's rejected is still the
+    # phase-1 rejected (step 10).
+    selections = phase_one([4, 2], [1, 3])
+    pair = by_prompt(future_guided(selections, rows("a", "future", [0, 5])))["a"]
+    assert (pair["chosen"], pair["chosen_score"]) == ("future-a-1", 5.0)
+    assert (pair["rejected"], pair["rejected_role"], pair["rejected_score"]) == \
+        ("past-a-0", "past", 1.0)
+
+
+def test_future_unscored_or_absent_keeps_present_chosen():
+    selections = anchored_rejection(rows("a", "present", [4, 2]) + rows("b", "present", [4, 2]),
+                                    rows("a", "past", [1, 3]) + rows("b", "past", [1, 3]))
+    d2 = future_guided(selections, rows("a", "future", [None, None]))   # no rows for "b"
+    assert by_prompt(d2)["a"]["chosen"] == "present-a-0"
+    assert by_prompt(d2)["b"]["chosen"] == "present-b-0"
+    assert sum(d2.dropped.values()) == 0
+
+
+def test_future_upgrade_rescues_a_phase_one_tie():
+    # Phase 1: all scores 3 -> tie, not in D1. Phase 2: M_f's 4 > max(s_i) = 3 becomes the
+    # chosen against the phase-1 rejected (past, 3): 4 > 3, so the prompt is in D2.
+    selections = phase_one([3, 3], [3, 3])
+    d2 = future_guided(selections, rows("a", "future", [2, 4]))
+    pair = by_prompt(d2)["a"]
+    assert (pair["chosen"], pair["rejected"]) == ("future-a-1", "past-a-0")
+    assert (pair["chosen_score"], pair["rejected_score"]) == (4.0, 3.0)
+
+
+def test_future_phase_one_tie_without_upgrade_stays_a_tie():
+    selections = phase_one([3, 3], [3, 3])
+    d2 = future_guided(selections, rows("a", "future", [3, 1]))
+    assert d2.pairs == []
+    assert nonzero(d2.dropped) == {TIE: 1}
+
+
+def test_future_prompt_without_phase_one_selection_is_dropped():
+    # "z" has a single scored sample in phase 1 (too few): it stays dropped in phase 2.
+    selections = anchored_rejection(rows("a", "present", [4, 2]) + rows("z", "present", [5]),
+                                    rows("a", "past", [1, 3]) + rows("z", "past", [None]))
+    future = rows("a", "future", [5]) + rows("z", "future", [5, 1])
+    d2 = future_guided(selections, future)
+    assert [p["prompt_id"] for p in d2.pairs] == ["a"]
+    assert nonzero(d2.dropped) == {TOO_FEW_SCORED: 1}
+
+
+def test_future_every_prompt_is_kept_or_counted():
+    present = (rows("a", "present", [4, 2]) + rows("b", "present", [2, 2])
+               + rows("c", "present", [5]) + rows("d", "present", [3, 3]))
+    past = (rows("a", "past", [1, 3]) + rows("b", "past", [2, 3])
+            + rows("c", "past", [None]) + rows("d", "past", [3, 3]))
+    future = (rows("a", "future", [5, 1]) + rows("b", "future", [2, 1])
+              + rows("c", "future", [5, 5]) + rows("d", "future", [4, None]))
+    selections = anchored_rejection(present, past)
+    assert [p["prompt_id"] for p in selections.d1.pairs] == ["a"]
+    d2 = future_guided(selections, future)
+    # a: future 5 > 4 replaces the chosen; b: future 2 = present best 2 -> tie with rejected 2;
+    # c: no phase-1 selection; d: future 4 > 3 rescues the phase-1 tie.
+    assert [p["prompt_id"] for p in d2.pairs] == ["a", "d"]
+    assert by_prompt(d2)["a"]["chosen"] == "future-a-0"
+    assert by_prompt(d2)["d"]["chosen"] == "future-d-0"
+    assert nonzero(d2.dropped) == {TIE: 1, TOO_FEW_SCORED: 1}
+    assert len(d2.pairs) + sum(d2.dropped.values()) == 4
+
+
+def test_future_does_not_mutate_phase_one_selections():
+    selections = phase_one([4, 2], [1, 3])
+    future_guided(selections, rows("a", "future", [5]))
+    assert selections.selections["a"].chosen["response"] == "present-a-0"
+    assert selections.selections["a"].present_best == 4.0
+
+
+def test_future_drop_reason_of_prompt_with_no_scored_present_sample():
+    # Phase 1 drops "a" as no_scored_present; the same prompt's phase-2 drop is counted too.
+    selections = anchored_rejection(rows("a", "present", [None, None]),
+                                        rows("a", "past", [1, 4]))
+    assert nonzero(selections.d1.dropped) == {NO_SCORED_PRESENT: 1}
+    d2 = future_guided(selections, rows("a", "future", [5, 2]))
+    assert d2.pairs == []
+    assert sum(d2.dropped.values()) == 1
+
+
+def test_future_drop_reason_matches_phase_one_reason():
+    selections = anchored_rejection(rows("a", "present", [None, None]),
+                                        rows("a", "past", [1, 4]))
+    d2 = future_guided(selections, rows("a", "future", [5, 2]))
+    assert nonzero(d2.dropped) == nonzero(selections.d1.dropped) == {NO_SCORED_PRESENT: 1}

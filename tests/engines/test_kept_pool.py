@@ -1,0 +1,228 @@
+"""Pools kept between stages (engine.keep_alive): real engine actors on a real local cluster,
+fed from and back into Ray Data."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from temporal_ray.config import EngineConfig, GenerationConfig
+from temporal_ray.engines.kept_pool import (
+    pool_actors,
+    pool_name,
+    release_kept_pools,
+    releasing_kept_pools,
+    running_pools,
+)
+from temporal_ray.stages.generate import generate_candidates
+from temporal_ray.storage.files import read_rows, write_rows
+
+PROMPTS = [{"prompt_id": f"p{i}", "prompt": f"Name {i} fruits."} for i in range(6)]
+
+
+def engine_pids(name: str) -> set[int]:
+    import ray
+
+    return {ray.get(actor.describe.remote())["pid"] for actor in pool_actors(name)}
+
+
+def wait_for_cpus(expected: float) -> None:
+    import ray
+
+    deadline = time.time() + 30  # actors release their resources asynchronously
+    while ray.available_resources().get("CPU", 0) < expected:
+        assert time.time() < deadline, f"CPUs still held: {ray.available_resources()}"
+        time.sleep(0.5)
+
+
+def test_app_names_follow_the_model_and_the_pool_settings():
+    engine = EngineConfig(keep_alive=True, actors=2)
+    assert pool_name("/m0", engine) == pool_name("/m0", engine.model_copy())
+    assert pool_name("/m0", engine) != pool_name("/m1", engine)
+    assert pool_name("/m0", engine) != pool_name("/m0", engine.model_copy(
+        update={"actors": 1}))
+    assert pool_name("/m0", engine) != pool_name("/m0", engine.model_copy(
+        update={"kind": "vllm"}))
+    # Batch size is the requests' business, not the pool's: the same pool serves both.
+    assert pool_name("/m0", engine) == pool_name("/m0", engine.model_copy(
+        update={"batch_size": 3}))
+
+
+def test_a_kept_engine_generates_a_block_batch_size_rows_at_a_time(tiny_model):
+    """A kept pool sends blocks of several batches: the engine runs them batch by batch and
+    returns every row, in order, with the text the engine gives the rows on their own."""
+    import pandas as pd
+
+    from temporal_ray.core.requests import candidate_requests
+    from temporal_ray.engines.kept_pool import PoolEngine
+
+    pool_engine = PoolEngine(tiny_model, use_gpu=False)
+    engine, sizes = pool_engine.engine, []
+    pool_engine.engine = lambda batch: sizes.append(len(batch)) or engine(batch)
+    block = pd.DataFrame([row for prompt in PROMPTS[:5] for row in candidate_requests(
+        prompt, "past", 2, 0.9, 0.95, 6, 3)])
+    out = pool_engine.generate(block, batch_size=4)
+    assert sizes == [4, 4, 2]
+    assert list(out["prompt_id"]) == list(block["prompt_id"])
+    assert list(out["sample_index"]) == list(block["sample_index"])
+    assert list(out["generated_text"]) == list(engine(block)["generated_text"])
+
+
+def test_keep_alive_is_refused_where_there_is_nothing_to_keep():
+    with pytest.raises(ValueError, match="fixed size"):
+        EngineConfig(keep_alive=True, actors=1, max_actors=4)
+    with pytest.raises(ValueError, match="an http endpoint already runs on its own"):
+        EngineConfig(kind="http", url="http://judge/v1/chat/completions", keep_alive=True)
+    # A kept vLLM pool is a Serve application, which may autoscale.
+    assert EngineConfig(kind="vllm", keep_alive=True, actors=1, max_actors=4).pool_size == (1, 4)
+
+
+@pytest.mark.slow
+def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora_checkpoint,
+                                                                ray_cluster, tmp_path,
+                                                                engine_texts):
+    """Two generate stages on one kept pool of 2 replicas: each gives exactly the engine's
+    own texts, none lost or twice, and the second runs on the replicas the first started.
+    Another pool replaces it; release frees the CPUs."""
+    import ray
+
+    write_rows(PROMPTS, str(tmp_path / "prompts" / "p.parquet"))
+    # 12 requests in blocks of 2 batches: both engines get a block, one of them a short one.
+    engine = EngineConfig(actors=2, batch_size=4, batches_per_block=2, keep_alive=True)
+    all_cpus = ray.cluster_resources()["CPU"]
+    app = pool_name(tiny_model, engine)
+    with releasing_kept_pools():
+        pids = None
+        for stage, seed in [("first", 3), ("second", 4)]:
+            generation = GenerationConfig(samples=2, max_new_tokens=8, temperature=0.9,
+                                          seed=seed)
+            generate_candidates(str(tmp_path / "prompts"), {"past": tiny_model}, generation,
+                                engine, str(tmp_path / stage))
+            rows = read_rows(str(tmp_path / stage))
+            responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
+            assert len(rows) == len(responses) == len(PROMPTS) * 2
+            assert responses == engine_texts(tiny_model, PROMPTS, "past", generation)
+            assert running_pools() == [app]
+            seen = engine_pids(app)
+            assert len(seen) == 2 and (pids is None or seen == pids), "started again"
+            pids = seen
+        assert ray.available_resources().get("CPU", 0) <= all_cpus - 2  # held while kept
+
+        # One pool at a time: a kept pool of another model replaces the running one, and a
+        # pool that is not kept releases it before it starts.
+        generation = GenerationConfig(samples=1, max_new_tokens=4, seed=5)
+        one = engine.model_copy(update={"actors": 1})
+        generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint},
+                            generation, one, str(tmp_path / "other"))
+        assert running_pools() == [pool_name(lora_checkpoint, one)]
+        generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint},
+                            generation, one.model_copy(update={"keep_alive": False}),
+                            str(tmp_path / "not kept"))
+        assert running_pools() == []
+        assert read_rows(str(tmp_path / "not kept")) and read_rows(str(tmp_path / "other"))
+    wait_for_cpus(all_cpus)
+    assert release_kept_pools() == []  # nothing left, and no error
+
+
+@pytest.mark.slow
+def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lora_checkpoint,
+                                                                 ray_cluster, tmp_path,
+                                                                 engine_texts):
+    """LoRA on one base: past (M0), present (an adapter of M0) and the judge (the present
+    model) all run on one kept pool of the base, which loads the adapter once."""
+    import ray
+
+    from temporal_ray.config import load_config
+    from temporal_ray.core.roles import Role
+    from temporal_ray.miniature.recipe import TOY_JUDGE_TEMPLATE
+    from temporal_ray.run.iteration import IterationStages
+    from temporal_ray.run.report import describe_stage
+    from temporal_ray.storage.run_dir import RunDir
+
+    write_rows(PROMPTS, str(tmp_path / "prompts" / "p.parquet"))
+    cfg = load_config(None, [f"model.path={tiny_model}", "data.prompts=p.jsonl",
+                             f"storage.run_dir={tmp_path}/run", "generation.samples=2",
+                             "generation.max_new_tokens=6", "engine.actors=1",
+                             "engine.batch_size=4", "engine.keep_alive=true",
+                             "judge.kind=llm", f"judge.prompt_template={TOY_JUDGE_TEMPLATE}",
+                             "judge.samples=1", "judge.max_new_tokens=4",
+                             "judge.min_valid_share=0", "dpo.lora.enabled=true",
+                             "dpo.lora.base=initial", "dpo.lora.rank=4"])
+    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0)
+    app = pool_name(tiny_model, cfg.engine)
+    with releasing_kept_pools():
+        present, past = stages.generate_together(
+            {Role.PRESENT: lora_checkpoint, Role.PAST: tiny_model}, str(tmp_path / "prompts"))
+        (pid,) = engine_pids(app)
+        stages.judge("scores_present_past", [present, past], judge_model=lora_checkpoint)
+        assert running_pools() == [app]
+        # The run summary says which stage started the pool and which found it running.
+        assert [r["kept_pool"] for r in stages.records] == ["started", "started", "reused"]
+        assert describe_stage(stages.records[-1]).endswith("[kept pool reused]")
+        described = ray.get(pool_actors(app)[0].describe.remote())
+        assert described == {"pid": pid, "adapters": [f"{lora_checkpoint}/adapter"]}
+        generation = cfg.generation.model_copy(update={"seed": stages_seed(cfg)})
+        assert {(r["prompt_id"], r["sample_index"]): r["response"]
+                for r in read_rows(present)} == engine_texts(lora_checkpoint, PROMPTS, "present",
+                                                              generation)
+    assert running_pools() == []
+
+
+def stages_seed(cfg) -> int:
+    from temporal_ray.core.requests import derive_seed
+
+    return derive_seed(cfg.generation.seed, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model, ray_cluster,
+                                                                      tmp_path, chaos_record):
+    """SIGKILL one engine of a kept pool mid-stage: Ray restarts it and sends its blocks
+    again; the stage writes every (prompt, sample) once, with the texts of an undisturbed
+    stage, and the pool keeps serving."""
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    # 96 requests: 6 blocks of 4 batches, 3 for each engine, so both are busy when one is
+    # killed 1 s in (with 3 blocks, one engine could be done and idle by then).
+    prompts = [{"prompt_id": f"p{i}", "prompt": f"Tell me about {i} rivers."} for i in range(48)]
+    write_rows(prompts, str(tmp_path / "prompts" / "p.parquet"))
+    generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
+    engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
+
+    def generate(out: str) -> dict:
+        generate_candidates(str(tmp_path / "prompts"), {"present": tiny_model}, generation,
+                            engine, str(tmp_path / out))
+        rows = read_rows(str(tmp_path / out))
+        responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
+        assert len(responses) == len(rows), "a (prompt, sample) was written twice"
+        return responses
+
+    def kill_one_engine(killed: list[float]) -> None:
+        time.sleep(1.0)  # the stage has started sending batches
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if " ".join(proc.info["cmdline"] or []).startswith("ray::PoolEngine"):
+                os.kill(proc.info["pid"], signal.SIGKILL)
+                killed.append(time.time())
+                return
+
+    with releasing_kept_pools():
+        clean = generate("clean")  # also starts the pool
+        killed: list[float] = []
+        killer = threading.Thread(target=kill_one_engine, args=(killed,))
+        killer.start()
+        try:
+            faulted = generate("faulted")
+            finished = time.time()
+        finally:
+            killer.join()
+        assert killed and killed[0] < finished - 0.5, "no engine was killed mid-stage"
+        lost = len(clean) - len(faulted)
+        chaos_record("kept-pool engine SIGKILL mid-stage", 1, faulted == clean, max(lost, 0))
+        assert len(clean) == 48 * 2 and faulted == clean
+        assert generate("after") == clean  # the restarted engine serves the next stage

@@ -1,0 +1,53 @@
+"""Grading a checkpoint's held-out answers: hand-worked accuracy, per family and quality mix."""
+
+from __future__ import annotations
+
+import pytest
+
+from temporal_ray.miniature.ground_truth import answer_summary
+from temporal_ray.miniature.tasks import Task
+
+
+def test_answer_summary_by_hand():
+    tasks = {"a": Task("add", "What is 2 + 3?", "5"),
+             "b": Task("add", "What is 4 + 4?", "8"),
+             "c": Task("reverse", "Reverse the word: cable", "elbac"),
+             "d": Task("count", "How many letters in: tiger?", "5")}
+    answers = [
+        {"prompt_id": "a", "response": "5", "response_tokens": 1},               # clean
+        {"prompt_id": "b", "response": "The answer is 8.", "response_tokens": 5},  # verbose
+        {"prompt_id": "c", "response": "elbca", "response_tokens": 3},          # wrong
+        {"prompt_id": "d", "response": "hello there", "response_tokens": 3},    # off topic
+    ]
+    summary = answer_summary(answers, tasks)
+    assert summary["answers"] == 4
+    assert summary["accuracy"] == pytest.approx(2 / 4)
+    assert summary["clean_accuracy"] == pytest.approx(1 / 4)
+    assert summary["accuracy_by_family"] == {"add": 1.0, "count": 0.0, "reverse": 0.0}
+    assert summary["qualities"] == {"correct_clean": 1, "correct_verbose": 1,
+                                    "wrong_on_topic": 1, "off_topic": 1}
+    assert summary["mean_answer_tokens"] == pytest.approx(3.0)
+
+
+def test_checkpoint_requests_hold_both_checks_with_one_column_set():
+    from temporal_ray.config import load_config
+    from temporal_ray.miniature.ground_truth import CHECK_ROLE, HELDOUT_ROLE, checkpoint_requests
+    from temporal_ray.miniature.recipe import TOY_JUDGE_TEMPLATE
+
+    cfg = load_config("configs/miniature.yaml", [f"judge.prompt_template={TOY_JUDGE_TEMPLATE}",
+                                                 "judge.samples=3", "miniature.answer_tokens=9"])
+    heldout = [{"prompt_id": "h0", "prompt": "What is 2 + 3?", "answer": "5", "family": "add"}]
+    check = [{"prompt_id": "c0", "prompt": "What is 1 + 1?", "response": "2", "true_score": 5}]
+    requests = checkpoint_requests(heldout, check, cfg)
+    assert len(requests) == 1 + 3
+    assert len({frozenset(r) for r in requests}) == 1  # one column set: one Arrow schema
+    answer, *judgements = requests
+    assert answer["role"] == HELDOUT_ROLE and answer["messages"][0]["content"] == heldout[0][
+        "prompt"]
+    assert answer["sampling_params"]["temperature"] == 0.0
+    assert answer["sampling_params"]["max_tokens"] == 9
+    assert [j["judge_index"] for j in judgements] == [0, 1, 2]
+    assert {j["role"] for j in judgements} == {CHECK_ROLE}
+    content = judgements[0]["messages"][0]["content"]
+    assert "Question: What is 1 + 1?" in content and "Response: 2" in content
+    assert len({j["sampling_params"]["seed"] for j in judgements}) == 3

@@ -1,0 +1,90 @@
+"""A driver killed mid-iteration (SIGKILL of `temporal-ray run`): the same command resumes
+from the last finished stage and ends with the prompt sets and counts of a complete run.
+While the first run is alive, a second one on the same run directory is refused by name; once
+it is killed, its lock does not keep the rerun out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from temporal_ray.storage.files import read_rows
+
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+PROMPTS, SAMPLES = 4, 2
+
+
+def write_config(tmp_path: Path, model: str) -> Path:
+    cfg = yaml.safe_load(CONFIG.read_text())
+    cfg["model"]["path"] = model
+    cfg["data"]["prompts"] = str(CONFIG.parents[1] / cfg["data"]["prompts"])
+    cfg["data"]["prompts_per_iteration"] = PROMPTS
+    cfg["method"].update(name="self_rewarding", iterations=1)  # the shorter loop, same stages
+    cfg["generation"].update(samples=SAMPLES, max_new_tokens=8)
+    cfg["dpo"].update(batch_size=4, micro_batch_size=2, epochs=1)
+    cfg["engine"].update(actors=1, batch_size=8)
+    cfg["storage"]["run_dir"] = str(tmp_path / "run")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_command(config: Path) -> list[str]:
+    return [sys.executable, "-m", "temporal_ray", "run", str(config)]
+
+
+def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path, chaos_record):
+    config = write_config(tmp_path, tiny_model)
+    run_dir = tmp_path / "run" / "iter_0"
+    first = subprocess.Popen(run_command(config), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while not (run_dir / "candidates_present" / "manifest.json").exists():
+            assert first.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "no stage finished within 10 minutes"
+            time.sleep(0.5)
+        blocked = subprocess.run(run_command(config), capture_output=True, text=True,
+                                 timeout=300)
+        refused = blocked.returncode == 2 and f"in use by process {first.pid}" in blocked.stderr
+        chaos_record("second run on a run directory in use", 1, refused, 0)
+        assert refused, blocked.stderr[-3000:]
+        assert first.poll() is None, "the first run ended before it could be killed"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    finished_before = {p.parent.name: json.loads(p.read_text())["finished_at"]
+                       for p in run_dir.glob("*/manifest.json")}
+    assert {"prompts", "candidates_present"} <= set(finished_before)
+    assert not (run_dir / "model" / "manifest.json").exists()
+
+    second = subprocess.run(run_command(config), capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    for stage, finished_at in finished_before.items():  # nothing finished was redone
+        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert manifest["finished_at"] == finished_at, stage
+    assert "done before" in second.stdout
+
+    prompt_ids = {r["prompt_id"] for r in read_rows(str(run_dir / "prompts" / "data"))}
+    assert len(prompt_ids) == PROMPTS
+    lost = 0
+    for role in ("present",):
+        rows = read_rows(str(run_dir / f"candidates_{role}" / "data"))
+        lost += PROMPTS * SAMPLES - len({(r["prompt_id"], r["sample_index"]) for r in rows})
+        assert len(rows) == PROMPTS * SAMPLES
+        assert {r["prompt_id"] for r in rows} == prompt_ids
+    chaos_record("driver SIGKILL mid-iteration, rerun", 1, second.returncode == 0, lost)
+    assert (run_dir / "model" / "model.safetensors").exists()
+    assert not list(run_dir.glob("*.tmp-*")), "a temporary stage directory was left behind"

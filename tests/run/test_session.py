@@ -1,0 +1,75 @@
+"""The driver's checks before any cluster work: a resumed run whose config changed."""
+
+import pytest
+import yaml
+
+from temporal_ray.config import RUN_SECTIONS, load_config
+from temporal_ray.run.session import ConfigChangedError, absolute_paths, check_config, start_ray
+from temporal_ray.storage.run_dir import RunDir
+
+
+def config(tmp_path, *overrides):
+    return load_config(None, ["model.path=/m", "data.prompts=/p.jsonl",
+                              f"storage.run_dir={tmp_path}", *overrides])
+
+
+def test_first_run_writes_the_resolved_config(tmp_path):
+    cfg = config(tmp_path, "dpo.beta=0.3")
+    check_config(RunDir(str(tmp_path)), cfg, force=False)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["dpo"]["beta"] == 0.3 and saved["model"]["path"] == "/m"
+
+
+def test_changed_config_is_refused_naming_the_fields(tmp_path):
+    run = RunDir(str(tmp_path))
+    check_config(run, config(tmp_path), force=False)
+    check_config(run, config(tmp_path), force=False)  # the same config resumes
+    with pytest.raises(ConfigChangedError) as err:
+        check_config(run, config(tmp_path, "dpo.beta=0.3", "generation.samples=2"), force=False)
+    assert "dpo.beta" in str(err.value) and "generation.samples" in str(err.value)
+    assert "--force" in str(err.value)
+    check_config(run, config(tmp_path, "dpo.beta=0.3"), force=True)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["dpo"]["beta"] == 0.3
+
+
+def test_eval_settings_and_fields_added_later_do_not_block_a_resume(tmp_path):
+    run = RunDir(str(tmp_path))
+    check_config(run, config(tmp_path), force=False, sections=RUN_SECTIONS)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert "eval" not in saved
+    # How a run is evaluated is not part of the run.
+    check_config(run, config(tmp_path, "eval.max_new_tokens=7"), force=False,
+                 sections=RUN_SECTIONS)
+    # A run directory written before engine.max_retries existed resumes at its default...
+    del saved["engine"]["max_retries"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_config(run, config(tmp_path), force=False, sections=RUN_SECTIONS)
+    # ...but setting it to something else is a change.
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(ConfigChangedError, match="engine.max_retries"):
+        check_config(run, config(tmp_path, "engine.max_retries=0"), force=False,
+                     sections=RUN_SECTIONS)
+
+
+def test_relative_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = absolute_paths(load_config(None, ["model.path=m", "data.prompts=p.jsonl",
+                                            "storage.run_dir=s3://bucket/run"]))
+    assert cfg.model.path == str(tmp_path / "m")
+    assert cfg.data.prompts == str(tmp_path / "p.jsonl")
+    assert cfg.storage.run_dir == "s3://bucket/run"
+
+
+def test_inside_a_job_ray_init_gets_no_runtime_env_of_its_own(tmp_path, monkeypatch):
+    import ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("RAY_ADDRESS", "http://head:8265")
+    start_ray(config(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS")
+    start_ray(config(tmp_path, "ray.num_cpus=3"))
+    assert calls[0] == {"address": None}
+    assert calls[1]["num_cpus"] == 3 and "runtime_env" in calls[1]
+    assert calls[1]["address"] == "local"  # its own cluster, never a stale or foreign one

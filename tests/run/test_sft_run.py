@@ -1,0 +1,64 @@
+"""`temporal-ray sft` end to end: 2 real Ray Train workers, DeepSpeed ZeRO-3 over gloo, the
+tiny model learns its SFT data; the rerun reuses the finished stages; bad data stops it before
+any training starts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from temporal_ray.cli import main
+from temporal_ray.config import load_config
+from temporal_ray.run.sft import run_sft
+
+pytestmark = pytest.mark.slow
+
+IFT = [{"prompt": f"What is {i} plus {i}?", "response": f"It is {2 * i}."} for i in range(12)]
+EFT = [{"prompt": f"Review the answer 'It is {i}.' and end with Score: k",
+        "response": f"The answer is short and on topic. Score: {i % 6}"} for i in range(4)]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    overrides = [
+        f"model.path={tmp_path / 'sft' / 'model'}", "data.prompts=unused.jsonl",
+        f"sft.base_model={tiny_model}", f"sft.output={tmp_path / 'sft'}",
+        f"sft.data=[{write_jsonl(tmp_path / 'ift.jsonl', IFT)}, "
+        f"{write_jsonl(tmp_path / 'eft.jsonl', EFT)}]",
+        "sft.lr=5e-3", "sft.min_lr=5e-4", "sft.warmup_ratio=0", "sft.epochs=3",
+        "sft.batch_size=8", "sft.micro_batch_size=2", "sft.max_length=64",
+        "sft.checkpoint_every=0"]
+    cfg = load_config(None, overrides)
+    model = run_sft(cfg)
+    metrics = json.loads((tmp_path / "sft" / "model" / "metrics.json").read_text())
+    assert metrics["examples"] == 16 and metrics["world_size"] == 2
+    assert metrics["optimizer_steps"] == 16 // 8 * 3
+    assert metrics["loss_after"] < 0.8 * metrics["loss_before"]
+    manifest = json.loads((tmp_path / "sft" / "data" / "manifest.json").read_text())
+    assert manifest["per_file"] == {str(tmp_path / "ift.jsonl"): 12,
+                                    str(tmp_path / "eft.jsonl"): 4}
+    AutoModelForCausalLM.from_pretrained(model)  # a plain HF checkpoint
+
+    # The same command again: both stages are reused, nothing retrains.
+    capsys.readouterr()
+    run_sft(cfg)
+    assert "(reused)" in capsys.readouterr().out
+
+
+def test_bad_sft_data_stops_before_training(tiny_model, tmp_path, capsys):
+    bad = tmp_path / "ift.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n', encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text("model: {path: m}\ndata: {prompts: p}\n", encoding="utf-8")
+    code = main(["sft", str(config), f"sft.base_model={tiny_model}",
+                 f"sft.output={tmp_path / 'sft'}", f"sft.data=[{bad}]"])
+    assert code == 2
+    assert f"{bad}:2: missing field 'response'" in capsys.readouterr().err
+    assert not (tmp_path / "sft").exists()

@@ -1,0 +1,83 @@
+"""A generation actor killed mid-stage (SIGKILL of its process, found by its Ray process title):
+Ray Data restarts it and retries its batches; the stage completes with every (prompt, sample)
+exactly once, and, since every row samples with its own seed, with the same texts as a run
+that was not disturbed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from temporal_ray.config import EngineConfig, GenerationConfig
+from temporal_ray.core.prompts import load_prompts
+from temporal_ray.stages.generate import generate_candidates
+from temporal_ray.storage.files import read_rows, write_rows
+
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
+
+PROMPTS_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "temporal_ray", "assets",
+                            "tiny_prompts.jsonl")
+
+
+def engine_actor_pids() -> list[int]:
+    """Ray titles an actor's process `ray::MapWorker(MapBatches(HFEngine))...`."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith("ray::MapWorker(MapBatches(HFEngine))"):
+            pids.append(proc.info["pid"])
+    return pids
+
+
+def kill_one_engine_actor(stop: threading.Event, killed: list[float]) -> None:
+    while not stop.is_set():
+        pids = engine_actor_pids()
+        if pids:
+            time.sleep(3.0)  # let it load the model and start on its batches
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(time.time())
+            return
+        time.sleep(0.2)
+
+
+def candidates(path) -> dict[tuple[str, int], str]:
+    rows = read_rows(str(path))
+    keys = [(r["prompt_id"], r["sample_index"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a (prompt, sample) was written twice"
+    return {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
+
+
+def test_killed_engine_actor_loses_and_duplicates_nothing(tiny_model, ray_cluster, tmp_path,
+                                                        chaos_record):
+    write_rows(load_prompts(PROMPTS_FILE).rows[:24], str(tmp_path / "prompts" / "p.parquet"))
+    generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
+    engine = EngineConfig(actors=2, batch_size=4)
+
+    def generate(out: str) -> None:
+        generate_candidates(str(tmp_path / "prompts"), {"present": tiny_model}, generation,
+                            engine, str(tmp_path / out))
+
+    generate("clean")
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=kill_one_engine_actor, args=(stop, killed))
+    killer.start()
+    try:
+        generate("faulted")
+        finished = time.time()
+    finally:
+        stop.set()
+        killer.join()
+
+    assert killed, "no engine actor was found to kill"
+    assert killed[0] < finished - 1.0, "the actor was killed after the stage had finished"
+    clean, faulted = candidates(tmp_path / "clean"), candidates(tmp_path / "faulted")
+    assert len(clean) == 24 * 2
+    chaos_record("generation actor SIGKILL mid-stage", len(killed), faulted == clean,
+                 len(set(clean) - set(faulted)))
+    assert faulted == clean
