@@ -19,7 +19,7 @@ sampling settings.
   and 2. Timed: the whole call, so Ray Data's planning, worker and actor start-up, model
   loading and writing count.
 - Kept pools (`engine.keep_alive`): the kept pool of N = 1 and 2 engine actors is
-  started once (`generate.kept_pool.start_kept_pool`, timed on its own), then the same call
+  started once (`engines.kept_pool.KeptPools.start`, timed on its own), then the same call
   runs on it twice. The first call also pays the engines' first batches in fresh processes;
   the second is what every later stage costs when a run keeps its pool.
 - Once the pool runs: Ray's own task timeline (`ray.timeline()`) gives when each engine task
@@ -55,7 +55,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from temporal_ray.engines.kept_pool import KeptPools
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -201,10 +204,11 @@ def engine_window(tasks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
              max_new_tokens: int, actors: int, batch_size: int, batches_per_block: int,
-             keep_alive: bool = False) -> dict[str, Any]:
+             pools: KeptPools, keep_alive: bool = False) -> dict[str, Any]:
     """One call of the generate stage through a Ray Data actor pool of `actors` engines, or
     with `keep_alive` through the kept pool of `actors` engines (already started)."""
     from temporal_ray.config import EngineConfig, GenerationConfig
+    from temporal_ray.engines.pool import EnginePool
     from temporal_ray.stages.generate import generate_candidates
     from temporal_ray.storage.files import read_rows
 
@@ -214,7 +218,8 @@ def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
                           batches_per_block=batches_per_block, keep_alive=keep_alive)
     wall_start, driver_cpu = time.time(), time.process_time()
     started = time.perf_counter()
-    generate_candidates(prompts_path, {"policy": model_path}, generation, engine, out_dir)
+    generate_candidates(prompts_path, {"policy": model_path}, generation,
+                        EnginePool(engine, kept=pools), out_dir)
     seconds, driver_cpu = time.perf_counter() - started, time.process_time() - driver_cpu
     wall_end = time.time()
     rows = read_rows(out_dir, columns=["response_tokens"])
@@ -273,7 +278,7 @@ def main() -> None:
     # ray.timeline() warns on every call that a later Ray will read it from the dashboard.
     logging.getLogger("ray._private.state").setLevel(logging.ERROR)
 
-    from temporal_ray.engines.kept_pool import release_kept_pools, start_kept_pool
+    from temporal_ray.engines.kept_pool import KeptPools
     from temporal_ray.miniature.tiny_model import build_tiny_model
     from temporal_ray.storage.files import write_rows
 
@@ -294,6 +299,7 @@ def main() -> None:
         call_runs: dict[str, list[dict[str, Any]]] = {}
         start_runs: dict[int, list[float]] = {1: [], 2: []}
 
+        pools = KeptPools()
         ray.init(address="local", num_cpus=4, include_dashboard=False,
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
                                            "HF_HUB_OFFLINE": "1"}})
@@ -301,7 +307,7 @@ def main() -> None:
             ray.data.DataContext.get_current().enable_progress_bars = False
             common = {"model_path": model_path, "samples": args.samples,
                       "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
-                      "batches_per_block": args.batches_per_block}
+                      "batches_per_block": args.batches_per_block, "pools": pools}
             # A first call warms Ray up (worker processes, imports); not reported.
             ray_data(str(work / "warm"), out_dir=str(work / "out-warm"), actors=1, **common)
             # Every path once per repeat, interleaved, so a slow spell of the machine slows
@@ -320,7 +326,7 @@ def main() -> None:
                     for actors in (1, 2):
                         if keep_alive:  # started once (timed on its own), then the call
                             started = time.perf_counter()
-                            start_kept_pool(model_path, EngineConfig(
+                            pools.start(model_path, EngineConfig(
                                 actors=actors, cpus_per_actor=1, keep_alive=True))
                             start_runs[actors].append(time.perf_counter() - started)
                         # A kept pool's first call also pays the engines' first batches in
@@ -334,7 +340,7 @@ def main() -> None:
                                 actors=actors, keep_alive=keep_alive, **common))
                             print(f"[bench] repeat {repeat}, {key}: {call_runs[key][-1]}",
                                   flush=True)
-                        release_kept_pools()
+                        pools.release()
         finally:
             ray.shutdown()
     load_after = os.getloadavg()

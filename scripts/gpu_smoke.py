@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from temporal_ray.config import EngineConfig
+    from temporal_ray.engines.pool import EnginePool
 
 PROMPTS = ["What is 17 + 25?", "Name three primary colours.", "Reverse the word: planet",
            "Write one sentence about the sea.", "What is the capital of France?",
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from temporal_ray.config import EngineConfig
-    from temporal_ray.engines.kept_pool import releasing_kept_pools
+    from temporal_ray.engines.kept_pool import KeptPools
+    from temporal_ray.engines.pool import EnginePool
     from temporal_ray.engines.preflight import check_model
 
     check_model(args.model)
@@ -61,20 +62,19 @@ def main(argv: list[str] | None = None) -> int:
                           keep_alive=args.keep_alive)
     # A cluster named by RAY_ADDRESS, else a fresh local one (never a stray running one).
     ray.init(address=os.environ.get("RAY_ADDRESS", "local"), include_dashboard=False)
-    with releasing_kept_pools():  # a kept Serve pool outlives the script otherwise
-        checks = run_checks(args, engine)
+    with KeptPools() as pools:  # a kept Serve pool outlives the script otherwise
+        checks = run_checks(args, EnginePool(engine, kept=pools))
     for name, ok in checks:
         print(f"  [{'ok' if ok else 'FAILED'}] {name}")
     return 0 if all(ok for _, ok in checks) else 1
 
 
-def run_checks(args: argparse.Namespace, engine: EngineConfig) -> list[tuple[str, bool]]:
+def run_checks(args: argparse.Namespace, pool: EnginePool) -> list[tuple[str, bool]]:
     """Generation twice, then judging; returns (check, passed) pairs."""
     import ray.data
 
     from temporal_ray.config import JudgeConfig
     from temporal_ray.core.requests import candidate_requests, to_candidate
-    from temporal_ray.engines.kept_pool import pool_calls
     from temporal_ray.engines.pool import run_engine_pool
     from temporal_ray.stages.judge import judge_candidates
     from temporal_ray.storage.files import read_rows, write_rows
@@ -87,7 +87,7 @@ def run_checks(args: argparse.Namespace, engine: EngineConfig) -> list[tuple[str
 
     def generate() -> tuple[list[dict], float]:
         started = time.time()
-        rows = run_engine_pool(ray.data.from_items(requests), args.model, engine).take_all()
+        rows = run_engine_pool(ray.data.from_items(requests), args.model, pool).take_all()
         return rows, time.time() - started
 
     first, seconds = generate()
@@ -115,7 +115,7 @@ def run_checks(args: argparse.Namespace, engine: EngineConfig) -> list[tuple[str
     judge = JudgeConfig(kind="llm", samples=2, max_new_tokens=256,
                         prompt_template=args.judge_template)
     started = time.time()
-    judge_candidates([os.path.join(out, "candidates")], args.model, judge, engine, seed=0,
+    judge_candidates([os.path.join(out, "candidates")], args.model, judge, pool, seed=0,
                      out_dir=os.path.join(out, "scores"))
     scored = read_rows(os.path.join(out, "scores"))
     judged = sum(r["score"] is not None for r in scored)
@@ -127,7 +127,7 @@ def run_checks(args: argparse.Namespace, engine: EngineConfig) -> list[tuple[str
     print(f"rows: {out}", flush=True)
     if args.keep_alive:
         checks.append(("one kept pool served both passes and the judge",
-                       list(pool_calls().values()) == [3]))
+                       list(pool.kept_pools().calls().values()) == [3]))
     return checks
 
 

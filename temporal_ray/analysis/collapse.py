@@ -14,7 +14,7 @@ from typing import Any
 
 from temporal_ray.analysis.metrics import dpo_summary, pair_score_stats
 from temporal_ray.config import EngineConfig
-from temporal_ray.run.methods import UPDATE_PAIRS
+from temporal_ray.run.methods import METHODS
 from temporal_ray.storage.files import read_rows
 from temporal_ray.storage.run_dir import RunDir
 
@@ -43,7 +43,7 @@ def iteration_collapse(run: RunDir, method: str, iteration: int, present_model: 
     import ray
 
     stage = f"iter_{iteration}"
-    pairs_stage = run.finished(f"{stage}/{UPDATE_PAIRS[method]}")
+    pairs_stage = run.finished(f"{stage}/{METHODS[method].update_pairs}")
     dpo_stage = run.finished(f"{stage}/model")
     if pairs_stage is None or dpo_stage is None:
         raise RuntimeError(f"{run.uri}: iteration {iteration} has not finished; run it first")

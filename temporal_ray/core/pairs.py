@@ -25,6 +25,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from temporal_ray.core.rows import PairRow
+
 Row = dict[str, Any]
 
 TOO_FEW_SCORED = "too_few_scored"
@@ -34,7 +36,7 @@ TIE = "tie"
 
 @dataclass
 class PairSet:
-    pairs: list[Row] = field(default_factory=list)
+    pairs: list[PairRow] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)
 
 
@@ -64,17 +66,17 @@ def _worst(rows: list[Row]) -> Row:
     return min(rows, key=lambda r: (r["score"], r["role"] != "past", r["sample_index"]))
 
 
-def _pair(chosen: Row, rejected: Row) -> Row:
-    return {
-        "prompt_id": chosen["prompt_id"],
-        "prompt": chosen["prompt"],
-        "chosen": chosen["response"],
-        "rejected": rejected["response"],
-        "chosen_score": float(chosen["score"]),
-        "rejected_score": float(rejected["score"]),
-        "chosen_role": chosen["role"],
-        "rejected_role": rejected["role"],
-    }
+def _pair(chosen: Row, rejected: Row) -> PairRow:
+    return PairRow(
+        prompt_id=chosen["prompt_id"],
+        prompt=chosen["prompt"],
+        chosen=chosen["response"],
+        rejected=rejected["response"],
+        chosen_score=float(chosen["score"]),
+        rejected_score=float(rejected["score"]),
+        chosen_role=chosen["role"],
+        rejected_role=rejected["role"],
+    )
 
 
 def _keep_if_ordered(selections: dict[str, Selection], result: PairSet) -> PairSet:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from temporal_ray.core.rows import CandidateRow
+
 Row = dict[str, Any]
 
 
@@ -45,14 +47,14 @@ def candidate_requests(prompt: Row, role: str, samples: int, temperature: float,
     ]
 
 
-def to_candidate(row: Row) -> Row:
+def to_candidate(row: Row) -> CandidateRow:
     """An engine output row as a candidate row."""
-    return {
-        "prompt_id": row["prompt_id"],
-        "prompt": row["prompt"],
-        "role": row["role"],
-        "sample_index": int(row["sample_index"]),
-        "response": row["generated_text"],
-        "prompt_tokens": int(row["num_input_tokens"]),
-        "response_tokens": int(row["num_generated_tokens"]),
-    }
+    return CandidateRow(
+        prompt_id=row["prompt_id"],
+        prompt=row["prompt"],
+        role=row["role"],
+        sample_index=int(row["sample_index"]),
+        response=row["generated_text"],
+        prompt_tokens=int(row["num_input_tokens"]),
+        response_tokens=int(row["num_generated_tokens"]),
+    )

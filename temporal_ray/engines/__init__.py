@@ -1,5 +1,6 @@
 """Engines: what turns request rows into generated text, over Ray Data.
 
+protocol.py     what an engine is: request rows in, the same rows with text out
 hf.py           transformers' generate in an actor (CPU or GPU)
 vllm.py         Ray Data LLM's vLLM processor and Serve LLM config
 http.py         an OpenAI-compatible endpoint served elsewhere

@@ -15,10 +15,12 @@ base's own path for the base (Ray Data LLM's convention, which the `hf` engine f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from temporal_ray.config import KEPT_VLLM_POOL_LOADS_NO_ADAPTERS, EngineConfig
-from temporal_ray.engines.kept_pool import release_kept_pools, run_kept_pool
+from temporal_ray.engines.kept_pool import KeptPools, run_kept_pool
+from temporal_ray.storage.checkpoints import adapter_of
 
 if TYPE_CHECKING:
     import ray.data
@@ -30,8 +32,6 @@ def pool_models(models: dict[str, str], one_base: bool) -> tuple[str, dict[str, 
     Without `one_base` the models must be one and the same (a pool serves one checkpoint).
     With it each model is a base or a LoRA checkpoint of that base; they must share it.
     """
-    from temporal_ray.storage.checkpoints import adapter_of
-
     if not one_base:
         distinct = set(models.values())
         if len(distinct) != 1:
@@ -70,32 +70,55 @@ def check_servable(served: dict[str, str], base: str, engine: EngineConfig) -> N
                          "shares (NFS, a mounted bucket), or use lora.base 'start'")
 
 
+@dataclass(frozen=True)
+class EnginePool:
+    """How a stage's requests are served: which engine, whether its models are one base with
+    LoRA adapters, and the driver's kept pools."""
+
+    engine: EngineConfig
+    lora_rank: int | None = None
+    """The models are one base and LoRA checkpoints of it (lora.base 'initial'), served by
+    one pool with adapters of at most this rank; None: the pool serves one model."""
+    kept: KeptPools | None = None
+    """The driver's kept pools: where an `engine.keep_alive` pool lives, and the pool that a
+    pool of other settings releases first (one at a time). None: no kept pool runs."""
+
+    def kept_pools(self) -> KeptPools:
+        if self.kept is None:
+            raise ValueError("engine.keep_alive needs the driver's KeptPools "
+                             "(EnginePool(engine, kept=pools))")
+        return self.kept
+
+
 def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str | None,
-                    engine: EngineConfig, lora_rank: int | None,
-                    rows: int | None = None) -> ray.data.Dataset:
+                    pool: EnginePool, rows: int | None = None) -> ray.data.Dataset:
     """One pool for `models` (key -> model directory, rows matched by their `key` column):
-    the model itself, or with `lora_rank` (LoRA on one base) their base, each request
+    the model itself, or with `pool.lora_rank` (LoRA on one base) their base, each request
     naming its adapter. `rows`: how many requests there are (at most), if known."""
-    base, served = pool_models(models, one_base=lora_rank is not None)
-    check_servable(served, base, engine)
+    base, served = pool_models(models, one_base=pool.lora_rank is not None)
+    check_servable(served, base, pool.engine)
     if all(path == base for path in served.values()):
-        return run_engine_pool(requests, base, engine, rows=rows)
+        return run_engine_pool(requests, base, pool, rows, adapters=False)
     requests = requests.map(name_model, fn_kwargs={"models": served, "key": key})
-    return run_engine_pool(requests, base, engine, lora_rank, rows)
+    return run_engine_pool(requests, base, pool, rows)
 
 
-def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
-                    lora_rank: int | None = None, rows: int | None = None) -> ray.data.Dataset:
-    """`lora_rank`: the rows name adapters of `model_path` (of at most this rank) to serve.
-    `rows`: how many requests there are (at most), if known, so that a small stage is cut
-    into blocks small enough for every actor to get one."""
+def run_engine_pool(requests: ray.data.Dataset, model_path: str, pool: EnginePool,
+                    rows: int | None = None, adapters: bool = True) -> ray.data.Dataset:
+    """`requests` through a pool of `model_path`. With `pool.lora_rank` and `adapters`, the
+    rows name adapters of `model_path` to serve. `rows`: how many requests there are (at
+    most), if known, so that a small stage is cut into blocks small enough for every actor
+    to get one."""
+    engine = pool.engine
+    lora_rank = pool.lora_rank if adapters else None
     if engine.keep_alive and engine.kind == "vllm":  # a Serve LLM app that outlives the stage
         from temporal_ray.engines.serve_pool import run_serve_pool
 
-        return run_serve_pool(requests, model_path, engine)
+        return run_serve_pool(requests, model_path, engine, pool.kept_pools())
     if engine.keep_alive:  # engine actors that outlive the stage
-        return run_kept_pool(requests, model_path, engine, rows)
-    release_kept_pools()  # one pool at a time: this one may need their CPUs or GPUs
+        return run_kept_pool(requests, model_path, engine, pool.kept_pools(), rows)
+    if pool.kept is not None:
+        pool.kept.release()  # one pool at a time: this one may need their CPUs or GPUs
     # Ray Data hands a block to one actor per task: blocks of a few batches spread the work
     # over the pool (one block would leave the rest idle) at a few tasks' cost.
     requests = requests.repartition(target_num_rows_per_block=engine.block_rows(rows))
@@ -107,7 +130,12 @@ def run_engine_pool(requests: ray.data.Dataset, model_path: str, engine: EngineC
         from temporal_ray.engines.http import build_http_processor
 
         return build_http_processor(model_path, engine)(requests)
+    return run_hf_pool(requests, model_path, engine)
 
+
+def run_hf_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig
+                ) -> ray.data.Dataset:
+    """A Ray Data actor pool of `HFEngine`s, one model copy per actor."""
     import ray.data
 
     from temporal_ray.engines.hf import HFEngine

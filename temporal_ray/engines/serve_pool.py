@@ -12,11 +12,11 @@ The same path runs on CPU in tests with `HFChatServer`: a Serve deployment of th
 that answers the same `chat` method with the same reply, batching the requests it has in hand
 into one `generate` call (`serve.batch`), as vLLM batches its running requests.
 
-Kept Serve pools share the registry, the one-pool-at-a-time rule and the releasing of the
-actor pools (kept_pool.py). One difference: a Serve application is detached, so a driver
-killed mid-run leaves it running. The rerun finds it (same model, same settings, same name)
-and goes on with it; `serve delete NAME` frees it if the run is abandoned, and a run that finds
-kept pools it does not know says so.
+Kept Serve pools share the driver's `KeptPools`, the one-pool-at-a-time rule and the
+releasing of the actor pools (kept_pool.py). One difference: a Serve application is detached,
+so a driver killed mid-run leaves it running. The rerun finds it (same model, same settings,
+same name) and goes on with it; `serve delete NAME` frees it if the run is abandoned, and a
+run that finds kept pools it does not know says so.
 """
 
 from __future__ import annotations
@@ -29,16 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ray import serve
 
 from temporal_ray.config import EngineConfig
-from temporal_ray.engines.kept_pool import (
-    POOL_PREFIX,
-    KeptPool,
-    count_call,
-    current_job,
-    pool_name,
-    register_pool,
-    release_kept_pools,
-    running_pools,
-)
+from temporal_ray.engines.kept_pool import POOL_PREFIX, KeptPool, KeptPools, current_job, pool_name
 from temporal_ray.engines.openai_chat import (
     chat_body,
     chat_completion,
@@ -49,6 +40,8 @@ from temporal_ray.engines.openai_chat import (
 if TYPE_CHECKING:
     import ray.data
     from ray.serve import Application
+
+    from temporal_ray.engines.protocol import Engine
 
 DEPLOYMENT = "engine"
 """The deployment's name inside each kept pool's application (named after the pool)."""
@@ -82,7 +75,7 @@ class HFChatServer:
     def __init__(self, model_path: str, served_model: str, use_gpu: bool, batch_size: int):
         from temporal_ray.engines.hf import HFEngine
 
-        self.engine = HFEngine(model_path, use_gpu=use_gpu)
+        self.engine: Engine = HFEngine(model_path, use_gpu=use_gpu)
         self.served_model = served_model
         self.generate_batch.set_max_batch_size(batch_size)
 
@@ -127,14 +120,14 @@ def vllm_chat_deployment(model_path: str, engine: EngineConfig, served_model: st
 Deployment = Callable[[str, EngineConfig, str], "Application"]
 
 
-def start_serve_pool(model_path: str, engine: EngineConfig,
+def start_serve_pool(model_path: str, engine: EngineConfig, pools: KeptPools,
                      deployment: Deployment = vllm_chat_deployment) -> str:
     """The running Serve pool for `model_path` on `engine`, started (after releasing any other
     kept pool) when there is none; returns its name, which is also its application's."""
     name = pool_name(model_path, engine)
-    if name in running_pools():
+    if name in pools.running():
         return name
-    release_kept_pools()
+    pools.release()
     started = time.time()
     serve.start(proxy_location="Disabled")  # called through handles only: no HTTP proxy
     apps = serve.status().applications
@@ -147,19 +140,20 @@ def start_serve_pool(model_path: str, engine: EngineConfig,
               "using it", flush=True)
     else:  # new, or one that failed: (re)deploy, and wait until it is ready
         serve.run(deployment(model_path, engine, name), name=name, route_prefix=None)
-    register_pool(KeptPool(name, current_job(), actors=[], app=name))
+    pools.add(KeptPool(name, current_job(), actors=[], app=name))
     print(f"kept Serve pool {name} for {model_path}: ready in {time.time() - started:.1f} s",
           flush=True)
     return name
 
 
 def run_serve_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
-                   deployment: Deployment = vllm_chat_deployment) -> ray.data.Dataset:
+                   pools: KeptPools, deployment: Deployment = vllm_chat_deployment
+                   ) -> ray.data.Dataset:
     """`requests` through the kept Serve pool of `model_path`."""
     from ray.data.llm import ServeDeploymentProcessorConfig, build_processor
 
-    name = start_serve_pool(model_path, engine, deployment)
-    count_call(name)
+    name = start_serve_pool(model_path, engine, pools, deployment)
+    pools.count_call(name)
     dtypes: dict[str, Any] = {}  # the CPU engine takes the request as a plain dict
     if deployment is vllm_chat_deployment:
         from ray.serve.llm.openai_api_models import ChatCompletionRequest

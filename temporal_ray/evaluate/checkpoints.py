@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import yaml
 
 from temporal_ray.config import Method
+from temporal_ray.run.methods import METHODS
 from temporal_ray.storage.run_dir import RunDir
-
-# DPO updates per iteration: what a checkpoint cost, the x axis of equal-compute plots.
-DPO_RUNS_PER_ITERATION = {Method.SELF_REWARDING.value: 1, Method.TEMPORAL.value: 2}
 
 
 @dataclass(frozen=True)
@@ -31,7 +29,9 @@ class Checkpoint:
 
     @property
     def dpo_runs(self) -> int:
-        return self.iteration * DPO_RUNS_PER_ITERATION.get(self.method, 1)
+        """What the checkpoint cost: the x axis of equal-compute plots."""
+        method = METHODS.get(self.method)
+        return self.iteration * (method.dpo_runs if method else 1)
 
 
 class NoCheckpointsError(ValueError):

@@ -28,8 +28,8 @@ from typing import Any
 from temporal_ray.config import Config, EvalConfig
 from temporal_ray.core.prompts import PromptFileError, read_jsonl, text_field
 from temporal_ray.core.requests import candidate_requests
-from temporal_ray.engines.kept_pool import releasing_kept_pools
-from temporal_ray.engines.pool import run_engine_pool
+from temporal_ray.engines.kept_pool import KeptPools
+from temporal_ray.engines.pool import EnginePool, run_engine_pool
 from temporal_ray.engines.preflight import ContextBudget, drop_overlong
 from temporal_ray.evaluate import humaneval
 from temporal_ray.evaluate.checkpoints import Checkpoint, discover_checkpoints, select
@@ -87,14 +87,14 @@ def answers_dir(root: str, requests: list[dict[str, Any]]) -> RunDir:
 
 
 def answer_stage(out: RunDir, checkpoint: Checkpoint, requests: list[dict[str, Any]],
-                 cfg: Config) -> list[dict[str, Any]]:
+                 cfg: Config, pools: KeptPools) -> list[dict[str, Any]]:
     """The checkpoint's answers ({prompt_id, role, response, response_tokens}), one pool pass
     (a stage of the answers directory `out`)."""
     import ray.data
 
     def produce(tmp: str) -> dict[str, Any]:
-        outputs = run_engine_pool(ray.data.from_items(requests), checkpoint.path, cfg.engine,
-                                  rows=len(requests))
+        outputs = run_engine_pool(ray.data.from_items(requests), checkpoint.path,
+                                  EnginePool(cfg.engine, kept=pools), rows=len(requests))
         rows = [{"prompt_id": r["prompt_id"], "role": r["role"], "response": r["generated_text"],
                  "response_tokens": int(r["num_generated_tokens"])}
                 for r in outputs.select_columns(["prompt_id", "role", "generated_text",
@@ -122,7 +122,8 @@ def _rule_verdicts(rule: str, pattern: str, items: list[dict[str, Any]]) -> list
 
 
 def judge_pairs(checkpoint: Checkpoint, prompts: list[dict[str, Any]], model: dict[str, str],
-                reference: dict[str, str], cfg: Config) -> tuple[list[dict[str, Any]], int]:
+                reference: dict[str, str], cfg: Config, pools: KeptPools
+                ) -> tuple[list[dict[str, Any]], int]:
     """Verdict rows {prompt_id, model_first, judgement, verdict} in both orders, and how many
     judge requests were too long for the judge's context (left unjudged)."""
     import ray
@@ -153,8 +154,8 @@ def judge_pairs(checkpoint: Checkpoint, prompts: list[dict[str, Any]], model: di
         requests = [r for r, ok in zip(requests, fits) if ok]
     if not requests:
         return [], too_long
-    outputs = run_engine_pool(ray.data.from_items(requests), judge_model, engine,
-                              rows=len(requests))
+    outputs = run_engine_pool(ray.data.from_items(requests), judge_model,
+                              EnginePool(engine, kept=pools), rows=len(requests))
     verdicts = [{"prompt_id": r["prompt_id"], "model_first": bool(r["model_first"]),
                  "judgement": r["generated_text"],
                  "verdict": parse_verdict(r["generated_text"], judge.verdict_pattern)}
@@ -165,7 +166,7 @@ def judge_pairs(checkpoint: Checkpoint, prompts: list[dict[str, Any]], model: di
 
 def verdict_stage(out: RunDir, checkpoint: Checkpoint, prompts: list[dict[str, Any]],
                   answers: list[dict[str, Any]], reference_answers: list[dict[str, Any]],
-                  cfg: Config) -> dict[str, Any]:
+                  cfg: Config, pools: KeptPools) -> dict[str, Any]:
     """The checkpoint's win rate against the reference, from verdicts in both orders."""
     def held(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {r["prompt_id"]: r for r in rows if r["role"] == HELDOUT}
@@ -176,7 +177,7 @@ def verdict_stage(out: RunDir, checkpoint: Checkpoint, prompts: list[dict[str, A
     def produce(tmp: str) -> dict[str, Any]:
         verdicts, too_long = judge_pairs(
             checkpoint, both, {i: r["response"] for i, r in mine.items()},
-            {i: r["response"] for i, r in ref.items()}, cfg)
+            {i: r["response"] for i, r in ref.items()}, cfg, pools)
         write_rows(verdicts, f"{tmp}/verdicts.parquet")
         by_prompt: dict[str, dict[bool, str | None]] = {}
         for v in verdicts:
@@ -278,12 +279,12 @@ def prepare_inputs(cfg: Config, reference: Checkpoint) -> EvalInputs:
 
 def evaluate_checkpoint(out: RunDir, answers_out: RunDir, checkpoint: Checkpoint,
                         reference: Checkpoint, reference_answers: list[dict[str, Any]],
-                        inputs: EvalInputs, cfg: Config) -> dict[str, Any]:
+                        inputs: EvalInputs, cfg: Config, pools: KeptPools) -> dict[str, Any]:
     """One checkpoint's row of the report: answers, win rate, pass@1, lm-eval metrics."""
     print(f"eval: {checkpoint.name} ({checkpoint.path})", flush=True)
     is_reference = checkpoint == reference
     answers = (reference_answers if is_reference
-               else answer_stage(answers_out, checkpoint, inputs.requests, cfg))
+               else answer_stage(answers_out, checkpoint, inputs.requests, cfg, pools))
     held = [a["response_tokens"] for a in answers if a["role"] == HELDOUT]
     row = {"name": checkpoint.name, "method": checkpoint.method,
            "iteration": checkpoint.iteration, "dpo_runs": checkpoint.dpo_runs,
@@ -291,7 +292,7 @@ def evaluate_checkpoint(out: RunDir, answers_out: RunDir, checkpoint: Checkpoint
            "answers": {"prompts": len(held),
                        "mean_tokens": sum(held) / len(held) if held else None},
            "winrate": None if is_reference else verdict_stage(
-               out, checkpoint, inputs.prompts, answers, reference_answers, cfg),
+               out, checkpoint, inputs.prompts, answers, reference_answers, cfg, pools),
            "humaneval": humaneval_stage(out, checkpoint, answers, inputs.problems,
                                         cfg.eval.humaneval_timeout) if inputs.problems else None,
            "lm_eval": None}
@@ -340,11 +341,11 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     inputs = prepare_inputs(cfg, reference)
     out, answers_out = RunDir(f"{root}/{ev.output}"), answers_dir(root, inputs.requests)
     start_ray(cfg)
-    with RunLock(out), RunLock(answers_out), releasing_kept_pools():
+    with RunLock(out), RunLock(answers_out), KeptPools() as pools:
         check_config(out, cfg, force, sections=("eval",))
-        reference_answers = answer_stage(answers_out, reference, inputs.requests, cfg)
+        reference_answers = answer_stage(answers_out, reference, inputs.requests, cfg, pools)
         rows = [evaluate_checkpoint(out, answers_out, checkpoint, reference, reference_answers,
-                                    inputs, cfg)
+                                    inputs, cfg, pools)
                 for checkpoint in checkpoints]
         results = {"settings": describe_settings(cfg, root, reference, inputs),
                    "reference": reference.name, "checkpoints": rows, "notes": inputs.notes}

@@ -17,10 +17,12 @@ from temporal_ray.analysis.metrics import judge_agreement
 from temporal_ray.config import Config
 from temporal_ray.core.judging import JUDGE_TRUNCATED, judge_counts
 from temporal_ray.core.requests import candidate_requests
+from temporal_ray.core.rows import CANDIDATE_COLUMNS
 from temporal_ray.core.rubric import load_template
-from temporal_ray.engines.pool import run_engine_pool
+from temporal_ray.engines.kept_pool import KeptPools
+from temporal_ray.engines.pool import EnginePool, run_engine_pool
 from temporal_ray.miniature.tasks import Quality, Task, grade
-from temporal_ray.stages.judge import CANDIDATE_COLUMNS, aggregate_judgements, judge_requests
+from temporal_ray.stages.judge import aggregate_judgements, judge_requests
 from temporal_ray.storage.files import write_rows
 from temporal_ray.storage.run_dir import RunDir
 
@@ -69,7 +71,8 @@ def checkpoint_requests(heldout: list[dict[str, Any]], check: list[dict[str, Any
 
 
 def check_checkpoint(run: RunDir, stage: str, model: str, heldout: list[dict[str, Any]],
-                     check: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
+                     check: list[dict[str, Any]], cfg: Config,
+                     pools: KeptPools) -> dict[str, Any]:
     """Both ground-truth checks of `model` in one pass of its engine pool (a stage of `run`):
     {"answers": answer_summary(...), "judge": judge_agreement(...) + parse failures}."""
     import ray.data
@@ -78,7 +81,8 @@ def check_checkpoint(run: RunDir, stage: str, model: str, heldout: list[dict[str
 
     def produce(tmp: str) -> dict[str, Any]:
         requests = checkpoint_requests(heldout, check, cfg)
-        outputs = run_engine_pool(ray.data.from_items(requests), model, cfg.engine,
+        outputs = run_engine_pool(ray.data.from_items(requests), model,
+                                  EnginePool(cfg.engine, kept=pools),
                                   rows=len(requests)).select_columns(
             [*CANDIDATE_COLUMNS, "judge_index", "generated_text", "num_generated_tokens"]
         ).to_pandas()

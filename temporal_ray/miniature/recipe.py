@@ -19,10 +19,12 @@ from typing import Any
 from temporal_ray.analysis.collapse import iteration_collapse
 from temporal_ray.config import Config, ConfigError, Method
 from temporal_ray.core.prompts import read_jsonl
+from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.miniature.ground_truth import check_checkpoint
 from temporal_ray.miniature.report import markdown, plot, terminal_summary
 from temporal_ray.miniature.tasks import build_toy_data, judge_check_rows, load_tasks, write_jsonl
 from temporal_ray.run.compare import method_config, run_comparison
+from temporal_ray.run.methods import METHODS
 from temporal_ray.run.session import absolute, start_ray
 from temporal_ray.run.sft import run_sft
 from temporal_ray.storage.lock import RunLock
@@ -76,21 +78,21 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
     return [obj for _, obj in read_jsonl(path, "miniature data file", "storage.run_dir")]
 
 
-def evaluate(cfg: Config, root: str, data: str,
-             checkpoints: dict[Method, list[str]]) -> dict[str, Any]:
+def evaluate(cfg: Config, root: str, data: str, checkpoints: dict[Method, list[str]],
+             pools: KeptPools) -> dict[str, Any]:
     """Ground truth per checkpoint (M0 once) and the collapse measurements per iteration."""
     evals = RunDir(f"{root}/eval")
     heldout = _read_jsonl(f"{data}/heldout.jsonl")
     check = _read_jsonl(f"{data}/judge_check.jsonl")
-    cost = {Method.SELF_REWARDING: 1, Method.TEMPORAL: 2}  # DPO runs per iteration
     rows, iterations = [], []
     for method, models in checkpoints.items():
         for k, model in enumerate(models):
             name = "m0" if k == 0 else f"{method.value}/m{k}"
             if evals.finished(name) is None:
                 print(f"checking {name}: held-out answers and judge agreement", flush=True)
-            checks = check_checkpoint(evals, name, model, heldout, check, cfg)
-            rows.append({"method": method.value, "index": k, "compute": k * cost[method],
+            checks = check_checkpoint(evals, name, model, heldout, check, cfg, pools)
+            rows.append({"method": method.value, "index": k,
+                         "compute": k * METHODS[method.value].dpo_runs,
                          "model": model, "answers": checks["answers"],
                          "judge": checks["judge"]})
         run = RunDir(method_config(cfg, method, len(models) - 1).storage.run_dir)
@@ -113,7 +115,8 @@ def run_miniature(cfg: Config, force: bool = False) -> dict[str, Any]:
     start_ray(cfg)
     run_sft(cfg, force=force)
     checkpoints = run_comparison(cfg, cfg.miniature.iterations, force=force)
-    results = evaluate(cfg, root, data, checkpoints)
+    with KeptPools() as pools:
+        results = evaluate(cfg, root, data, checkpoints, pools)
     mini = cfg.miniature
     results["settings"] = {
         "title": "The paper in miniature: Self-Rewarding vs Temporal Self-Rewarding",

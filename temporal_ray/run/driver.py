@@ -16,10 +16,10 @@ from typing import Any
 
 from temporal_ray.config import RUN_SECTIONS, Config
 from temporal_ray.core.prompts import PromptFileError, iteration_chunk, load_prompts
-from temporal_ray.engines.kept_pool import releasing_kept_pools
+from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.preflight import check_model, drop_overlong
 from temporal_ray.run.iteration import IterationStages, StopAfterStage
-from temporal_ray.run.methods import ITERATIONS
+from temporal_ray.run.methods import METHODS
 from temporal_ray.run.report import format_iteration
 from temporal_ray.run.session import absolute_paths, check_config, start_ray
 from temporal_ray.storage.lock import RunLock
@@ -52,20 +52,20 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
         if redo:
             print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
         start_ray(cfg)
-        with releasing_kept_pools():
-            return iterate_method(cfg, run, rows, dropped, until)
+        with KeptPools() as pools:
+            return iterate_method(cfg, run, pools, rows, dropped, until)
 
 
-def iterate_method(cfg: Config, run: RunDir, prompts_rows: list[dict[str, str]],
-                   prompts_dropped: dict[str, int], until: str | None = None
-                   ) -> list[dict[str, Any]]:
+def iterate_method(cfg: Config, run: RunDir, pools: KeptPools,
+                   prompts_rows: list[dict[str, str]], prompts_dropped: dict[str, int],
+                   until: str | None = None) -> list[dict[str, Any]]:
     """M_{i+1} = iteration(M_i) for each prompt chunk; one summary record per iteration."""
-    iterate = ITERATIONS[cfg.method.name.value]
+    iterate = METHODS[cfg.method.name.value].iteration
     past = present = cfg.model.path
     summary = []
     for i in range(cfg.method.iterations):
         started = time.time()
-        stages = IterationStages(cfg, run, i, until)
+        stages = IterationStages(cfg, run, i, pools, until)
         try:
             prompts = stages.prompts(iteration_chunk(prompts_rows, i,
                                                      cfg.data.prompts_per_iteration))

@@ -8,21 +8,28 @@ manifest of every stage carries the counts that the run summary prints.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from temporal_ray.config import RUN_SECTIONS, Config
-from temporal_ray.core.judging import OVER_CONTEXT, judge_counts
+from temporal_ray.config import RUN_SECTIONS, Config, EngineConfig, GenerationConfig
+from temporal_ray.core.judging import OVER_CONTEXT
 from temporal_ray.core.pairs import PairSet, pair_counts
 from temporal_ray.core.requests import derive_seed
 from temporal_ray.core.roles import Role
-from temporal_ray.engines.kept_pool import kept_pool_use, pool_calls, release_kept_pools
+from temporal_ray.core.rows import PAIRING_COLUMNS
+from temporal_ray.engines.kept_pool import KeptPools
+from temporal_ray.engines.pool import EnginePool
 from temporal_ray.stages.dpo import train_dpo
-from temporal_ray.stages.generate import generate_candidates
+from temporal_ray.stages.generate import (
+    can_share_a_pass,
+    candidate_counts,
+    generate_candidates,
+    role_rows,
+)
 from temporal_ray.stages.judge import judge_candidates
-from temporal_ray.storage.files import read_dataset, read_rows, resolve, write_rows
+from temporal_ray.storage.files import read_rows, resolve, write_rows
 from temporal_ray.storage.run_dir import RunDir
 
 
@@ -38,11 +45,28 @@ class StopAfterStage(Exception):  # noqa: N818 (control flow, not an error)
     """Raised once the stage named by `until` has finished (`temporal-ray run --until`)."""
 
 
+SHARED_PASS = ".shared_pass"
+"""Scratch directory of an iteration: the candidates of a pass that several roles share."""
+
+
+@dataclass(frozen=True)
+class SharedPass:
+    path: str
+    seconds: float
+    kept_pool: str | None
+    """Whether the pass ran on a kept pool it started or found (`KeptPools.use_since`)."""
+
+
 class IterationStages:
-    def __init__(self, cfg: Config, run: RunDir, iteration: int, until: str | None = None):
+    """The stages of iteration `iteration` of a run: what a method's iteration calls."""
+
+    def __init__(self, cfg: Config, run: RunDir, iteration: int, pools: KeptPools,
+                 until: str | None = None):
         self.cfg = cfg
         self.run = run
         self.iteration = iteration
+        self.pools = pools
+        """The driver's kept pools (engine.keep_alive), released before each DPO stage."""
         self.until = until
         self.records: list[dict[str, Any]] = []
 
@@ -55,6 +79,13 @@ class IterationStages:
         if stage == self.until:
             raise StopAfterStage(stage)
         return result.path
+
+    def pool_for(self, engine: EngineConfig) -> EnginePool:
+        """A pool on `engine`; with LoRA on one base (every model of the run is M0 plus an
+        adapter) it serves the adapters too."""
+        lora = self.cfg.dpo.lora
+        one_base = lora.enabled and lora.base == "initial"
+        return EnginePool(engine, lora.rank if one_base else None, self.pools)
 
     def prompts(self, rows: list[dict[str, str]]) -> str:
         def produce(tmp: str) -> dict[str, Any]:
@@ -72,54 +103,47 @@ class IterationStages:
         once, each request naming its adapter) when their pools are configured alike."""
         generation = self.cfg.generation.model_copy(
             update={"seed": derive_seed(self.cfg.generation.seed, self.iteration)})
-        lora_rank = self.one_base_lora_rank()
+        pools = {role: self.pool_for(self.cfg.engine_for(role)) for role in models}
         todo = [role for role in models
                 if self.run.finished(f"iter_{self.iteration}/candidates_{role.value}") is None]
-        engines = {role: self.cfg.engine_for(role) for role in models}
-        shared, shared_seconds, shared_pool = None, None, None
-        if lora_rank is not None and len(todo) > 1 and \
-                all(engines[role] == engines[todo[0]] for role in todo):
-            shared = self.run.uri_of(self.run.path(f"iter_{self.iteration}", ".shared_pass"))
-            self.run.fs.delete_dir_contents(self.run.path(f"iter_{self.iteration}",
-                                                          ".shared_pass"), missing_dir_ok=True)
-            started, kept_before = time.time(), pool_calls()
-            generate_candidates(prompts, {role.value: models[role] for role in todo},
-                                generation, engines[todo[0]], shared, lora_rank)
-            shared_seconds = round(time.time() - started, 2)
-            shared_pool = kept_pool_use(kept_before)
+        shared = None
+        if can_share_a_pass({role.value: pools[role] for role in todo}):
+            shared = self._shared_pass({role: models[role] for role in todo}, prompts,
+                                       generation, pools[todo[0]])
 
         def stage(role: Role) -> str:
             def produce(tmp: str) -> dict[str, Any]:
-                kept = shared_pool
-                if shared is not None:  # this role's rows of the shared pass
-                    from ray.data.expressions import col
-
-                    read_dataset(shared).filter(expr=col("role") == role.value) \
-                        .write_parquet(f"{tmp}/data")
+                if shared is not None:
+                    role_rows(shared.path, role.value, f"{tmp}/data")
+                    kept = shared.kept_pool
                 else:
-                    kept_before = pool_calls()
+                    before = self.pools.calls()
                     generate_candidates(prompts, {role.value: models[role]}, generation,
-                                        engines[role], f"{tmp}/data", lora_rank)
-                    kept = kept_pool_use(kept_before)
-                rows = read_rows(f"{tmp}/data", ["response_tokens"])
-                tokens = [r["response_tokens"] for r in rows]
-                return {"rows": len(rows), "mean_response_tokens": _mean(tokens),
-                        "kept_pool": kept}
+                                        pools[role], f"{tmp}/data")
+                    kept = self.pools.use_since(before)
+                return {**candidate_counts(f"{tmp}/data"), "kept_pool": kept}
             return self._stage(f"candidates_{role.value}", produce, kind="generate",
                                role=role.value, model=models[role],
-                               actors=engines[role].pool_size,
+                               actors=pools[role].engine.pool_size,
                                shared_pass=[r.value for r in todo] if shared else None,
-                               shared_pass_seconds=shared_seconds) + "/data"
+                               shared_pass_seconds=shared.seconds if shared else None) + "/data"
 
         paths = [stage(role) for role in models]
         if shared is not None:
-            self.run.fs.delete_dir(self.run.path(f"iter_{self.iteration}", ".shared_pass"))
+            self.run.fs.delete_dir(self.run.path(f"iter_{self.iteration}", SHARED_PASS))
         return paths
 
-    def one_base_lora_rank(self) -> int | None:
-        """The adapters' rank when every model of the run is M0 plus an adapter, else None."""
-        lora = self.cfg.dpo.lora
-        return lora.rank if lora.enabled and lora.base == "initial" else None
+    def _shared_pass(self, models: dict[Role, str], prompts: str,
+                     generation: GenerationConfig, pool: EnginePool) -> SharedPass:
+        """Every role's candidates in one pass, into a scratch directory of the iteration
+        that each role's stage then takes its rows from."""
+        scratch = self.run.path(f"iter_{self.iteration}", SHARED_PASS)
+        self.run.fs.delete_dir_contents(scratch, missing_dir_ok=True)
+        started, before = time.time(), self.pools.calls()
+        generate_candidates(prompts, {role.value: model for role, model in models.items()},
+                            generation, pool, self.run.uri_of(scratch))
+        return SharedPass(self.run.uri_of(scratch), round(time.time() - started, 2),
+                          self.pools.use_since(before))
 
     def judge(self, name: str, candidates: list[str], judge_model: str) -> str:
         """Score candidates with the configured judge: `judge_model` (the present model), a
@@ -130,19 +154,17 @@ class IterationStages:
         seed = derive_seed(self.cfg.generation.seed, self.iteration, name)
 
         def produce(tmp: str) -> dict[str, Any]:
-            kept_before = pool_calls()
-            judge_candidates(candidates, judge_model, judge, engine, seed, f"{tmp}/data",
-                             self.one_base_lora_rank())
-            return {**judge_counts(read_rows(f"{tmp}/data"),
-                                   judge.score_pattern, judge.min_score, judge.max_score),
-                    "kept_pool": kept_pool_use(kept_before)}
+            before = self.pools.calls()
+            counts = judge_candidates(candidates, judge_model, judge, self.pool_for(engine),
+                                      seed, f"{tmp}/data")
+            return {**counts, "kept_pool": self.pools.use_since(before)}
         path = self._stage(name, produce, kind="judge", judge=judge.kind,
                            judge_model=judge_model) + "/data"
         check_judged_share(self.records[-1], path, judge.min_valid_share)
         return path
 
     def pairs(self, name: str, build: Callable[[], PairSet]) -> str:
-        """Build DPO pairs with a strategy from pairs.py and store them."""
+        """Build DPO pairs with a strategy from core/pairs.py and store them."""
         def produce(tmp: str) -> dict[str, Any]:
             result = build()
             if not result.pairs:
@@ -163,7 +185,7 @@ class IterationStages:
         train_name = f"iter_{self.iteration}_{name}_{pairs_id:08x}"
 
         def produce(tmp: str) -> dict[str, Any]:
-            release_kept_pools()  # the DPO workers need the CPUs/GPUs kept pools hold
+            self.pools.release()  # the DPO workers need the CPUs/GPUs kept pools hold
             metrics = train_dpo(pairs, start_model, tmp, self.cfg.dpo,
                                 storage_path=self.run.uri_of(self.run.path("ray_train")),
                                 name=train_name)
@@ -177,7 +199,7 @@ class IterationStages:
 
 def read_scored(path: str, role: Role | None = None) -> list[dict[str, Any]]:
     """Scored candidate rows of a judge stage, optionally of one role."""
-    rows = read_rows(path, ["prompt_id", "prompt", "role", "sample_index", "response", "score"])
+    rows = read_rows(path, PAIRING_COLUMNS)
     return [r for r in rows if role is None or r["role"] == role.value]
 
 
@@ -198,7 +220,3 @@ def check_judged_share(record: dict[str, Any], path: str, min_share: float) -> N
             f"context. Examples of judge outputs:\n{examples}\nCheck judge.score_pattern, "
             "judge.max_new_tokens, generation.max_new_tokens against the judge's context, and "
             "whether M0 was trained on judge (EFT) data.")
-
-
-def _mean(values: list[float]) -> float:
-    return statistics.fmean(values) if values else float("nan")

@@ -8,6 +8,7 @@ not redone when a run resumes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from temporal_ray.core.pairs import anchored_rejection, best_vs_worst, future_guided
 from temporal_ray.core.roles import Role
@@ -47,13 +48,21 @@ def self_rewarding_iteration(stages: IterationStages, prompts: str, present: str
     return stages.dpo("model", pairs, start_model=present)
 
 
-ITERATIONS: dict[str, Callable[[IterationStages, str, str, str], str]] = {
-    "temporal": temporal_iteration,
-    "self_rewarding": self_rewarding_iteration,
-}
+Iteration = Callable[[IterationStages, str, str, str], str]
 
-# The pair stage whose pairs train M_{i+1}: what the collapse measurements look at.
-UPDATE_PAIRS: dict[str, str] = {
-    "temporal": "pairs_future_guided",
-    "self_rewarding": "pairs",
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method, all that the run and its analysis need to know of it."""
+
+    iteration: Iteration
+    update_pairs: str
+    """The pair stage whose pairs train M_{i+1}: what the collapse measurements look at."""
+    dpo_runs: int
+    """DPO runs per iteration: the compute behind a checkpoint (M_k took k x dpo_runs)."""
+
+
+METHODS: dict[str, MethodSpec] = {
+    "temporal": MethodSpec(temporal_iteration, "pairs_future_guided", dpo_runs=2),
+    "self_rewarding": MethodSpec(self_rewarding_iteration, "pairs", dpo_runs=1),
 }

@@ -2,26 +2,28 @@
 responses per prompt and role.
 
 In:  Parquet prompt rows {prompt_id, prompt}; per role the model that plays it.
-Out: Parquet candidate rows {prompt_id, prompt, role, sample_index, response, prompt_tokens,
-     response_tokens}, one per (prompt, role, sample).
+Out: Parquet candidate rows (core/rows.py `CandidateRow`), one per (prompt, role, sample).
 Ray Data reads the prompts, explodes them into per-sample requests, runs them through one
 engine pool and writes the candidates; it does not know which method asked for them. Several
-roles share a pass only when one pool serves all their models (LoRA on one base).
+roles share a pass only when one pool serves all their models (LoRA on one base): the pass
+writes every role's rows together, and `role_rows` picks one role's out of it.
 """
 
 from __future__ import annotations
 
-from temporal_ray.config import EngineConfig, GenerationConfig
+import statistics
+from typing import Any
+
+from temporal_ray.config import GenerationConfig
 from temporal_ray.core.requests import candidate_requests, to_candidate
-from temporal_ray.engines.pool import run_models_pool
-from temporal_ray.storage.files import count_rows, read_dataset
+from temporal_ray.engines.pool import EnginePool, run_models_pool
+from temporal_ray.storage.files import count_rows, read_dataset, read_rows
 
 
 def generate_candidates(prompts_path: str, models: dict[str, str],
-                        generation: GenerationConfig, engine: EngineConfig, out_dir: str,
-                        lora_rank: int | None = None) -> None:
-    """`models`: role -> model directory. `lora_rank`: the models are one base and LoRA
-    checkpoints of it, served by one pool (lora.base 'initial')."""
+                        generation: GenerationConfig, pool: EnginePool, out_dir: str) -> None:
+    """`models`: role -> model directory. Several roles need a pool that serves them all:
+    their models are one base and LoRA checkpoints of it (`pool.lora_rank`)."""
     prompts = read_dataset(prompts_path)
     per_role = [prompts.flat_map(candidate_requests, fn_kwargs={
         "role": role, "samples": generation.samples,
@@ -30,6 +32,28 @@ def generate_candidates(prompts_path: str, models: dict[str, str],
     }) for role in models]
     requests = per_role[0].union(*per_role[1:]) if len(per_role) > 1 else per_role[0]
     rows = count_rows(prompts_path) * generation.samples * len(models)
-    run_models_pool(requests, models, "role", engine, lora_rank, rows) \
+    run_models_pool(requests, models, "role", pool, rows) \
         .map(to_candidate).write_parquet(out_dir)
 
+
+def can_share_a_pass(pools: dict[str, EnginePool]) -> bool:
+    """Whether these roles' candidates can come from one pass of one pool: LoRA on one base
+    (one pool holds the base once, each request naming its adapter), and the same pool
+    settings for every role."""
+    first = next(iter(pools.values()))
+    return (len(pools) > 1 and first.lora_rank is not None
+            and all(pool.engine == first.engine for pool in pools.values()))
+
+
+def role_rows(shared_dir: str, role: str, out_dir: str) -> None:
+    """One role's candidates out of a shared pass (`generate_candidates` of several roles)."""
+    from ray.data.expressions import col
+
+    read_dataset(shared_dir).filter(expr=col("role") == role).write_parquet(out_dir)
+
+
+def candidate_counts(out_dir: str) -> dict[str, Any]:
+    """What a generate stage's manifest says of its candidates."""
+    tokens = [r["response_tokens"] for r in read_rows(out_dir, ["response_tokens"])]
+    return {"rows": len(tokens),
+            "mean_response_tokens": statistics.fmean(tokens) if tokens else float("nan")}

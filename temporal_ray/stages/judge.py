@@ -1,6 +1,6 @@
 """Stage: judge candidates. Candidate rows + a judge -> the same rows with a score.
 
-In:  Parquet candidate rows (generate/stage.py), from one or more roles.
+In:  Parquet candidate rows (stages/generate.py), from one or more roles.
 Out: the candidate rows plus score (float, or null when no judgement was valid),
      judgements (the raw judge texts, J per candidate), judge_scores (each parsed score or
      null), valid_judgements, over_context (the judge prompt did not fit the judge's
@@ -11,27 +11,31 @@ Two judges fill the same columns:
   their own seeds, through the same engine pool as generation); scores are parsed and averaged.
 - `rule`: a Python callable `module:function(prompt, response) -> float`, run as plain
   Ray tasks (a rule needs no model, so no actor pool).
-The stage knows nothing of pairs or methods.
+It returns its counts per role for the manifest. The stage knows nothing of pairs or methods.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
-from temporal_ray.config import EngineConfig, JudgeConfig
-from temporal_ray.core.judging import JUDGE_TRUNCATED, OVER_CONTEXT, average_score, parse_judgement
+from temporal_ray.config import JudgeConfig
+from temporal_ray.core.judging import (
+    JUDGE_TRUNCATED,
+    OVER_CONTEXT,
+    average_score,
+    judge_counts,
+    parse_judgement,
+)
 from temporal_ray.core.requests import derive_seed, sampling_params
+from temporal_ray.core.rows import CANDIDATE_COLUMNS, CANDIDATE_KEY
 from temporal_ray.core.rubric import judge_messages, load_template
-from temporal_ray.engines.pool import run_models_pool
-from temporal_ray.storage.files import count_rows, read_dataset, write_rows
-
-CANDIDATE_KEY = ["role", "prompt_id", "sample_index"]
-CANDIDATE_COLUMNS = ["prompt_id", "prompt", "role", "sample_index", "response", "prompt_tokens",
-                     "response_tokens"]
+from temporal_ray.engines.pool import EnginePool, run_models_pool
+from temporal_ray.storage.files import count_rows, read_dataset, read_rows, write_rows
 
 
 def load_rule(spec: str) -> Callable[[str, str], float]:
@@ -136,29 +140,41 @@ def unjudged_rows(candidates: list[dict[str, Any]], judged: list[dict[str, Any]]
 
 
 def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeConfig,
-                     engine: EngineConfig, seed: int, out_dir: str,
-                     lora_rank: int | None = None) -> None:
-    """`lora_rank`: `judge_model` may be a LoRA checkpoint whose base and adapter one pool
+                     pool: EnginePool, seed: int, out_dir: str) -> dict[str, Any]:
+    """Score the candidates at `candidate_paths` into `out_dir`; returns the stage's counts
+    per role (`judge_counts`: candidates, scored, and why judgements failed). With
+    `pool.lora_rank`, `judge_model` may be a LoRA checkpoint whose base and adapter one pool
     serves (lora.base 'initial'), like the generation pools."""
-
-    candidates = read_dataset(candidate_paths)
     if judge.kind == "rule":
         # A rule is cheap and stateless: plain Ray tasks, no actor pool to start.
-        candidates.map_batches(score_with_rule, fn_kwargs={"rule": judge.rule},
-                               batch_format="pandas").write_parquet(out_dir)
-        return
+        read_dataset(candidate_paths).map_batches(
+            score_with_rule, fn_kwargs={"rule": judge.rule}, batch_format="pandas"
+        ).write_parquet(out_dir)
+    else:
+        write_rows(judge_with_model(candidate_paths, judge_model, judge, pool, seed),
+                   f"{out_dir}/scores.parquet")
+    return judge_counts(read_rows(out_dir), judge.score_pattern, judge.min_score,
+                        judge.max_score)
+
+
+def judge_with_model(candidate_paths: list[str], judge_model: str, judge: JudgeConfig,
+                     pool: EnginePool, seed: int) -> list[dict[str, Any]]:
+    """The scored rows of an `llm` judge: J requests per candidate through the pool."""
+    candidates = read_dataset(candidate_paths)
     template = load_template(judge.prompt_template)
     requests = candidates.flat_map(judge_requests, fn_kwargs={
         "template": template, "samples": judge.samples,
         "temperature": judge.temperature, "top_p": judge.top_p,
         "max_tokens": judge.max_new_tokens, "seed": seed})
-    if engine.kind != "http":  # an endpoint's context is its own business
+    engine = pool.engine
+    if engine.kind == "http":  # an endpoint serves what it serves, context and all
+        pool = replace(pool, lora_rank=None)
+    else:
         requests = requests.map_batches(fit_judge_context, batch_format="pandas", fn_kwargs={
             "model_path": judge_model, "max_new_tokens": judge.max_new_tokens,
             "max_model_len": engine.max_model_len, "template": template,
             "truncate": judge.overlong == "truncate"})
-    outputs = run_models_pool(requests, {"judge": judge_model}, None, engine,
-                              lora_rank if engine.kind != "http" else None,
+    outputs = run_models_pool(requests, {"judge": judge_model}, None, pool,
                               rows=count_rows(candidate_paths) * judge.samples)
     # A candidate's J judgements come back from different actors: gather them in the driver.
     # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
@@ -168,8 +184,7 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
                                 judge.score_pattern, judge.min_score, judge.max_score)
     for row in rows:
         row[OVER_CONTEXT] = False
-    rows += unjudged_rows(candidates.select_columns(CANDIDATE_COLUMNS).take_all(), rows)
-    write_rows(rows, f"{out_dir}/scores.parquet")
+    return rows + unjudged_rows(candidates.select_columns(CANDIDATE_COLUMNS).take_all(), rows)
 
 
 def _plain(value: Any) -> Any:

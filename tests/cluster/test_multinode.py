@@ -19,6 +19,7 @@ import pytest
 
 from temporal_ray.config import DPOConfig, EngineConfig, GenerationConfig
 from temporal_ray.core.prompts import load_prompts
+from temporal_ray.engines.pool import EnginePool
 from temporal_ray.stages.dpo import train_dpo
 from temporal_ray.stages.generate import generate_candidates
 from temporal_ray.storage.files import read_rows, write_rows
@@ -98,7 +99,7 @@ def test_node_types_and_a_removed_generation_node(cluster, tiny_model, tmp_path,
     engine = EngineConfig(actors=2, batch_size=4, resources={GENERATION_NODE: 1})
 
     def generate(out: str) -> None:
-        generate_candidates(prompts, {"present": tiny_model}, generation, engine,
+        generate_candidates(prompts, {"present": tiny_model}, generation, EnginePool(engine),
                             str(tmp_path / out))
 
     # Placement: trainer workers on the training node, engines (below) on generation nodes,

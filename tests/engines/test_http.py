@@ -58,7 +58,7 @@ def test_endpoint_as_engine_gives_the_hf_pools_answers(tiny_model, ray_cluster):
     from ray import serve
 
     from temporal_ray.core.requests import candidate_requests
-    from temporal_ray.engines.pool import run_engine_pool
+    from temporal_ray.engines.pool import EnginePool, run_engine_pool
     from temporal_ray.serve import serve_checkpoint
 
     prompts = [{"prompt_id": f"p{i}", "prompt": text} for i, text in enumerate(
@@ -69,7 +69,7 @@ def test_endpoint_as_engine_gives_the_hf_pools_answers(tiny_model, ray_cluster):
     columns = ["prompt_id", "role", "sample_index", "generated_text", "num_generated_tokens"]
 
     def answers(model: str, engine: EngineConfig) -> list[dict]:
-        rows = run_engine_pool(ray.data.from_items(requests), model, engine)
+        rows = run_engine_pool(ray.data.from_items(requests), model, EnginePool(engine))
         return sorted(rows.select_columns(columns).take_all(),
                       key=lambda r: (r["prompt_id"], r["role"], r["sample_index"]))
 

@@ -8,23 +8,18 @@ import time
 import pytest
 
 from temporal_ray.config import EngineConfig, GenerationConfig
-from temporal_ray.engines.kept_pool import (
-    pool_actors,
-    pool_name,
-    release_kept_pools,
-    releasing_kept_pools,
-    running_pools,
-)
+from temporal_ray.engines.kept_pool import KeptPools, pool_name
+from temporal_ray.engines.pool import EnginePool
 from temporal_ray.stages.generate import generate_candidates
 from temporal_ray.storage.files import read_rows, write_rows
 
 PROMPTS = [{"prompt_id": f"p{i}", "prompt": f"Name {i} fruits."} for i in range(6)]
 
 
-def engine_pids(name: str) -> set[int]:
+def engine_pids(pools: KeptPools, name: str) -> set[int]:
     import ray
 
-    return {ray.get(actor.describe.remote())["pid"] for actor in pool_actors(name)}
+    return {ray.get(actor.describe.remote())["pid"] for actor in pools.actors(name)}
 
 
 def wait_for_cpus(expected: float) -> None:
@@ -92,19 +87,19 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
     engine = EngineConfig(actors=2, batch_size=4, batches_per_block=2, keep_alive=True)
     all_cpus = ray.cluster_resources()["CPU"]
     app = pool_name(tiny_model, engine)
-    with releasing_kept_pools():
+    with KeptPools() as pools:
         pids = None
         for stage, seed in [("first", 3), ("second", 4)]:
             generation = GenerationConfig(samples=2, max_new_tokens=8, temperature=0.9,
                                           seed=seed)
             generate_candidates(str(tmp_path / "prompts"), {"past": tiny_model}, generation,
-                                engine, str(tmp_path / stage))
+                                EnginePool(engine, kept=pools), str(tmp_path / stage))
             rows = read_rows(str(tmp_path / stage))
             responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
             assert len(rows) == len(responses) == len(PROMPTS) * 2
             assert responses == engine_texts(tiny_model, PROMPTS, "past", generation)
-            assert running_pools() == [app]
-            seen = engine_pids(app)
+            assert pools.running() == [app]
+            seen = engine_pids(pools, app)
             assert len(seen) == 2 and (pids is None or seen == pids), "started again"
             pids = seen
         assert ray.available_resources().get("CPU", 0) <= all_cpus - 2  # held while kept
@@ -114,15 +109,16 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
         generation = GenerationConfig(samples=1, max_new_tokens=4, seed=5)
         one = engine.model_copy(update={"actors": 1})
         generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint},
-                            generation, one, str(tmp_path / "other"))
-        assert running_pools() == [pool_name(lora_checkpoint, one)]
+                            generation, EnginePool(one, kept=pools), str(tmp_path / "other"))
+        assert pools.running() == [pool_name(lora_checkpoint, one)]
         generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint},
-                            generation, one.model_copy(update={"keep_alive": False}),
+                            generation,
+                            EnginePool(one.model_copy(update={"keep_alive": False}), kept=pools),
                             str(tmp_path / "not kept"))
-        assert running_pools() == []
+        assert pools.running() == []
         assert read_rows(str(tmp_path / "not kept")) and read_rows(str(tmp_path / "other"))
     wait_for_cpus(all_cpus)
-    assert release_kept_pools() == []  # nothing left, and no error
+    assert pools.release() == []  # nothing left, and no error
 
 
 @pytest.mark.slow
@@ -149,24 +145,25 @@ def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lor
                              "judge.samples=1", "judge.max_new_tokens=4",
                              "judge.min_valid_share=0", "dpo.lora.enabled=true",
                              "dpo.lora.base=initial", "dpo.lora.rank=4"])
-    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0)
+    pools = KeptPools()
+    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0, pools)
     app = pool_name(tiny_model, cfg.engine)
-    with releasing_kept_pools():
+    with pools:
         present, past = stages.generate_together(
             {Role.PRESENT: lora_checkpoint, Role.PAST: tiny_model}, str(tmp_path / "prompts"))
-        (pid,) = engine_pids(app)
+        (pid,) = engine_pids(pools, app)
         stages.judge("scores_present_past", [present, past], judge_model=lora_checkpoint)
-        assert running_pools() == [app]
+        assert pools.running() == [app]
         # The run summary says which stage started the pool and which found it running.
         assert [r["kept_pool"] for r in stages.records] == ["started", "started", "reused"]
         assert describe_stage(stages.records[-1]).endswith("[kept pool reused]")
-        described = ray.get(pool_actors(app)[0].describe.remote())
+        described = ray.get(pools.actors(app)[0].describe.remote())
         assert described == {"pid": pid, "adapters": [f"{lora_checkpoint}/adapter"]}
         generation = cfg.generation.model_copy(update={"seed": stages_seed(cfg)})
         assert {(r["prompt_id"], r["sample_index"]): r["response"]
                 for r in read_rows(present)} == engine_texts(lora_checkpoint, PROMPTS, "present",
                                                               generation)
-    assert running_pools() == []
+    assert pools.running() == []
 
 
 def stages_seed(cfg) -> int:
@@ -195,9 +192,11 @@ def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model
     generation = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
     engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
 
+    pools = KeptPools()
+
     def generate(out: str) -> dict:
         generate_candidates(str(tmp_path / "prompts"), {"present": tiny_model}, generation,
-                            engine, str(tmp_path / out))
+                            EnginePool(engine, kept=pools), str(tmp_path / out))
         rows = read_rows(str(tmp_path / out))
         responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
         assert len(responses) == len(rows), "a (prompt, sample) was written twice"
@@ -211,7 +210,7 @@ def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model
                 killed.append(time.time())
                 return
 
-    with releasing_kept_pools():
+    with pools:
         clean = generate("clean")  # also starts the pool
         killed: list[float] = []
         killer = threading.Thread(target=kill_one_engine, args=(killed,))

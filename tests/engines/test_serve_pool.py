@@ -10,13 +10,7 @@ import pytest
 
 from temporal_ray.config import EngineConfig, GenerationConfig
 from temporal_ray.core.requests import candidate_requests
-from temporal_ray.engines.kept_pool import (
-    kept_pool_use,
-    pool_calls,
-    pool_name,
-    releasing_kept_pools,
-    running_pools,
-)
+from temporal_ray.engines.kept_pool import KeptPools, pool_name
 from temporal_ray.engines.pool import check_servable
 from temporal_ray.engines.vllm import serve_llm_config
 
@@ -30,13 +24,6 @@ def serve_is_running() -> bool:
 
     return any(actor["name"] == "SERVE_CONTROLLER_ACTOR"
                for actor in ray.util.list_named_actors(all_namespaces=True))
-
-
-def forget_pools() -> None:
-    """What a new driver starts with: no pool registered."""
-    from temporal_ray.generate import kept_pool
-
-    kept_pool._POOLS.clear()
 
 
 def test_a_request_row_becomes_a_chat_request_with_its_own_sampling():
@@ -132,7 +119,8 @@ def test_a_kept_serve_pool_serves_two_stages_through_ray_data(tiny_model, ray_cl
     engine = EngineConfig(actors=2, batch_size=4, keep_alive=True)
     name = pool_name(tiny_model, engine)
     cpus = ray.cluster_resources()["CPU"]
-    with releasing_kept_pools():
+    pools = KeptPools()
+    try:
         deployed_at = None
         for seed in (3, 4):
             generation = GenerationConfig(samples=2, max_new_tokens=8, temperature=0.9,
@@ -141,10 +129,10 @@ def test_a_kept_serve_pool_serves_two_stages_through_ray_data(tiny_model, ray_cl
                 row for prompt in prompts for row in candidate_requests(
                     prompt, "present", generation.samples, generation.temperature,
                     generation.top_p, generation.max_new_tokens, generation.seed)])
-            before = pool_calls()
-            rows = run_serve_pool(requests, tiny_model, engine,
+            before = pools.calls()
+            rows = run_serve_pool(requests, tiny_model, engine, pools,
                                   deployment=hf_chat_deployment).take_all()
-            assert kept_pool_use(before) == ("started" if deployed_at is None else "reused")
+            assert pools.use_since(before) == ("started" if deployed_at is None else "reused")
             texts = {(r["prompt_id"], r["sample_index"]): r["generated_text"] for r in rows}
             assert len(rows) == len(texts) == 10
             assert texts == engine_texts(tiny_model, prompts, "present", generation)
@@ -157,16 +145,18 @@ def test_a_kept_serve_pool_serves_two_stages_through_ray_data(tiny_model, ray_cl
             deployed_at = deployed_at or app.last_deployed_time_s
             assert app.last_deployed_time_s == deployed_at  # not deployed again
             assert app.deployments["engine"].replica_states == {"RUNNING": 2}
-        assert running_pools() == [name]
+        assert pools.running() == [name]
         # A rerun after a killed driver: the application outlived it (Serve apps are
         # detached), and the new driver, which knows no pool yet, uses it as it is.
-        forget_pools()
-        start_serve_pool(tiny_model, engine, deployment=hf_chat_deployment)
+        pools = KeptPools()
+        start_serve_pool(tiny_model, engine, pools, deployment=hf_chat_deployment)
         assert serve.status().applications[name].last_deployed_time_s == deployed_at
-        assert running_pools() == [name]
+        assert pools.running() == [name]
+    finally:
+        pools.release()
     # Released: the application is gone, and with nothing else served, Serve itself (so
     # the next Serve user of the cluster starts it with the HTTP options it needs).
-    assert running_pools() == [] and not serve_is_running()
+    assert pools.running() == [] and not serve_is_running()
     deadline = time.time() + 30  # replicas give their CPUs back asynchronously
     while ray.available_resources().get("CPU", 0) < cpus:
         assert time.time() < deadline, f"CPUs still held: {ray.available_resources()}"

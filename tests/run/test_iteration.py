@@ -5,6 +5,7 @@ import pytest
 from temporal_ray.config import JudgeConfig
 from temporal_ray.core.judging import judge_counts
 from temporal_ray.core.pairs import PairSet, pair_counts
+from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.run.iteration import JudgeFailureError, check_judged_share
 from temporal_ray.storage.files import write_rows
 
@@ -69,7 +70,7 @@ def test_a_fixed_judge_model_replaces_the_present_model(tiny_model, ray_cluster,
                              f"judge.prompt_template={TOY_JUDGE_TEMPLATE}", "judge.samples=1",
                              "judge.max_new_tokens=4", "judge.min_valid_share=0",
                              f"judge.model={tiny_model}", "engine.actors=1"])
-    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0)
+    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0, KeptPools())
     path = stages.judge("scores_present", [str(tmp_path / "candidates")],
                         judge_model="/not/the/judge")
     assert stages.records[-1]["judge_model"] == tiny_model
@@ -108,7 +109,7 @@ def test_lora_on_one_base_serves_past_and_present_from_one_pool(tiny_model, lora
                              "judge.max_new_tokens=4", "judge.min_valid_share=0",
                              "dpo.lora.enabled=true", "dpo.lora.base=initial",
                              "dpo.lora.rank=4"])
-    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0)
+    stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0, KeptPools())
     present, past = stages.generate_together({Role.PRESENT: lora_checkpoint,
                                               Role.PAST: tiny_model}, str(tmp_path / "prompts"))
     assert [r["shared_pass"] for r in stages.records] == [["present", "past"]] * 2

@@ -9,6 +9,7 @@ import pytest
 
 from temporal_ray.config import EngineConfig, GenerationConfig
 from temporal_ray.core.prompts import load_prompts
+from temporal_ray.engines.pool import EnginePool
 from temporal_ray.stages.generate import generate_candidates
 from temporal_ray.storage.files import read_rows, write_rows
 
@@ -29,8 +30,8 @@ def test_one_actor_or_two_give_the_same_candidates(tiny_model, ray_cluster, tmp_
              "1 to 2": EngineConfig(actors=1, max_actors=2, batch_size=4)}  # autoscaling
     for name, engine in pools.items():
         out = tmp_path / f"actors {name}"
-        generate_candidates(str(tmp_path / "prompts"), {"past": tiny_model}, generation, engine,
-                            str(out))
+        generate_candidates(str(tmp_path / "prompts"), {"past": tiny_model}, generation,
+                            EnginePool(engine), str(out))
         rows = read_rows(str(out))
         outputs[name] = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
         assert len(rows) == len(outputs[name]) == 10 * 3  # none lost, none twice

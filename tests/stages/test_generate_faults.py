@@ -14,6 +14,7 @@ import pytest
 
 from temporal_ray.config import EngineConfig, GenerationConfig
 from temporal_ray.core.prompts import load_prompts
+from temporal_ray.engines.pool import EnginePool
 from temporal_ray.stages.generate import generate_candidates
 from temporal_ray.storage.files import read_rows, write_rows
 
@@ -61,7 +62,7 @@ def test_killed_engine_actor_loses_and_duplicates_nothing(tiny_model, ray_cluste
 
     def generate(out: str) -> None:
         generate_candidates(str(tmp_path / "prompts"), {"present": tiny_model}, generation,
-                            engine, str(tmp_path / out))
+                            EnginePool(engine), str(tmp_path / out))
 
     generate("clean")
     stop, killed = threading.Event(), []

@@ -7,6 +7,7 @@ import pytest
 
 from temporal_ray.config import EngineConfig, JudgeConfig
 from temporal_ray.core.judging import parse_judgement
+from temporal_ray.engines.pool import EnginePool
 from temporal_ray.miniature.recipe import TOY_JUDGE_TEMPLATE
 from temporal_ray.stages.judge import judge_candidates
 from temporal_ray.storage.files import read_rows, write_rows
@@ -28,7 +29,7 @@ def test_llm_judge_scores_every_candidate_once(tiny_model, ray_cluster, tmp_path
     judge = JudgeConfig(kind="llm", samples=2, max_new_tokens=8,
                         prompt_template=TOY_JUDGE_TEMPLATE)
     judge_candidates([str(tmp_path / "candidates")], tiny_model, judge,
-                     EngineConfig(actors=2, batch_size=4), seed=0,
+                     EnginePool(EngineConfig(actors=2, batch_size=4)), seed=0,
                      out_dir=str(tmp_path / "scores"))
 
     rows = read_rows(str(tmp_path / "scores"))
@@ -60,7 +61,7 @@ def test_truncate_shows_the_judge_the_head_of_a_long_response(tiny_model, ray_cl
     judge = JudgeConfig(kind="llm", samples=1, max_new_tokens=8, overlong="truncate",
                         prompt_template=TOY_JUDGE_TEMPLATE)
     judge_candidates([str(tmp_path / "candidates")], tiny_model, judge,
-                     EngineConfig(actors=1, batch_size=4), seed=0,
+                     EnginePool(EngineConfig(actors=1, batch_size=4)), seed=0,
                      out_dir=str(tmp_path / "scores"))
     rows = {r["prompt_id"]: r for r in read_rows(str(tmp_path / "scores"))}
     assert rows["p_long"]["judge_truncated"] and not rows["p_long"]["over_context"]
