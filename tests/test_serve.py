@@ -1,5 +1,5 @@
 """`temporal-ray serve` on CPU: a real Ray Serve app on localhost answering real HTTP requests
-with the tiny model, and a clean shutdown (the request mapping: generate/test_openai_chat.py)."""
+with the tiny model, and a clean shutdown (the request mapping: engines/test_openai_chat.py)."""
 
 from __future__ import annotations
 

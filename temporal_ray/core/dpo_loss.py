@@ -1,7 +1,7 @@
 """The DPO objective: per-sequence log-probs of responses and the DPO loss variants.
 
 Pure torch, no DeepSpeed or Ray, so it is tested on hand-worked numbers (and, in
-tests/dpo/test_trl_parity.py, against TRL 1.16's DPOTrainer). With pi_* and ref_* the summed
+tests/stages/test_dpo_trl_parity.py, against TRL 1.16's DPOTrainer). With pi_* and ref_* the summed
 log-probs of the chosen / rejected response tokens under the policy and the reference (prompt
 tokens masked out, label -100), Delta = (pi_c - ref_c) - (pi_r - ref_r) and n_* the number of
 response tokens:

@@ -127,6 +127,32 @@ def anchored_rejection(present: list[Row], past: list[Row]) -> PhaseOne:
     return PhaseOne(selections, _keep_if_ordered(selections, result))
 
 
+SELECTED = ("prompt", "role", "sample_index", "response", "score")
+"""What phase 2 needs of a phase-1 chosen or rejected candidate."""
+
+
+def selection_rows(phase_one: PhaseOne) -> list[Row]:
+    """Phase 1's selections as rows, one per prompt (ties included: the future model may
+    break them), so that phase 2 starts from what phase 1 stored (`phase_one_from`)."""
+    return [{"prompt_id": prompt_id, "present_best": float(selection.present_best),
+             **{f"chosen_{key}": selection.chosen[key] for key in SELECTED},
+             **{f"rejected_{key}": selection.rejected[key] for key in SELECTED}}
+            for prompt_id, selection in sorted(phase_one.selections.items())]
+
+
+def phase_one_from(rows: list[Row], dropped: dict[str, int]) -> PhaseOne:
+    """Phase 1 back from its selection rows and its drop counts (no D1 pairs: phase 2 does
+    not read them)."""
+    def candidate(row: Row, side: str) -> Row:
+        return {"prompt_id": row["prompt_id"],
+                **{key: row[f"{side}_{key}"] for key in SELECTED}}
+
+    selections = {row["prompt_id"]: Selection(candidate(row, "chosen"),
+                                              candidate(row, "rejected"), row["present_best"])
+                  for row in rows}
+    return PhaseOne(selections, PairSet(dropped=Counter(dropped)))
+
+
 def future_guided(phase_one: PhaseOne, future: list[Row]) -> PairSet:
     """Phase 2: upgrade each phase-1 chosen to the future model's best where that scores
     higher than the present model's best; keep the phase-1 rejected (D2)."""

@@ -1,6 +1,6 @@
 """The `hf` engine: transformers `generate` inside a Ray Data actor, for CPU (and small GPU) runs.
 
-In:  a pandas batch of request rows {messages, sampling_params, ...} (see requests.py).
+In:  a pandas batch of request rows {messages, sampling_params, ...} (core/requests.py).
 Out: the same rows plus generated_text, num_input_tokens, num_generated_tokens: the columns
      Ray Data LLM's vLLM stage writes, so everything downstream is engine-agnostic.
 

@@ -52,7 +52,7 @@ class RequestError(ValueError):
 
 
 def chat_request_row(body: dict[str, Any], served_model: str) -> dict[str, Any]:
-    """An OpenAI chat request body -> the engine's request row (generate/requests.py)."""
+    """An OpenAI chat request body -> the engine's request row (core/requests.py)."""
     from temporal_ray.core.requests import derive_seed, sampling_params
 
     if body.get("model") not in (None, served_model):

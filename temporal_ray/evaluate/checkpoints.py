@@ -1,7 +1,7 @@
 """Which checkpoints a run has: M0 and each finished iteration's model, by name.
 
 A single-method run (`temporal-ray run`) keeps `summary.json` and `config.yaml` at its root:
-its checkpoints are m0, m1, ... A comparison (`temporal-ray miniature`, compare.py) keeps one
+its checkpoints are m0, m1, ... A comparison (`temporal-ray miniature`, run/compare.py) keeps one
 such directory per method: self_rewarding/m1, temporal/m1, ... and one shared m0. The names
 are what eval.checkpoints selects and what the report shows.
 """

@@ -1,4 +1,4 @@
-"""Ground truth for the checkpoints of a run on the synthetic domain (toytask.py).
+"""Ground truth for the checkpoints of a run on the synthetic domain (tasks.py).
 
 Two checks per checkpoint, in one pass of the checkpoint's engine pool (the same Ray Data pool,
 request rows and judge parsing as training) and stored as one resumable stage:

@@ -1,11 +1,11 @@
 """`temporal-ray miniature` (`make run`): the paper in miniature, on a CPU, in minutes.
 
-    tiny base model + synthetic task data (toytask.py)
+    tiny base model + synthetic task data (tasks.py)
       -> M0 = SFT(base, IFT + EFT): the model answers and judges itself
-      -> Self-Rewarding and Temporal Self-Rewarding from M0 at equal compute (compare.py)
+      -> Self-Rewarding and Temporal Self-Rewarding from M0 at equal compute (run/compare.py)
       -> per checkpoint: held-out accuracy and judge agreement (ground_truth.py)
-      -> per iteration: score gap, feature cosine, DPO margin and grad norm (collapse.py)
-      -> report.md + report.png + results.json (comparison_report.py)
+      -> per iteration: score gap, feature cosine, DPO margin and grad norm (analysis/collapse.py)
+      -> report.md + report.png + results.json (report.py)
 
 Everything lives under storage.run_dir; every step is a stage, so a rerun resumes.
 """

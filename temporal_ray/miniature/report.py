@@ -1,7 +1,7 @@
 """The comparison report: per method, iteration and checkpoint, what method.md says to measure.
 
 In:  `results` = {"iterations": [...], "checkpoints": [...], "settings": {...}}, where
-     - an iteration row is a collapse manifest (collapse.py) with `method` and `iteration`:
+     - an iteration row is a collapse manifest (analysis/collapse.py) with `method` and `iteration`:
        pairs kept and dropped, chosen/rejected judge scores and their gap, the chosen-vs-
        rejected feature cosine under M_i, and the DPO run's reward margin and gradient norm;
      - a checkpoint row is {method, index (k of M_k), compute (DPO runs behind it), answers,

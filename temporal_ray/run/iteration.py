@@ -13,9 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyarrow.fs import FileType
+
 from temporal_ray.config import RUN_SECTIONS, Config, EngineConfig, GenerationConfig
 from temporal_ray.core.judging import OVER_CONTEXT
-from temporal_ray.core.pairs import PairSet, pair_counts
+from temporal_ray.core.pairs import (
+    PairSet,
+    PhaseOne,
+    pair_counts,
+    phase_one_from,
+    selection_rows,
+)
 from temporal_ray.core.requests import derive_seed
 from temporal_ray.core.roles import Role
 from temporal_ray.core.rows import PAIRING_COLUMNS
@@ -45,6 +53,8 @@ class StopAfterStage(Exception):  # noqa: N818 (control flow, not an error)
     """Raised once the stage named by `until` has finished (`temporal-ray run --until`)."""
 
 
+SELECTIONS = "selections.parquet"
+"""Beside a phase-1 pair stage's data: each prompt's selection, which phase 2 starts from."""
 SHARED_PASS = ".shared_pass"
 """Scratch directory of an iteration: the candidates of a pass that several roles share."""
 
@@ -163,18 +173,33 @@ class IterationStages:
         check_judged_share(self.records[-1], path, judge.min_valid_share)
         return path
 
-    def pairs(self, name: str, build: Callable[[], PairSet]) -> str:
-        """Build DPO pairs with a strategy from core/pairs.py and store them."""
+    def pairs(self, name: str, build: Callable[[], PairSet | PhaseOne]) -> str:
+        """Build DPO pairs with a strategy from core/pairs.py and store them; phase 1 of the
+        temporal method also stores its per-prompt selections, which phase 2 starts from."""
         def produce(tmp: str) -> dict[str, Any]:
-            result = build()
+            built = build()
+            result = built.d1 if isinstance(built, PhaseOne) else built
             if not result.pairs:
                 raise NoPairsError(
                     f"iteration {self.iteration}, {name}: no pair kept "
                     f"(dropped: {dict(result.dropped) or 'no scored candidates'}). "
                     "Check the judge: with too few distinct scores every prompt is a tie.")
             write_rows(result.pairs, f"{tmp}/data/pairs.parquet")
+            if isinstance(built, PhaseOne):
+                write_rows(selection_rows(built), f"{tmp}/{SELECTIONS}")
             return pair_counts(result)
         return self._stage(name, produce, kind="pairs") + "/data/pairs.parquet"
+
+    def phase_one(self, name: str) -> PhaseOne:
+        """Phase 1 as its finished pair stage `name` stored it."""
+        stage = self.run.finished(f"iter_{self.iteration}/{name}")
+        fs, path = resolve(f"{stage.path}/{SELECTIONS}")
+        if fs.get_file_info(path).type == FileType.NotFound:
+            raise FileNotFoundError(
+                f"{stage.path} holds no {SELECTIONS} (written by an earlier version): redo "
+                f"the stage with `temporal-ray run CONFIG --redo iter_{self.iteration}/{name}`")
+        return phase_one_from(read_rows(f"{stage.path}/{SELECTIONS}"),
+                              stage.manifest["dropped"])
 
     def dpo(self, name: str, pairs: str, start_model: str) -> str:
         """DPO-train `start_model` (also the reference) on `pairs`; returns the new model."""

@@ -24,18 +24,16 @@ def temporal_iteration(stages: IterationStages, prompts: str, present: str, past
     scores = stages.judge("scores_present_past", [present_candidates, past_candidates],
                           judge_model=present)
 
-    def phase_one():
-        return anchored_rejection(read_scored(scores, Role.PRESENT),
-                                  read_scored(scores, Role.PAST))
-
-    d1 = stages.pairs("pairs_anchored", lambda: phase_one().d1)
+    d1 = stages.pairs("pairs_anchored", lambda: anchored_rejection(
+        read_scored(scores, Role.PRESENT), read_scored(scores, Role.PAST)))
     future = stages.dpo("model_future", d1, start_model=present)
 
     # Phase 2, future-guided chosen: M_i (not M_f) judges K samples of M_f.
     future_candidates = stages.generate(Role.FUTURE, future, prompts)
     future_scores = stages.judge("scores_future", [future_candidates], judge_model=present)
-    d2 = stages.pairs("pairs_future_guided",
-                      lambda: future_guided(phase_one(), read_scored(future_scores)))
+    # Phase 2 starts from the selections phase 1 stored beside D1.
+    d2 = stages.pairs("pairs_future_guided", lambda: future_guided(
+        stages.phase_one("pairs_anchored"), read_scored(future_scores)))
     return stages.dpo("model", d2, start_model=present)
 
 

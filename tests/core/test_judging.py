@@ -14,7 +14,7 @@ from temporal_ray.core.judging import (
     parse_judgement,
 )
 
-# The pattern a run uses by default (config.py), i.e. method.md's `Score:\s*([0-5](\.\d+)?)`.
+# The pattern a run uses by default (the config), i.e. method.md's `Score:\s*([0-5](\.\d+)?)`.
 PATTERN = JudgeConfig().score_pattern
 # A pattern that reads any number, so that the range check itself is exercised.
 ANY_NUMBER = r"Score:\s*(\d+(?:\.\d+)?)"

@@ -338,3 +338,24 @@ def test_future_drop_reason_matches_phase_one_reason():
                                         rows("a", "past", [1, 4]))
     d2 = future_guided(selections, rows("a", "future", [5, 2]))
     assert nonzero(d2.dropped) == nonzero(selections.d1.dropped) == {NO_SCORED_PRESENT: 1}
+
+
+def test_phase_two_from_stored_selections_equals_phase_two_from_phase_one(tmp_path):
+    """Phase 2 starts from what phase 1 stored (selections and drop counts, through Parquet):
+    the same D2 as from phase 1 in memory, ties rescued and drop reasons carried included."""
+    from temporal_ray.core.pairs import phase_one_from, selection_rows
+    from temporal_ray.storage.files import read_rows, write_rows
+
+    present = (rows("a", "present", [4, 2]) + rows("b", "present", [3, 3])
+               + rows("c", "present", [None]) + rows("d", "present", [2.5, 1]))
+    past = (rows("a", "past", [1, 3]) + rows("b", "past", [3, 3])
+            + rows("c", "past", [1, 2]) + rows("d", "past", [2.5]))
+    future = rows("a", "future", [5, 1]) + rows("b", "future", [4]) + rows("d", "future", [2])
+    first = anchored_rejection(present, past)
+    write_rows(selection_rows(first), str(tmp_path / "selections.parquet"))
+    stored = phase_one_from(read_rows(str(tmp_path / "selections.parquet")),
+                            dict(first.d1.dropped))
+    assert sorted(stored.selections) == sorted(first.selections) == ["a", "b", "d"]
+    in_memory, from_disk = future_guided(first, future), future_guided(stored, future)
+    assert from_disk.pairs == in_memory.pairs and len(in_memory.pairs) == 3
+    assert nonzero(from_disk.dropped) == nonzero(in_memory.dropped) == {NO_SCORED_PRESENT: 1}

@@ -1,4 +1,4 @@
-"""The OpenAI chat mapping both ways (generate/openai_chat.py): pure."""
+"""The OpenAI chat mapping both ways (engines/openai_chat.py): pure."""
 
 from __future__ import annotations
 

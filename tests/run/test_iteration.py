@@ -1,4 +1,4 @@
-"""The counting and checks of stages.py that need no cluster."""
+"""The counting and checks of run/iteration.py that need no cluster."""
 
 import pytest
 
