@@ -44,6 +44,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ def versions() -> dict[str, str]:
             "transformers": transformers.__version__, "ray": ray.__version__}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per optimizer step")
@@ -210,10 +211,43 @@ def main() -> None:
                              "blocks (dpo.zero3_whole_blocks=false)")
     parser.add_argument("--results", default=RESULTS.name,
                         help="file name under bench/results/ for this run's figures")
-    args = parser.parse_args()
-    zero_options = parse_zero_options(args.zero_option)
-    results = RESULTS.with_name(args.results)
+    return parser.parse_args()
 
+
+@dataclass
+class Runs:
+    """Every run of both sides, and the token count they share."""
+
+    tokens: int
+    trl: list[dict[str, Any]]
+    ours: list[dict[str, Any]]
+    load_before: tuple[float, ...]
+    load_after: tuple[float, ...]
+
+
+def run_repeats(args: argparse.Namespace, work: Path, model_path: str,
+                pairs: list[dict[str, str]], pairs_path: str,
+                zero_options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """TRL (2 threads, 1 thread) then ours, `--repeats` times; Ray must be running."""
+    trl_runs: list[dict[str, Any]] = []
+    our_runs: list[dict[str, Any]] = []
+    for index in range(args.repeats):
+        for threads in TRL_THREADS:
+            trl_runs.append(run_trl(model_path, pairs, args.batch_size, args.lr,
+                                    args.max_length, threads,
+                                    str(work / f"trl-{index}-{threads}")))
+            print(f"[bench] TRL run {index}: {trl_runs[-1]}", flush=True)
+        our_runs.append(run_ours(pairs_path, model_path, work, args.batch_size,
+                                 args.micro_batch_size, args.lr, args.max_length,
+                                 args.zero_stage, index, args.packing,
+                                 args.reference_micro_batch_size, zero_options,
+                                 not args.per_module_gathers))
+        print(f"[bench] ours run {index}: {our_runs[-1]}", flush=True)
+    return trl_runs, our_runs
+
+
+def measure(args: argparse.Namespace, zero_options: dict[str, Any]) -> Runs:
+    """Both sides on a fresh tiny model and the same pairs, with Ray running throughout."""
     import ray
 
     from temporal_ray.miniature.tiny_model import build_tiny_model
@@ -231,35 +265,54 @@ def main() -> None:
         ray.init(address="local", num_cpus=4, include_dashboard=False,
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
                                            "HF_HUB_OFFLINE": "1"}})
-        trl_runs: list[dict[str, Any]] = []
-        our_runs: list[dict[str, Any]] = []
         try:
-            for index in range(args.repeats):
-                for threads in TRL_THREADS:
-                    trl_runs.append(run_trl(model_path, pairs, args.batch_size, args.lr,
-                                            args.max_length, threads,
-                                            str(work / f"trl-{index}-{threads}")))
-                    print(f"[bench] TRL run {index}: {trl_runs[-1]}", flush=True)
-                our_runs.append(run_ours(pairs_path, model_path, work, args.batch_size,
-                                         args.micro_batch_size, args.lr, args.max_length,
-                                         args.zero_stage, index, args.packing,
-                                         args.reference_micro_batch_size, zero_options,
-                                         not args.per_module_gathers))
-                print(f"[bench] ours run {index}: {our_runs[-1]}", flush=True)
+            trl_runs, our_runs = run_repeats(args, work, model_path, pairs, pairs_path,
+                                             zero_options)
         finally:
             ray.shutdown()
+    return Runs(tokens, trl_runs, our_runs, load_before, os.getloadavg())
 
-    load_after = os.getloadavg()
-    trl_best = min(trl_runs, key=lambda r: r["seconds"])
-    ours_best = min(our_runs, key=lambda r: r["seconds"])
-    ours_train_best = min(our_runs, key=lambda r: r["train_seconds"])
-    same_tokens = all(r["tokens"] == tokens for r in trl_runs + our_runs)
+
+@dataclass
+class Summary:
+    """The best run of each side, its rate on the shared token count, and the ratios."""
+
+    trl_best: dict[str, Any]
+    ours_best: dict[str, Any]
+    ours_train_best: dict[str, Any]
+    same_tokens: bool
+    trl_rate: float
+    ours_rate: float
+    ours_train_rate: float
+    ratio: float
+    train_ratio: float
+    busiest: float
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= TARGET
+
+
+def summarise(runs: Runs) -> Summary:
+    trl_best = min(runs.trl, key=lambda r: r["seconds"])
+    ours_best = min(runs.ours, key=lambda r: r["seconds"])
+    ours_train_best = min(runs.ours, key=lambda r: r["train_seconds"])
+    tokens = runs.tokens
     trl_rate = tokens / trl_best["seconds"]
     ours_rate = tokens / ours_best["seconds"]
     ours_train_rate = tokens / ours_train_best["train_seconds"]
-    ratio = ours_rate / trl_rate
-    train_ratio = ours_train_rate / trl_rate
+    return Summary(
+        trl_best=trl_best, ours_best=ours_best, ours_train_best=ours_train_best,
+        # Both sides share one numerator, so both must have trained on the same tokens.
+        same_tokens=all(r["tokens"] == tokens for r in runs.trl + runs.ours),
+        trl_rate=trl_rate, ours_rate=ours_rate, ours_train_rate=ours_train_rate,
+        ratio=ours_rate / trl_rate, train_ratio=ours_train_rate / trl_rate,
+        busiest=max([runs.load_before[0], runs.load_after[0]]
+                    + [r["load_average"] for r in runs.trl + runs.ours]))
 
+
+def print_report(args: argparse.Namespace, zero_options: dict[str, Any], runs: Runs,
+                 s: Summary) -> None:
     print()
     print(f"DPO throughput: {args.pairs} pairs, global batch {args.batch_size}, "
           f"{os.cpu_count()} CPUs, ZeRO-{args.zero_stage}"
@@ -268,32 +321,33 @@ def main() -> None:
           f"{f', zero options {zero_options}' if zero_options else ''}"
           f", reference micro-batch {args.reference_micro_batch_size or args.micro_batch_size}"
           f", best of {args.repeats}")
-    busiest = max([load_before[0], load_after[0]] + [r["load_average"]
-                                                     for r in trl_runs + our_runs])
-    print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f}, "
-          f"highest seen {busiest:.1f}")
-    if busiest > (os.cpu_count() or 1) + 3:  # our own workers and Ray make about 3
-        print(f"WARNING: the load average reached {busiest:.1f} on {os.cpu_count()} CPUs, more "
-              "than this run's own workers and Ray processes make: other processes probably "
-              "competed for the CPUs and the figures are unreliable. Rerun on a quiet machine.")
-    print(f"token counts identical on both sides: {same_tokens}")
+    print(f"load average before/after: {runs.load_before[0]:.1f} / {runs.load_after[0]:.1f}, "
+          f"highest seen {s.busiest:.1f}")
+    if s.busiest > (os.cpu_count() or 1) + 3:  # our own workers and Ray make about 3
+        print(f"WARNING: the load average reached {s.busiest:.1f} on {os.cpu_count()} CPUs, "
+              "more than this run's own workers and Ray processes make: other processes "
+              "probably competed for the CPUs and the figures are unreliable. Rerun on a "
+              "quiet machine.")
+    print(f"token counts identical on both sides: {s.same_tokens}")
     print(f"{'side':<34} {'tokens':>8} {'seconds':>9} {'tokens/s':>10}")
-    rows = [(f"TRL DPOTrainer ({trl_best['threads']} thread(s))", trl_best["seconds"]),
-            ("ours, reference pass + training", ours_best["seconds"]),
-            ("ours, training loop only", ours_train_best["train_seconds"])]
+    rows = [(f"TRL DPOTrainer ({s.trl_best['threads']} thread(s))", s.trl_best["seconds"]),
+            ("ours, reference pass + training", s.ours_best["seconds"]),
+            ("ours, training loop only", s.ours_train_best["train_seconds"])]
     for label, seconds in rows:
-        print(f"{label:<34} {tokens:>8} {seconds:>9.2f} {tokens / seconds:>10.0f}")
-    met = ratio >= TARGET
-    print(f"ratio ours/TRL: {ratio:.2f}x (training loop only: {train_ratio:.2f}x); "
-          f"target >= {TARGET}x: {'met' if met else 'NOT met'}")
+        print(f"{label:<34} {runs.tokens:>8} {seconds:>9.2f} {runs.tokens / seconds:>10.0f}")
+    print(f"ratio ours/TRL: {s.ratio:.2f}x (training loop only: {s.train_ratio:.2f}x); "
+          f"target >= {TARGET}x: {'met' if s.met else 'NOT met'}")
 
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps({
+
+def results_dict(args: argparse.Namespace, zero_options: dict[str, Any], runs: Runs,
+                 s: Summary) -> dict[str, Any]:
+    """What bench/results/ keeps of a run: settings, every run, the best ones, the ratios."""
+    return {
         "benchmark": "dpo_throughput",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
-        "load_average_before_after": [load_before[0], load_after[0]],
-        "load_average_highest": busiest,
+        "load_average_before_after": [runs.load_before[0], runs.load_after[0]],
+        "load_average_highest": s.busiest,
         "versions": versions(),
         "settings": {"pairs": args.pairs, "batch_size": args.batch_size,
                      "micro_batch_size": args.micro_batch_size, "workers": 2,
@@ -304,18 +358,29 @@ def main() -> None:
                      "trl_threads": list(TRL_THREADS),
                      "lr": args.lr,
                      "max_length": args.max_length, "repeats": args.repeats, "seed": args.seed},
-        "tokens": tokens,
-        "token_counts_identical": same_tokens,
-        "trl": {"best_seconds": trl_best["seconds"], "tokens_per_second": trl_rate,
-                "runs": trl_runs},
-        "ours": {"best_seconds": ours_best["seconds"], "tokens_per_second": ours_rate,
-                 "train_only_seconds": ours_train_best["train_seconds"],
-                 "train_only_tokens_per_second": ours_train_rate, "runs": our_runs},
-        "ratio": ratio,
-        "train_only_ratio": train_ratio,
+        "tokens": runs.tokens,
+        "token_counts_identical": s.same_tokens,
+        "trl": {"best_seconds": s.trl_best["seconds"], "tokens_per_second": s.trl_rate,
+                "runs": runs.trl},
+        "ours": {"best_seconds": s.ours_best["seconds"], "tokens_per_second": s.ours_rate,
+                 "train_only_seconds": s.ours_train_best["train_seconds"],
+                 "train_only_tokens_per_second": s.ours_train_rate, "runs": runs.ours},
+        "ratio": s.ratio,
+        "train_only_ratio": s.train_ratio,
         "target": TARGET,
-        "target_met": met,
-    }, indent=2) + "\n")
+        "target_met": s.met,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    zero_options = parse_zero_options(args.zero_option)
+    results = RESULTS.with_name(args.results)
+    runs = measure(args, zero_options)
+    s = summarise(runs)
+    print_report(args, zero_options, runs, s)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(results_dict(args, zero_options, runs, s), indent=2) + "\n")
     print(f"wrote {results.name} under bench/results/")
 
 

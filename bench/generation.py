@@ -38,7 +38,8 @@ sampling settings.
   run goes to the results file.
 
 Targets (printed, never asserted): 2 actors >= 1.6x the plain loop's tokens/s once the pool
-runs; per-batch overhead of 1 actor < 10%. Results go to bench/results/generation.json.
+runs; per-batch overhead of 1 actor < 10%. Results go to bench/results/generation.json
+(printed and written by bench/generation_report.py).
 
     .venv/bin/python bench/generation.py [--prompts 256] [--samples 4] [--max-new-tokens 32]
 """
@@ -46,10 +47,8 @@ runs; per-batch overhead of 1 actor < 10%. Results go to bench/results/generatio
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -57,15 +56,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from generation_report import RESULTS, Runs, report
+
 if TYPE_CHECKING:
     from temporal_ray.engines.kept_pool import KeptPools
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SPEEDUP_TARGET = 1.6
-OVERHEAD_TARGET = 10.0  # percent
-RESULTS = Path(__file__).resolve().parent / "results" / "generation.json"
 TOPICS = ("rivers", "prime numbers", "bread", "the moon", "trains", "bees", "chess", "rain")
 TEMPERATURE, TOP_P, SEED = 0.7, 0.9, 0
 ENGINE_TASKS = ("MapBatches(HFEngine)).submit", "PoolEngine.generate")
@@ -237,16 +235,7 @@ def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
             "fixed_seconds": seconds - window["seconds"]}
 
 
-def versions() -> dict[str, str]:
-    import ray
-    import torch
-    import transformers
-
-    return {"python": sys.version.split()[0], "torch": torch.__version__,
-            "transformers": transformers.__version__, "ray": ray.__version__}
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     from temporal_ray.config import EngineConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -265,11 +254,49 @@ def main() -> None:
                         help="file name under bench/results/ for this run's figures")
     parser.add_argument("--plain-loop-child", help=argparse.SUPPRESS)  # side_by_side's
     parser.add_argument("--child-rows", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.plain_loop_child:
-        plain_loop_child(args)
-        return
+    return parser.parse_args()
 
+
+def plain_paths(args: argparse.Namespace, repeat: int, model_path: str,
+                requests: list[dict[str, Any]], runs: Runs) -> None:
+    """One repeat of the plain loops: 1 thread, 2 threads, two 1-thread loops side by side."""
+    # Two threads on the first batches only: two threads on two cores stall badly as soon
+    # as anything else runs, and only the rate is compared.
+    two_thread_rows = args.batch_size * args.two_thread_batches
+    for threads, rows in ((1, requests), (2, requests[:two_thread_rows])):
+        runs.plain[threads].append(plain_loop(model_path, rows, args.batch_size, threads))
+        shown = {k: v for k, v in runs.plain[threads][-1].items() if k != "batch_tokens"}
+        print(f"[bench] repeat {repeat}, plain loop: {shown}", flush=True)
+    runs.pairs.append(side_by_side(model_path, args, runs.plain[1][-1]["batches"]))
+    print(f"[bench] repeat {repeat}, two plain loops side by side: "
+          f"{runs.pairs[-1]['loops']}", flush=True)
+
+
+def pool_paths(repeat: int, work: Path, pools: KeptPools, common: dict[str, Any],
+               runs: Runs) -> None:
+    """One repeat of the Ray Data calls: actor pools of 1 and 2, then kept pools of 1 and 2."""
+    from temporal_ray.config import EngineConfig
+
+    for keep_alive in (False, True):
+        for actors in (1, 2):
+            if keep_alive:  # started once (timed on its own), then the call
+                started = time.perf_counter()
+                pools.start(common["model_path"], EngineConfig(
+                    actors=actors, cpus_per_actor=1, keep_alive=True))
+                runs.starts[actors].append(time.perf_counter() - started)
+            # A kept pool's first call also pays the engines' first batches in fresh
+            # processes; the second is what every later stage costs.
+            keys = [f"kept_first_{actors}", f"kept_{actors}"] if keep_alive else [str(actors)]
+            for key in keys:
+                runs.calls.setdefault(key, []).append(ray_data(
+                    str(work / "prompts"), out_dir=str(work / f"out-{key}-{repeat}"),
+                    actors=actors, keep_alive=keep_alive, **common))
+                print(f"[bench] repeat {repeat}, {key}: {runs.calls[key][-1]}", flush=True)
+            pools.release()
+
+
+def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Runs]:
+    """Every path `--repeats` times on a fresh tiny model, with Ray running throughout."""
     import logging
 
     import ray
@@ -282,7 +309,7 @@ def main() -> None:
     from temporal_ray.miniature.tiny_model import build_tiny_model
     from temporal_ray.storage.files import write_rows
 
-    load_before = os.getloadavg()
+    runs = Runs(load_before=os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
         work = Path(tmp)
         model_path = str(build_tiny_model(work / "model"))
@@ -290,15 +317,6 @@ def main() -> None:
         write_rows(prompts, str(work / "prompts" / "prompts.parquet"))
         write_rows(prompts[:4], str(work / "warm" / "prompts.parquet"))
         requests = make_requests(prompts, args.samples, args.max_new_tokens)
-
-        # Two threads on the first batches only: two threads on two cores stall badly as soon
-        # as anything else runs, and only the rate is compared.
-        two_thread_rows = args.batch_size * args.two_thread_batches
-        plain_runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-        pair_runs: list[dict[str, Any]] = []
-        call_runs: dict[str, list[dict[str, Any]]] = {}
-        start_runs: dict[int, list[float]] = {1: [], 2: []}
-
         pools = KeptPools()
         ray.init(address="local", num_cpus=4, include_dashboard=False,
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
@@ -313,184 +331,21 @@ def main() -> None:
             # Every path once per repeat, interleaved, so a slow spell of the machine slows
             # all of them; the best of the repeats counts for each.
             for repeat in range(args.repeats):
-                for threads, rows in ((1, requests), (2, requests[:two_thread_rows])):
-                    plain_runs[threads].append(
-                        plain_loop(model_path, rows, args.batch_size, threads))
-                    shown = {k: v for k, v in plain_runs[threads][-1].items()
-                             if k != "batch_tokens"}
-                    print(f"[bench] repeat {repeat}, plain loop: {shown}", flush=True)
-                pair_runs.append(side_by_side(model_path, args, plain_runs[1][-1]["batches"]))
-                print(f"[bench] repeat {repeat}, two plain loops side by side: "
-                      f"{pair_runs[-1]['loops']}", flush=True)
-                for keep_alive in (False, True):
-                    for actors in (1, 2):
-                        if keep_alive:  # started once (timed on its own), then the call
-                            started = time.perf_counter()
-                            pools.start(model_path, EngineConfig(
-                                actors=actors, cpus_per_actor=1, keep_alive=True))
-                            start_runs[actors].append(time.perf_counter() - started)
-                        # A kept pool's first call also pays the engines' first batches in
-                        # fresh processes; the second is what every later stage costs.
-                        keys = ([f"kept_first_{actors}", f"kept_{actors}"] if keep_alive
-                                else [str(actors)])
-                        for key in keys:
-                            call_runs.setdefault(key, []).append(ray_data(
-                                str(work / "prompts"),
-                                out_dir=str(work / f"out-{key}-{repeat}"),
-                                actors=actors, keep_alive=keep_alive, **common))
-                            print(f"[bench] repeat {repeat}, {key}: {call_runs[key][-1]}",
-                                  flush=True)
-                        pools.release()
+                plain_paths(args, repeat, model_path, requests, runs)
+                pool_paths(repeat, work, pools, common, runs)
         finally:
             ray.shutdown()
-    load_after = os.getloadavg()
-    report(args, requests, plain_runs, pair_runs, call_runs, start_runs, load_before,
-           load_after)
+    runs.load_after = os.getloadavg()
+    return requests, runs
 
 
-def report(args: argparse.Namespace, requests: list[dict[str, Any]],
-           plain_runs: dict[int, list[dict[str, Any]]], pair_runs: list[dict[str, Any]],
-           call_runs: dict[str, list[dict[str, Any]]], start_runs: dict[int, list[float]],
-           load_before: tuple[float, ...], load_after: tuple[float, ...]) -> None:
-    plain = {threads: min(runs, key=lambda r: r["seconds"])
-             for threads, runs in plain_runs.items()}
-    calls = {key: min(runs, key=lambda r: r["seconds"]) for key, runs in call_runs.items()}
-    running = {key: min(runs, key=lambda r: r["engine_window"]["seconds"])
-               for key, runs in call_runs.items()}
-    running_median = {key: statistics.median(r["running_tokens_per_second"] for r in runs)
-                      for key, runs in call_runs.items()}
-    pool_starts = {actors: min(runs) for actors, runs in start_runs.items()}
-    pair = min(pair_runs, key=lambda r: r["seconds"])
-
-    base = plain[1]
-    base_median = statistics.median(r["tokens_per_second"] for r in plain_runs[1])
-
-    def ratio(key: str) -> float:
-        return running[key]["running_tokens_per_second"] / base["tokens_per_second"]
-
-    def overhead(key: str) -> float:
-        return 100 * (running[key]["running_seconds_per_batch"] / base["seconds_per_batch"] - 1)
-
-    speedup, kept_speedup = ratio("2"), ratio("kept_2")
-    median_speedup = running_median["2"] / base_median
-    batch_overhead, kept_overhead = overhead("1"), overhead("kept_1")
-    whole_speedup = calls["2"]["tokens_per_second"] / base["tokens_per_second"]
-    kept_whole_speedup = calls["kept_2"]["tokens_per_second"] / base["tokens_per_second"]
-    of_ceiling = running["2"]["running_tokens_per_second"] / pair["tokens_per_second"]
-    same_tokens = (len({base["tokens"], pair["tokens"],
-                        *(c["tokens"] for c in calls.values())}) == 1
-                   and plain[2]["batch_tokens"] == base["batch_tokens"][:plain[2]["batches"]]
-                   and pair["batch_tokens"] == base["batch_tokens"])
-    busiest = max([load_before[0], load_after[0]]
-                  + [r["load_average"] for runs in [*plain_runs.values(), *call_runs.values()]
-                     for r in runs])
-
-    print()
-    print(f"Generation: {args.prompts} prompts x {args.samples} samples = {len(requests)} "
-          f"requests, max_new_tokens {args.max_new_tokens}, batch {args.batch_size} "
-          f"({base['batches']} batches), {args.batches_per_block} batches a block, "
-          f"{os.cpu_count()} CPUs, best of {args.repeats} interleaved runs of each path")
-    print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f}, "
-          f"highest seen {busiest:.1f}")
-    if busiest > (os.cpu_count() or 1) + 3:  # our own actors and Ray make about 3
-        print(f"WARNING: the load average reached {busiest:.1f} on {os.cpu_count()} CPUs, more "
-              "than this run's own actors and Ray processes make: other processes probably "
-              "competed for the CPUs and the figures are unreliable. Rerun on a quiet machine.")
-    print(f"generated token counts identical on every path: {same_tokens}")
-    print(f"{'path':<34} {'tokens':>7} {'whole call':>11} {'tokens/s':>9} "
-          f"{'engines ran':>12} {'tokens/s':>9} {'busy':>12}")
-    print(f"{'plain loop, 1 thread':<34} {base['tokens']:>7} {base['seconds']:>10.2f}s "
-          f"{base['tokens_per_second']:>9.0f}")
-    print(f"{'plain loop, 2 threads (' + str(plain[2]['batches']) + ' batches)':<34} "
-          f"{plain[2]['tokens']:>7} {plain[2]['seconds']:>10.2f}s "
-          f"{plain[2]['tokens_per_second']:>9.0f}")
-    print(f"{'two plain loops side by side':<34} {pair['tokens']:>7} "
-          f"{pair['seconds']:>10.2f}s {pair['tokens_per_second']:>9.0f}")
-    labels = {"1": "Ray Data, 1 actor", "2": "Ray Data, 2 actors",
-              "kept_first_1": "kept pool of 1, first call", "kept_1": "kept pool of 1, later",
-              "kept_first_2": "kept pool of 2, first call", "kept_2": "kept pool of 2, later"}
-    for key, label in labels.items():
-        call, run = calls[key], running[key]
-        busy = ", ".join(f"{b:.0%}" for b in run["engine_window"]["busy"])
-        print(f"{label:<34} {call['tokens']:>7} {call['seconds']:>10.2f}s "
-              f"{call['tokens_per_second']:>9.0f} {run['engine_window']['seconds']:>11.2f}s "
-              f"{run['running_tokens_per_second']:>9.0f} {busy:>12}")
-    for key, label in labels.items():
-        print(f"{label}: fixed cost of a call {calls[key]['fixed_seconds']:.1f} s (start-up "
-              f"{calls[key]['engine_window']['first_start']:.1f} s), then "
-              f"{running[key]['running_seconds_per_batch']:.3f} s a batch; this process used "
-              f"{calls[key]['driver_cpu_seconds']:.1f} s of CPU")
-    print(f"kept pool of 1 / of 2 started once in {pool_starts[1]:.1f} s / "
-          f"{pool_starts[2]:.1f} s")
-    speedup_met = speedup >= SPEEDUP_TARGET
-    kept_met = kept_speedup >= SPEEDUP_TARGET
-    overhead_met = batch_overhead < OVERHEAD_TARGET
-    print(f"2 actors / plain loop (1 thread), once the pool runs: {speedup:.2f}x (median of "
-          f"the runs {median_speedup:.2f}x); target >= {SPEEDUP_TARGET}x: "
-          f"{'met' if speedup_met else 'NOT met'}")
-    print(f"two plain loops side by side / plain loop: "
-          f"{pair['tokens_per_second'] / base['tokens_per_second']:.2f}x (what the two cores "
-          f"give two engines without Ray); 2 actors once the pool runs reach "
-          f"{of_ceiling:.0%} of it")
-    print(f"kept pool of 2, a later call / plain loop (1 thread), once the pool runs: "
-          f"{kept_speedup:.2f}x; "
-          f"target >= {SPEEDUP_TARGET}x: {'met' if kept_met else 'NOT met'}")
-    print(f"whole calls / plain loop: 2 actors {whole_speedup:.2f}x (start-up included), "
-          f"kept pool of 2, a later call {kept_whole_speedup:.2f}x")
-    print(f"2 actors / plain loop (2 threads), once the pool runs: "
-          f"{running['2']['running_tokens_per_second'] / plain[2]['tokens_per_second']:.2f}x")
-    print(f"1 actor per-batch overhead vs plain loop: {batch_overhead:+.1f}% "
-          f"({running['1']['running_seconds_per_batch']:.3f} s vs "
-          f"{base['seconds_per_batch']:.3f} s a batch); target < {OVERHEAD_TARGET:.0f}%: "
-          f"{'met' if overhead_met else 'NOT met'}; kept pool of 1: {kept_overhead:+.1f}%")
-
-    results = RESULTS.with_name(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps({
-        "benchmark": "generation",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "load_average_before_after": [load_before[0], load_after[0]],
-        "load_average_highest": busiest,
-        "versions": versions(),
-        "settings": {"prompts": args.prompts, "samples": args.samples,
-                     "requests": len(requests), "max_new_tokens": args.max_new_tokens,
-                     "batch_size": args.batch_size, "batches": base["batches"],
-                     "batches_per_block": args.batches_per_block,
-                     "two_thread_batches": args.two_thread_batches,
-                     "repeats": args.repeats, "temperature": TEMPERATURE, "top_p": TOP_P},
-        "token_counts_identical": same_tokens,
-        "plain_loop": {f"threads_{k}": v for k, v in plain.items()},
-        "two_plain_loops_side_by_side": {k: v for k, v in pair.items() if k != "batch_tokens"},
-        "speedup_two_plain_loops_side_by_side": pair["tokens_per_second"]
-        / base["tokens_per_second"],
-        "share_of_side_by_side_2_actors_running": of_ceiling,
-        "ray_data_calls_fastest_whole": calls,
-        "ray_data_calls_fastest_running": running,
-        "kept_pool_start_seconds": {f"actors_{k}": v for k, v in pool_starts.items()},
-        "all_runs": {"plain_loop": {f"threads_{k}": [{x: y for x, y in r.items()
-                                                      if x != "batch_tokens"} for r in v]
-                                    for k, v in plain_runs.items()},
-                     "two_plain_loops_side_by_side": [
-                         {k: v for k, v in r.items() if k != "batch_tokens"}
-                         for r in pair_runs],
-                     "ray_data_calls": call_runs,
-                     "kept_pool_start_seconds": {f"actors_{k}": v
-                                                 for k, v in start_runs.items()}},
-        "speedup_2_actors_running": speedup,
-        "speedup_2_actors_running_median": median_speedup,
-        "speedup_kept_pool_2_running": kept_speedup,
-        "speedup_2_actors_whole_call": whole_speedup,
-        "speedup_kept_pool_2_whole_call": kept_whole_speedup,
-        "speedup_target": SPEEDUP_TARGET,
-        "speedup_target_met": speedup_met,
-        "speedup_target_met_kept_pool": kept_met,
-        "per_batch_overhead_percent": batch_overhead,
-        "kept_pool_per_batch_overhead_percent": kept_overhead,
-        "overhead_target_percent": OVERHEAD_TARGET,
-        "overhead_target_met": overhead_met,
-    }, indent=2) + "\n")
-    print(f"wrote {results.name} under bench/results/")
+def main() -> None:
+    args = parse_args()
+    if args.plain_loop_child:
+        plain_loop_child(args)
+        return
+    requests, runs = measure(args)
+    report(args, requests, runs, {"temperature": TEMPERATURE, "top_p": TOP_P})
 
 
 if __name__ == "__main__":

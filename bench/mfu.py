@@ -25,7 +25,13 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import LlamaConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mfu.json"
 TARGET = 0.40
@@ -42,7 +48,7 @@ SIZES = {
 }
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="1b")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -53,23 +59,19 @@ def main() -> int:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's dense bf16 peak (default: from its name)")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    import deepspeed
+
+def start_process(gpu: bool) -> torch.device | None:
+    """A world of one process, as DeepSpeed wants one even without Ray; None where a GPU run
+    finds no CUDA device (said on stderr)."""
+    import deepspeed  # imported before the check: on import it reports the accelerator it found
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from temporal_ray.config import DPOConfig
-    from temporal_ray.core.batching import TokenizedPair, collate
-    from temporal_ray.core.dpo_loss import IGNORE_INDEX, dpo_loss, sequence_logps
-    from temporal_ray.training.deepspeed_setup import build_engine, deepspeed_config, load_model
-    from temporal_ray.training.plan import Architecture
-
-    gpu = args.device == "cuda"
     if gpu and not torch.cuda.is_available():
         print("error: no CUDA device here; use --device cpu to check the script", file=sys.stderr)
-        return 2
-    with socket.socket() as s:
+        return None
+    with socket.socket() as s:  # a free port for the one-process rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0",
@@ -78,9 +80,18 @@ def main() -> int:
     device = torch.device("cuda:0" if gpu else "cpu")
     if gpu:
         torch.cuda.set_device(device)
+    return device
 
-    shape = SIZES[args.size]
-    config = LlamaConfig(**shape, max_position_embeddings=max(2048, args.seq_len))
+
+def build_step_engine(args: argparse.Namespace, gpu: bool) -> tuple[LlamaConfig, Any]:
+    """A randomly initialised model, saved and loaded back the way the DPO stage loads one."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from temporal_ray.config import DPOConfig
+    from temporal_ray.training.deepspeed_setup import build_engine, deepspeed_config, load_model
+
+    config = LlamaConfig(**SIZES[args.size], max_position_embeddings=max(2048, args.seq_len))
     cfg = DPOConfig(use_gpu=gpu, zero_stage=3, workers=1, batch_size=args.pairs,
                     micro_batch_size=args.pairs, max_length=args.seq_len, lr=1e-6,
                     warmup_ratio=0.0, gradient_checkpointing=args.gradient_checkpointing)
@@ -90,12 +101,31 @@ def main() -> int:
         LlamaForCausalLM(config).to(torch.bfloat16 if gpu else torch.float32).save_pretrained(tmp)
         ds_config = deepspeed_config(cfg, world_size=1)
         engine = build_engine(load_model(tmp, cfg, ds_config), cfg, ds_config, total)
+    return config, engine
+
+
+@dataclass
+class StepBatch:
+    """One step's inputs: chosen and rejected in one batch, fixed reference log-probs."""
+
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    reference: tuple[torch.Tensor, torch.Tensor]
+
+
+def random_batch(args: argparse.Namespace, device: torch.device) -> StepBatch:
+    """Random token ids, the first half of each sequence a masked prompt."""
+    import torch
+
+    from temporal_ray.core.batching import TokenizedPair, collate
+    from temporal_ray.core.dpo_loss import IGNORE_INDEX
 
     generator = torch.Generator().manual_seed(1)
     prompt = args.seq_len // 2
+    vocab_size = SIZES[args.size]["vocab_size"]
 
     def random_pair() -> TokenizedPair:
-        ids = [torch.randint(3, shape["vocab_size"], (args.seq_len,), generator=generator)
+        ids = [torch.randint(3, vocab_size, (args.seq_len,), generator=generator)
                .tolist() for _ in range(2)]
         labels = [[IGNORE_INDEX] * prompt + seq[prompt:] for seq in ids]
         return TokenizedPair(ids[0], labels[0], ids[1], labels[1])
@@ -103,14 +133,22 @@ def main() -> int:
     batch = collate([random_pair() for _ in range(args.pairs)], pad_id=0)
     inputs = {k: v.to(device) for k, v in
               {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}.items()}
-    labels = batch.labels.to(device)
-    reference = (torch.full((args.pairs,), -1000.0, device=device),
-                 torch.full((args.pairs,), -1000.0, device=device))
+    return StepBatch(inputs, batch.labels.to(device),
+                     (torch.full((args.pairs,), -1000.0, device=device),
+                      torch.full((args.pairs,), -1000.0, device=device)))
+
+
+def seconds_per_step(args: argparse.Namespace, engine: Any, batch: StepBatch,
+                     gpu: bool) -> float:
+    """Mean seconds of `--steps` DPO steps after `--warmup` untimed ones."""
+    import torch
+
+    from temporal_ray.core.dpo_loss import dpo_loss, sequence_logps
 
     def step() -> float:
-        logits = engine(**inputs, use_cache=False).logits
-        logps = sequence_logps(logits.float(), labels)
-        out = dpo_loss(logps[:args.pairs], logps[args.pairs:], *reference, beta=0.1)
+        logits = engine(**batch.inputs, use_cache=False).logits
+        logps = sequence_logps(logits.float(), batch.labels)
+        out = dpo_loss(logps[:args.pairs], logps[args.pairs:], *batch.reference, beta=0.1)
         engine.backward(out.loss)
         engine.step()
         return out.loss.item()
@@ -118,14 +156,22 @@ def main() -> int:
     engine.train()
     for _ in range(args.warmup):
         step()
-    if gpu:
+    if gpu:  # CUDA runs asynchronously: wait for the queued steps before reading the clock
         torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(args.steps):
         step()
     if gpu:
         torch.cuda.synchronize()
-    seconds = (time.perf_counter() - started) / args.steps
+    return (time.perf_counter() - started) / args.steps
+
+
+def figures(args: argparse.Namespace, config: LlamaConfig, seconds: float, gpu: bool,
+            device: torch.device) -> dict[str, Any]:
+    """Model FLOPs of a step, the rate achieved and its share of the device's peak."""
+    import torch
+
+    from temporal_ray.training.plan import Architecture
 
     arch = Architecture.from_hf_config(config.to_dict(), args.size)
     tokens = 2 * args.pairs * args.seq_len
@@ -133,14 +179,23 @@ def main() -> int:
     achieved = flops / seconds / 1e12
     name = torch.cuda.get_device_name(device) if gpu else "cpu"
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-    mfu = achieved / peak if peak else None
-    params = arch.total_params
+    return {"params": arch.total_params, "tokens": tokens, "flops": flops,
+            "achieved": achieved, "name": name, "peak": peak,
+            "mfu": achieved / peak if peak else None}
+
+
+def print_figures(args: argparse.Namespace, f: dict[str, Any], seconds: float, gpu: bool,
+                  device: torch.device) -> None:
+    import torch
+
+    params, mfu, peak = f["params"], f["mfu"], f["peak"]
     size = f"{params / 1e9:.2f}B" if params >= 1e8 else f"{params / 1e6:.2f}M"
     print(f"DPO step, {args.size} Llama ({size} params), "
-          f"{'bf16' if gpu else 'fp32'}, ZeRO-3, 1 {'GPU' if gpu else 'process'} ({name})")
-    print(f"{args.pairs} pairs x 2 x {args.seq_len} tokens = {tokens} tokens a step, "
+          f"{'bf16' if gpu else 'fp32'}, ZeRO-3, 1 {'GPU' if gpu else 'process'} ({f['name']})")
+    print(f"{args.pairs} pairs x 2 x {args.seq_len} tokens = {f['tokens']} tokens a step, "
           f"{seconds * 1e3:.1f} ms a step (mean of {args.steps} after {args.warmup} warm-up)")
-    print(f"model FLOPs {flops / 1e12:.4g} TFLOP a step -> {achieved:.4g} TFLOP/s achieved")
+    print(f"model FLOPs {f['flops'] / 1e12:.4g} TFLOP a step -> {f['achieved']:.4g} TFLOP/s "
+          "achieved")
     if mfu is None:
         print("MFU: unknown peak (pass --peak-tflops)")
     else:
@@ -148,18 +203,39 @@ def main() -> int:
               f"{'met' if mfu >= TARGET else 'NOT met'}")
     if gpu:
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+
+
+def write_results(args: argparse.Namespace, f: dict[str, Any], seconds: float,
+                  gpu: bool) -> Path:
+    """bench/results/mfu.json on a GPU; a CPU check goes to its own file, not over it."""
+    import deepspeed
+    import torch
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     out_path = RESULTS if gpu else RESULTS.with_name("mfu_cpu_check.json")
     out_path.write_text(json.dumps({
         "benchmark": "mfu",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": name, "size": args.size, "params": arch.total_params,
-        "settings": vars(args), "tokens_per_step": tokens, "seconds_per_step": seconds,
-        "model_tflop_per_step": flops / 1e12, "achieved_tflops": achieved,
-        "peak_tflops": peak, "mfu": mfu, "target": TARGET,
+        "device": f["name"], "size": args.size, "params": f["params"],
+        "settings": vars(args), "tokens_per_step": f["tokens"], "seconds_per_step": seconds,
+        "model_tflop_per_step": f["flops"] / 1e12, "achieved_tflops": f["achieved"],
+        "peak_tflops": f["peak"], "mfu": f["mfu"], "target": TARGET,
         "versions": {"torch": torch.__version__, "deepspeed": deepspeed.__version__},
     }, indent=2) + "\n")
-    print(f"wrote {out_path}")
+    return out_path
+
+
+def main() -> int:
+    args = parse_args()
+    gpu = args.device == "cuda"
+    device = start_process(gpu)
+    if device is None:
+        return 2
+    config, engine = build_step_engine(args, gpu)
+    seconds = seconds_per_step(args, engine, random_batch(args, device), gpu)
+    f = figures(args, config, seconds, gpu, device)
+    print_figures(args, f, seconds, gpu, device)
+    print(f"wrote {write_results(args, f, seconds, gpu)}")
     return 0
 
 
