@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from temporal_ray.config import RUN_SECTIONS, Config
+from temporal_ray.config import Config
 from temporal_ray.core.judging import OVER_CONTEXT, judge_counts
 from temporal_ray.core.pairs import PairSet, pair_counts
 from temporal_ray.core.requests import derive_seed
@@ -49,7 +49,8 @@ class IterationStages:
     def _stage(self, name: str, produce: Callable[[str], dict[str, Any]],
                **manifest: Any) -> str:
         stage = f"iter_{self.iteration}/{name}"
-        result = self.run.run_stage(stage, produce, config_hash=self.cfg.hash(*RUN_SECTIONS),
+        result = self.run.run_stage(stage, produce,
+                                    config_hash=self.cfg.hash(*self.cfg.run_sections()),
                                     **manifest)
         self.records.append({**result.manifest, "reused": result.reused})
         if stage == self.until:
