@@ -1,42 +1,48 @@
-"""The typed config: one tree of sections (sections.py), read from YAML with dotted overrides.
+"""The typed config: one tree of sections, read from YAML with dotted overrides.
 
     cfg = load_config("configs/tiny.yaml", ["dpo.beta=0.2", "method.iterations=3"])
+
+Every field has its default and a docstring under it, in the module of its section:
+
+base.py        the `Section` base model and the `Method` names
+engine.py      EngineConfig: how generation and judging run
+training.py    LoRA, DeepSpeed training, DPO and SFT
+evaluation.py  `temporal-ray eval` and its pairwise judge
+experiment.py  the root `Config` and the run's other sections
+loading.py     YAML files with `base:`, overrides, `ConfigError`, resume comparisons
+
+An experiment of its own subclasses `Config` with its section and is read with
+`load_config(path, overrides, schema=ThatConfig)`.
 
 Pure: imports neither ray nor torch.
 """
 
-from temporal_ray.config.sections import (
-    KEPT_VLLM_POOL_LOADS_NO_ADAPTERS,
-    RUN_SECTIONS,
+from temporal_ray.config.base import Method, Section
+from temporal_ray.config.engine import KEPT_VLLM_POOL_LOADS_NO_ADAPTERS, EngineConfig
+from temporal_ray.config.evaluation import EvalConfig, PairwiseJudgeConfig
+from temporal_ray.config.experiment import (
     Config,
-    ConfigError,
     DataConfig,
-    DPOConfig,
-    EngineConfig,
-    EvalConfig,
     GenerationConfig,
     JudgeConfig,
-    LoraConfig,
-    Method,
     MethodConfig,
-    MiniatureConfig,
     ModelConfig,
-    PairwiseJudgeConfig,
     RayConfig,
-    Section,
-    SFTConfig,
     StorageConfig,
-    TrainingConfig,
+)
+from temporal_ray.config.loading import (
+    ConfigError,
     apply_override,
     changed_fields,
     load_config,
     with_defaults,
 )
+from temporal_ray.config.training import DPOConfig, LoraConfig, SFTConfig, TrainingConfig
 
 __all__ = [
-    "KEPT_VLLM_POOL_LOADS_NO_ADAPTERS", "RUN_SECTIONS", "Config", "ConfigError", "DataConfig",
-    "DPOConfig", "EngineConfig", "EvalConfig", "GenerationConfig", "JudgeConfig", "LoraConfig",
-    "Method", "MethodConfig", "MiniatureConfig", "ModelConfig", "PairwiseJudgeConfig",
-    "RayConfig", "Section", "SFTConfig", "StorageConfig", "TrainingConfig", "apply_override",
-    "changed_fields", "load_config", "with_defaults",
+    "KEPT_VLLM_POOL_LOADS_NO_ADAPTERS", "Config", "ConfigError", "DataConfig", "DPOConfig",
+    "EngineConfig", "EvalConfig", "GenerationConfig", "JudgeConfig", "LoraConfig", "Method",
+    "MethodConfig", "ModelConfig", "PairwiseJudgeConfig", "RayConfig", "Section", "SFTConfig",
+    "StorageConfig", "TrainingConfig", "apply_override", "changed_fields", "load_config",
+    "with_defaults",
 ]

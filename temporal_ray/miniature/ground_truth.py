@@ -14,13 +14,13 @@ from collections import Counter
 from typing import Any
 
 from temporal_ray.analysis.metrics import judge_agreement
-from temporal_ray.config import Config
 from temporal_ray.core.judging import JUDGE_TRUNCATED, judge_counts
 from temporal_ray.core.requests import candidate_requests
 from temporal_ray.core.rows import CANDIDATE_COLUMNS
 from temporal_ray.core.rubric import load_template
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.pool import EnginePool, run_engine_pool
+from temporal_ray.miniature.config import MiniatureRunConfig
 from temporal_ray.miniature.tasks import Quality, Task, grade
 from temporal_ray.stages.judge import aggregate_judgements, judge_requests
 from temporal_ray.storage.files import write_rows
@@ -49,7 +49,7 @@ def answer_summary(answers: list[dict[str, Any]], tasks: dict[str, Task]) -> dic
 
 
 def checkpoint_requests(heldout: list[dict[str, Any]], check: list[dict[str, Any]],
-                        cfg: Config) -> list[dict[str, Any]]:
+                        cfg: MiniatureRunConfig) -> list[dict[str, Any]]:
     """Both checks' engine requests, one column set: a greedy answer per held-out task, and
     J judge requests (the run's judge prompt and sampling) per known-quality candidate."""
     judge = cfg.judge
@@ -71,7 +71,7 @@ def checkpoint_requests(heldout: list[dict[str, Any]], check: list[dict[str, Any
 
 
 def check_checkpoint(run: RunDir, stage: str, model: str, heldout: list[dict[str, Any]],
-                     check: list[dict[str, Any]], cfg: Config,
+                     check: list[dict[str, Any]], cfg: MiniatureRunConfig,
                      pools: KeptPools) -> dict[str, Any]:
     """Both ground-truth checks of `model` in one pass of its engine pool (a stage of `run`):
     {"answers": answer_summary(...), "judge": judge_agreement(...) + parse failures}."""

@@ -17,9 +17,10 @@ from importlib import resources
 from typing import Any
 
 from temporal_ray.analysis.collapse import iteration_collapse
-from temporal_ray.config import Config, ConfigError, Method
+from temporal_ray.config import ConfigError, Method
 from temporal_ray.core.prompts import read_jsonl
 from temporal_ray.engines.kept_pool import KeptPools
+from temporal_ray.miniature.config import MiniatureRunConfig
 from temporal_ray.miniature.ground_truth import check_checkpoint
 from temporal_ray.miniature.report import markdown, plot, terminal_summary
 from temporal_ray.miniature.tasks import build_toy_data, judge_check_rows, load_tasks, write_jsonl
@@ -35,7 +36,7 @@ from temporal_ray.storage.run_dir import RunDir
 TOY_JUDGE_TEMPLATE = str(resources.files("temporal_ray") / "assets" / "toy_judge.txt")
 
 
-def _base_model(run: RunDir, cfg: Config) -> str:
+def _base_model(run: RunDir, cfg: MiniatureRunConfig) -> str:
     from temporal_ray.miniature.tiny_model import build_tiny_model
 
     mini = cfg.miniature
@@ -44,7 +45,7 @@ def _base_model(run: RunDir, cfg: Config) -> str:
         kind="base_model").path
 
 
-def _data(run: RunDir, cfg: Config) -> str:
+def _data(run: RunDir, cfg: MiniatureRunConfig) -> str:
     mini = cfg.miniature
     n_prompts = cfg.data.prompts_per_iteration * max(mini.iterations.values())
 
@@ -59,7 +60,8 @@ def _data(run: RunDir, cfg: Config) -> str:
     return run.run_stage("data", produce, kind="toy_data").path
 
 
-def miniature_config(cfg: Config, root: str, base_model: str, data: str) -> Config:
+def miniature_config(cfg: MiniatureRunConfig, root: str, base_model: str,
+                     data: str) -> MiniatureRunConfig:
     """The paths the recipe owns: the SFT inputs and output, M0 and the prompt file."""
     judge = cfg.judge
     if judge.kind == "llm" and not judge.prompt_template:
@@ -78,8 +80,8 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
     return [obj for _, obj in read_jsonl(path, "miniature data file", "storage.run_dir")]
 
 
-def evaluate(cfg: Config, root: str, data: str, checkpoints: dict[Method, list[str]],
-             pools: KeptPools) -> dict[str, Any]:
+def evaluate(cfg: MiniatureRunConfig, root: str, data: str,
+             checkpoints: dict[Method, list[str]], pools: KeptPools) -> dict[str, Any]:
     """Ground truth per checkpoint (M0 once) and the collapse measurements per iteration."""
     evals = RunDir(f"{root}/eval")
     heldout = _read_jsonl(f"{data}/heldout.jsonl")
@@ -102,7 +104,7 @@ def evaluate(cfg: Config, root: str, data: str, checkpoints: dict[Method, list[s
     return {"checkpoints": rows, "iterations": iterations}
 
 
-def run_miniature(cfg: Config, force: bool = False) -> dict[str, Any]:
+def run_miniature(cfg: MiniatureRunConfig, force: bool = False) -> dict[str, Any]:
     """Run (or resume) the whole miniature; returns the results the report is made of."""
     if "://" in cfg.storage.run_dir:
         raise ConfigError("the miniature builds its model and data on local disk: set "

@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from temporal_ray.config import RUN_SECTIONS, Config
+from temporal_ray.config import Config
 from temporal_ray.core.prompts import PromptFileError, iteration_chunk, load_prompts
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.preflight import check_model, drop_overlong
@@ -48,7 +48,7 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
     check_fits(cfg, "dpo")  # a DPO stage that cannot fit its GPUs stops here, not hours in
     run = RunDir(cfg.storage.run_dir)
     with RunLock(run):
-        check_config(run, cfg, force, sections=RUN_SECTIONS)
+        check_config(run, cfg, force, sections=cfg.run_sections())
         if redo:
             print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
         start_ray(cfg)

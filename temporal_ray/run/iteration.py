@@ -15,7 +15,7 @@ from typing import Any
 
 from pyarrow.fs import FileType
 
-from temporal_ray.config import RUN_SECTIONS, Config, EngineConfig, GenerationConfig
+from temporal_ray.config import Config, EngineConfig, GenerationConfig
 from temporal_ray.core.judging import OVER_CONTEXT
 from temporal_ray.core.pairs import (
     PairSet,
@@ -83,7 +83,8 @@ class IterationStages:
     def _stage(self, name: str, produce: Callable[[str], dict[str, Any]],
                **manifest: Any) -> str:
         stage = f"iter_{self.iteration}/{name}"
-        result = self.run.run_stage(stage, produce, config_hash=self.cfg.hash(*RUN_SECTIONS),
+        result = self.run.run_stage(stage, produce,
+                                    config_hash=self.cfg.hash(*self.cfg.run_sections()),
                                     **manifest)
         self.records.append({**result.manifest, "reused": result.reused})
         if stage == self.until:

@@ -42,7 +42,7 @@ def check_config(run: RunDir, cfg: Config, force: bool,
         current = {name: current[name] for name in sections}
     saved = run.read_text("config.yaml")
     if saved is not None and not force:
-        changed = changed_fields(with_defaults(yaml.safe_load(saved)), current)
+        changed = changed_fields(with_defaults(yaml.safe_load(saved), type(cfg)), current)
         if changed:
             raise ConfigChangedError(
                 f"{run.uri} was started with another config; changed: {', '.join(changed)}. "

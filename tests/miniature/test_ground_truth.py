@@ -31,11 +31,13 @@ def test_answer_summary_by_hand():
 
 def test_checkpoint_requests_hold_both_checks_with_one_column_set():
     from temporal_ray.config import load_config
+    from temporal_ray.miniature.config import MiniatureRunConfig
     from temporal_ray.miniature.ground_truth import CHECK_ROLE, HELDOUT_ROLE, checkpoint_requests
     from temporal_ray.miniature.recipe import TOY_JUDGE_TEMPLATE
 
     cfg = load_config("configs/miniature.yaml", [f"judge.prompt_template={TOY_JUDGE_TEMPLATE}",
-                                                 "judge.samples=3", "miniature.answer_tokens=9"])
+                                                 "judge.samples=3", "miniature.answer_tokens=9"],
+                      schema=MiniatureRunConfig)
     heldout = [{"prompt_id": "h0", "prompt": "What is 2 + 3?", "answer": "5", "family": "add"}]
     check = [{"prompt_id": "c0", "prompt": "What is 1 + 1?", "response": "2", "true_score": 5}]
     requests = checkpoint_requests(heldout, check, cfg)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from temporal_ray.config import Method, load_config
+from temporal_ray.miniature.config import MiniatureRunConfig
 from temporal_ray.miniature.recipe import miniature_config, run_miniature
 from temporal_ray.run.compare import method_config
 from temporal_ray.run.driver import run_experiment
@@ -34,7 +35,7 @@ def test_miniature_writes_a_report_with_every_section(ray_cluster, tmp_path,
         "sft.epochs=4", "sft.batch_size=32", "sft.micro_batch_size=16",
         "judge.min_valid_share=0.0",  # a briefly trained judge: the pipeline is under test
         "engine.batch_size=16",
-    ])
+    ], schema=MiniatureRunConfig)
     results = run_miniature(cfg)
 
     # M0 came from the SFT stage and both methods started from it.

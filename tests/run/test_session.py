@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from temporal_ray.config import RUN_SECTIONS, load_config
+from temporal_ray.config import load_config
 from temporal_ray.run.session import ConfigChangedError, absolute_paths, check_config, start_ray
 from temporal_ray.storage.run_dir import RunDir
 
@@ -34,21 +34,22 @@ def test_changed_config_is_refused_naming_the_fields(tmp_path):
 
 def test_eval_settings_and_fields_added_later_do_not_block_a_resume(tmp_path):
     run = RunDir(str(tmp_path))
-    check_config(run, config(tmp_path), force=False, sections=RUN_SECTIONS)
+    sections = config(tmp_path).run_sections()
+    check_config(run, config(tmp_path), force=False, sections=sections)
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert "eval" not in saved
     # How a run is evaluated is not part of the run.
     check_config(run, config(tmp_path, "eval.max_new_tokens=7"), force=False,
-                 sections=RUN_SECTIONS)
+                 sections=sections)
     # A run directory written before engine.max_retries existed resumes at its default...
     del saved["engine"]["max_retries"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
-    check_config(run, config(tmp_path), force=False, sections=RUN_SECTIONS)
+    check_config(run, config(tmp_path), force=False, sections=sections)
     # ...but setting it to something else is a change.
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(ConfigChangedError, match="engine.max_retries"):
         check_config(run, config(tmp_path, "engine.max_retries=0"), force=False,
-                     sections=RUN_SECTIONS)
+                     sections=sections)
 
 
 def test_relative_paths_become_absolute(tmp_path, monkeypatch):
