@@ -1,6 +1,7 @@
 """The paper in miniature (`temporal-ray miniature`, `make run`): one experiment, on top of
 everything else, that nothing below it knows of.
 
+config.py        its config section, and the full config with it (what the CLI loads)
 tasks.py         the synthetic task domain with exact ground truth
 tiny_model.py    the tiny Llama and tokenizer built on the spot (also `temporal-ray tiny-model`)
 rules.py         a rule judge for the tiny model

@@ -10,7 +10,7 @@ from temporal_ray.config import Config, Method, Section
 
 
 class MiniatureConfig(Section):
-    """`temporal-ray miniature`: the paper in miniature on the synthetic task domain (toytask.py).
+    """`temporal-ray miniature`: the paper in miniature on the synthetic task domain (tasks.py).
     Its base model, data, M0 and the model.path / data.prompts / sft.* paths all live under
     storage.run_dir and are set by the recipe."""
 
