@@ -5,7 +5,8 @@ In:  a Parquet file of pair rows {prompt, chosen, rejected, ...}, the starting m
 Out: the output directory holds the trained model (safetensors, config, tokenizer; with LoRA also
      adapter/) and metrics.json (loss before/after, reward margin and accuracy, grad norm,
      per-step history).
-The training loop itself lives in `worker.py`; this module only fills in the job and launches it.
+The training loop itself lives in `training.loop` and `training.dpo_recipe`; this module only
+fills in the job and launches it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporal_ray.config import DPOConfig
-from temporal_ray.training.dpo_worker import DPOJob, train_dpo_worker
+from temporal_ray.training.dpo_recipe import DPOJob, train_dpo_worker
 from temporal_ray.training.launch import check_batch_geometry, fit_on_workers
 
 

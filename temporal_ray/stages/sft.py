@@ -11,7 +11,7 @@ from typing import Any
 
 from temporal_ray.config import SFTConfig
 from temporal_ray.training.launch import check_batch_geometry, fit_on_workers
-from temporal_ray.training.sft_worker import SFTJob, train_sft_worker
+from temporal_ray.training.sft_recipe import SFTJob, train_sft_worker
 
 
 def train_sft(data_path: str, base_model: str, output_dir: str, sft: SFTConfig,

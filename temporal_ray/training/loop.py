@@ -1,0 +1,283 @@
+"""The training skeleton that SFT and DPO share, run inside each Ray Train worker.
+
+One worker = one rank. A recipe (`dpo_recipe.DPORecipe`, `sft_recipe.SFTRecipe`) sets up its
+data and DeepSpeed engine with the helpers here (`join_group`, `prepare`) and fills in its
+loss; `TrainingLoop` drives it through the steps every run takes:
+  1. resume from the run's latest in-run checkpoint (`training.resume`), or else take the
+     recipe's first measurements (DPO: after its reference pass) as history[0],
+  2. epochs of shuffled micro-batches, one optimizer step per gradient accumulation boundary:
+     its measurements averaged over ranks, logged by rank 0, a checkpoint every
+     `checkpoint_every` steps,
+  3. a final evaluation, the recipe's side files, the export of the trained model
+     (`training.export`), metrics.json from rank 0 (uploaded when the output is remote), and a
+     last barrier.
+Imports of torch, deepspeed and ray.train stay inside the functions: the driver never needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from temporal_ray.training import resume
+from temporal_ray.training.resume import LoopState
+
+if TYPE_CHECKING:
+    import torch
+
+    from temporal_ray.config import TrainingConfig
+
+
+@dataclass
+class Place:
+    """Where this worker stands in the group."""
+
+    rank: int
+    world: int
+    device: Any
+
+
+@dataclass
+class Setup:
+    """What a recipe's set-up leaves for the loop: its place, its share of the data, its engine."""
+
+    cfg: TrainingConfig
+    place: Place
+    tokenizer: Any
+    engine: Any
+    mine: list[int]
+    """This rank's example indices."""
+    micro_batches: list[list[int]]
+    total_steps: int
+    base: str
+    """The local directory the weights were built from (an adapter applies to it)."""
+    base_uri: str | None = None
+    """Where an exported adapter says its base lives (None: `base`)."""
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+
+@dataclass
+class Outcome:
+    """What the loop measured, for the recipe's metrics.json."""
+
+    history: list[dict[str, float]]
+    """One entry per optimizer step (history[0], the start, left out)."""
+    before: dict[str, float]
+    after: dict[str, float]
+    started: float
+    """When set-up ended (time.time())."""
+    reference_seconds: float
+    """From set-up to the first training step (resume or reference pass, history[0])."""
+    train_seconds: float
+
+    def seconds(self) -> float:
+        """Since set-up ended, until now."""
+        return time.time() - self.started
+
+
+class Recipe(Protocol):
+    """The steps that make a loop SFT or DPO; `TrainingLoop` calls them in order."""
+
+    def setup(self) -> Setup:
+        """Join the group, read and tokenize the data, build the engine."""
+
+    def begin(self) -> dict[str, float]:
+        """A fresh run's measurements before any update (history[0])."""
+
+    def resume(self, state: LoopState, rank_state: dict) -> None:
+        """Take back this rank's own state from a checkpoint."""
+
+    def loss(self, number: int) -> tuple[torch.Tensor, Any]:
+        """Micro-batch `number`'s loss, and what `measure` reads once the optimizer stepped."""
+
+    def measure(self, outputs: Any) -> dict[str, float]: ...
+
+    def history_entry(self, means: dict[str, float], step: int, epoch: int,
+                      grad_norm: float, lr: float) -> dict[str, float]: ...
+
+    def step_line(self, entry: dict[str, float], total_steps: int) -> str: ...
+
+    def rank_state(self) -> dict:
+        """What this rank's part of a checkpoint keeps beside the engine."""
+
+    def evaluate(self) -> dict[str, float]: ...
+
+    def save_extras(self, output_dir: str) -> None:
+        """Files beside the model that every rank writes."""
+
+    def metrics(self, outcome: Outcome) -> dict[str, Any]: ...
+
+
+def join_group(cfg: TrainingConfig) -> Place:
+    """This worker's place; seeds torch and joins the process group."""
+    import deepspeed
+    import ray.train
+    import torch
+
+    context = ray.train.get_context()
+    place = Place(context.get_world_rank(), context.get_world_size(),
+                  ray.train.torch.get_device())
+    torch.manual_seed(cfg.seed)
+    deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
+    return place
+
+
+def prepare(cfg: TrainingConfig, place: Place, tokenizer: Any, lengths: list[int], base: str,
+            adapter: str | None = None, base_uri: str | None = None) -> Setup:
+    """This rank's share of the examples in micro-batches, and the policy's engine built from
+    `base` (with `adapter` loaded, if given)."""
+    from temporal_ray.core.batching import bucket_by_length, shard_indices
+    from temporal_ray.training.deepspeed_setup import build_engine, deepspeed_config, load_model
+
+    per_rank_step = cfg.batch_size // place.world
+    mine = shard_indices(len(lengths), place.rank, place.world, per_rank_step)
+    # Examples of similar length share a micro-batch, so little compute goes to padding.
+    micro_batches = bucket_by_length(mine, lengths, cfg.micro_batch_size)
+    total_steps = len(mine) // per_rank_step * cfg.epochs
+    ds_config = deepspeed_config(cfg, place.world)
+    engine = build_engine(load_model(base, cfg, ds_config, adapter), cfg, ds_config,
+                          total_steps)
+    return Setup(cfg, place, tokenizer, engine, mine, micro_batches, total_steps, base,
+                 base_uri)
+
+
+def mean_over_ranks(values: dict[str, float], place: Place) -> dict[str, float]:
+    """Each value averaged over the group, in one all-reduce."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=place.device)
+    dist.all_reduce(tensor)
+    return dict(zip(values, (tensor / place.world).tolist()))
+
+
+class TrainingLoop:
+    """Drives one recipe through a run; see the module docstring for the steps."""
+
+    def __init__(self, recipe: Recipe, output_dir: str,
+                 fail_once_at_step: int | None = None) -> None:
+        self.recipe = recipe
+        self.output_dir = output_dir
+        self.fail_once_at_step = fail_once_at_step
+        self.built: Setup  # what the recipe set up, once `run` has called it
+
+    def run(self) -> None:
+        import torch.distributed as dist
+
+        self.built = self.recipe.setup()
+        started = time.time()
+        state = self.start()
+        train_started = time.time()  # after the reference pass: throughput counts training only
+        window: list[dict[str, float]] = []
+        while state.epoch < self.built.cfg.epochs:
+            window = self.epoch(state, window)
+            state.epoch, state.position = state.epoch + 1, 0
+        train_seconds = time.time() - train_started
+        after = self.recipe.evaluate()
+        self.finish(Outcome(state.history[1:], state.history[0], after, started,
+                            train_started - started, train_seconds))
+        dist.barrier()
+
+    def start(self) -> LoopState:
+        """A restarted run takes its weights, place in the data and rank state from its
+        checkpoint; a fresh one measures where it starts."""
+        restored = resume.restore(self.built.engine, self.built.place.rank,
+                                  frozen_base=self.built.cfg.lora.enabled)
+        if restored is None:
+            return LoopState(history=[{"step": 0, **self.recipe.begin()}])
+        state, rank_state = restored
+        self.recipe.resume(state, rank_state)
+        return state
+
+    def epoch(self, state: LoopState,
+              window: list[dict[str, float]]) -> list[dict[str, float]]:
+        """The rest of epoch `state.epoch`; returns the measurements of an unfinished step."""
+        engine = self.built.engine
+        engine.train()
+        order = list(range(len(self.built.micro_batches)))
+        random.Random(self.built.cfg.seed + state.epoch).shuffle(order)
+        while state.position < len(order):
+            number = order[state.position]
+            state.position += 1
+            loss, outputs = self.recipe.loss(number)
+            engine.backward(loss)
+            boundary = engine.is_gradient_accumulation_boundary()
+            lr = float(engine.get_lr()[0])  # the rate this step applies
+            engine.step()
+            window.append(self.recipe.measure(outputs))
+            if boundary:
+                self.end_step(state, window, lr)
+                window = []
+        return window
+
+    def end_step(self, state: LoopState, window: list[dict[str, float]],
+                 lr: float) -> None:
+        """An optimizer step is done: record it, log it, checkpoint if due."""
+        means = mean_over_ranks({k: mean([w[k] for w in window]) for k in window[0]},
+                                self.built.place)
+        entry = self.recipe.history_entry(
+            means, step=len(state.history), epoch=state.epoch,
+            grad_norm=float(self.built.engine.get_global_grad_norm() or 0.0), lr=lr)
+        state.history.append(entry)
+        if self.built.place.rank == 0:
+            log(self.recipe.step_line(entry, self.built.total_steps))
+        if entry["step"] == self.fail_once_at_step:
+            _fail_once(self.output_dir)
+        every = self.built.cfg.checkpoint_every
+        if every and entry["step"] % every == 0:
+            self.checkpoint(state, entry["step"])
+
+    def checkpoint(self, state: LoopState, step: int) -> None:
+        # Saved as the place of the next micro-batch: after an epoch's last, the next epoch.
+        at_end = state.position == len(self.built.micro_batches)
+        saved = LoopState(state.epoch + at_end, 0 if at_end else state.position, state.history)
+        resume.save(self.built.engine, saved, self.recipe.rank_state(), self.built.place.rank,
+                    {"step": step}, frozen_base=self.built.cfg.lora.enabled)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Side files, the exported model, and rank 0's metrics.json."""
+        from temporal_ray.storage.files import upload_dir
+        from temporal_ray.training.export import save_trained
+
+        s, out = self.built, self.output_dir
+        self.recipe.save_extras(out)
+        local_out = out if "://" not in out else tempfile.mkdtemp()
+        save_trained(s.engine, s.tokenizer, local_out, s.base, s.cfg.zero_stage,
+                     s.cfg.lora.enabled, s.place.rank, base_uri=s.base_uri)
+        if s.place.rank != 0:
+            return
+        with open(os.path.join(local_out, "metrics.json"), "w") as f:
+            json.dump(self.recipe.metrics(outcome), f, indent=2)
+        if local_out != out:
+            upload_dir(local_out, out)
+
+
+def _fail_once(output_dir: str) -> None:
+    """The test hook: raise the first time any rank gets here for this output directory."""
+    os.makedirs(output_dir, exist_ok=True)
+    marker = os.path.join(output_dir, ".fault_injected")
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    raise RuntimeError(f"injected fault (test hook) in {output_dir}")
+
+
+def log(message: str) -> None:
+    # Straight to stdout: Ray Train's patched print() would log each line twice here.
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
