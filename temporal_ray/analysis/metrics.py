@@ -209,7 +209,7 @@ DPO_SUMMARY_KEYS = ("pairs", "margin_after", "train_reward_margin", "accuracy_af
 
 
 def dpo_summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The collapse-relevant fields of a DPO run's metrics.json (training/dpo_worker.py):
+    """The collapse-relevant fields of a DPO run's metrics.json (training/dpo_recipe.py):
     reward_margin = margin_after (implicit reward margin on the pairs after training),
     train_reward_margin and mean_grad_norm (means over the optimizer steps), plus the first and
     last steps' grad norm from `history`. Missing fields are None."""

@@ -1,9 +1,9 @@
 """A DPO loss variant trains on two real Ray Train workers with DeepSpeed ZeRO-3, with a
 resident reference model (a frozen second DeepSpeed engine) instead of precomputed reference
-log-probs, and padding-free packed micro-batches (tests/dpo/test_packing.py checks that they
+log-probs, and padding-free packed micro-batches (tests/core/test_packing.py checks that they
 give the padded log-probs). (sigmoid trains in tests/test_miniature.py, IPO in
 tests/training/test_lora.py; every variant's arithmetic matches TRL in
-tests/dpo/test_trl_parity.py.)"""
+tests/stages/test_dpo_trl_parity.py.)"""
 
 import math
 
