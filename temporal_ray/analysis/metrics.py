@@ -22,7 +22,7 @@ Number = float | int
 def accuracy(results: Sequence[Any], references: Sequence[Any] | None = None,
              grade_fn: Callable[[Any, str], bool] | None = None) -> float:
     """Share correct. Either `results` are booleans, or responses graded by
-    `grade_fn(reference, response)` against `references` (e.g. `toytask.is_correct` and tasks)."""
+    `grade_fn(reference, response)` against `references` (an exact-answer check)."""
     if grade_fn is not None:
         if references is None or len(references) != len(results):
             raise ValueError("grade_fn needs one reference per response")
