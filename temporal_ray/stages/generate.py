@@ -40,9 +40,11 @@ def can_share_a_pass(pools: dict[str, EnginePool]) -> bool:
     """Whether these roles' candidates can come from one pass of one pool: LoRA on one base
     (one pool holds the base once, each request naming its adapter), and the same pool
     settings for every role."""
+    if len(pools) < 2:
+        return False
     first = next(iter(pools.values()))
-    return (len(pools) > 1 and first.lora_rank is not None
-            and all(pool.engine == first.engine for pool in pools.values()))
+    return first.lora_rank is not None and all(pool.engine == first.engine
+                                                for pool in pools.values())
 
 
 def role_rows(shared_dir: str, role: str, out_dir: str) -> None:
