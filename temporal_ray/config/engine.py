@@ -18,7 +18,8 @@ KEPT_VLLM_POOL_LOADS_NO_ADAPTERS = (
 
 class EngineConfig(Section):
     kind: Literal["hf", "vllm", "http"] = "hf"
-    """`hf`: transformers generate (CPU or GPU). `vllm`: Ray Data LLM's vLLM processor (GPU).
+    """`hf`: transformers generate. `vllm`: Ray Data LLM's vLLM processor (its CPU build where
+    gpus_per_actor is 0). Both run on GPUs when gpus_per_actor > 0, else on CPUs.
     `http`: an OpenAI-compatible endpoint served elsewhere (Ray Data LLM's HTTP processor);
     the model path is then the model id the endpoint serves."""
     url: str | None = None
@@ -57,6 +58,17 @@ class EngineConfig(Section):
     custom resource, so generation lands on (and scales) the node type meant for it."""
     max_model_len: int | None = None
     """vLLM context length; empty means the model's own."""
+    dtype: str | None = None
+    """vLLM: the dtype of weights and activations; empty: the device's choice (`auto`, the
+    model's own, on GPUs; float32 on CPUs)."""
+    enforce_eager: bool | None = None
+    """vLLM: run without CUDA graphs; empty: the device's choice (graphs on GPUs, eager on
+    CPUs, which have none)."""
+    kv_cache_gib: float | None = Field(None, gt=0)
+    """vLLM: GiB of memory for one engine's KV cache; empty: the device's choice (on GPUs what
+    gpu_memory_utilization leaves after the weights; on CPUs 1 GiB of the node's RAM)."""
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    """vLLM on GPUs: the share of a GPU's memory one engine takes; empty: vLLM's default."""
     keep_alive: bool = False
     """Keep the pool's engines running between stages: the next stage on the same model (with
     the hf engine and LoRA on one base, on any adapter of it) starts without loading anything.

@@ -40,7 +40,10 @@ def engine_columns(reply: Any, what: str = "the endpoint's reply") -> dict[str, 
         raise ValueError(f"{what} is not a chat completion ({err!r}): {str(reply)[:300]}"
                          ) from None
     usage = reply.get("usage") or {}
-    return {"generated_text": text, "num_input_tokens": int(usage.get("prompt_tokens", 0)),
+    # Without surrounding white space, as every engine writes it (a server's text may start
+    # with the space its first token decodes to).
+    return {"generated_text": text.strip(),
+            "num_input_tokens": int(usage.get("prompt_tokens", 0)),
             "num_generated_tokens": int(usage.get("completion_tokens", 0))}
 
 

@@ -5,7 +5,10 @@ same columns (generated_text, num_input_tokens, num_generated_tokens): the proce
 template, tokenize, engine and detokenize stages do the work; our columns pass through, except
 that Ray's stages write the templated text into a `prompt` column, so the user's prompt is
 stashed before and restored after (`stash_prompt`, `restore_prompt`).
-Needs the `gpu` extra (ray[llm], which brings vllm) and a GPU.
+On GPUs it needs the `gpu` extra (ray[llm], which brings vllm); on CPUs the CPU build of the
+same vLLM (`make install` puts it in). What differs by device (dtype, eager mode, KV-cache
+memory, placement bundles) is chosen in one place, `device_engine_kwargs` and `worker_bundle`,
+for a stage's processor and a kept pool alike.
 """
 
 from __future__ import annotations
@@ -16,6 +19,53 @@ from temporal_ray.config import EngineConfig
 
 MAX_ADAPTERS = 3
 """Adapters one engine keeps on its GPU at once: past, present and future at most."""
+CPU_KV_CACHE_GIB = 1.0
+"""KV cache of one CPU engine unless engine.kv_cache_gib says otherwise: vLLM's CPU build
+otherwise reserves a share of the node's whole RAM (its default 0.92 is refused on a busy
+node)."""
+
+
+def on_gpu(engine: EngineConfig) -> bool:
+    return engine.gpus_per_actor > 0
+
+
+def device_engine_kwargs(engine: EngineConfig) -> dict[str, Any]:
+    """The engine arguments that differ by device, each from its config field when set."""
+    gpu = on_gpu(engine)
+    kwargs: dict[str, Any] = {
+        "dtype": engine.dtype or ("auto" if gpu else "float32"),
+        "enforce_eager": (not gpu) if engine.enforce_eager is None else engine.enforce_eager,
+    }
+    kv_cache_gib = engine.kv_cache_gib or (None if gpu else CPU_KV_CACHE_GIB)
+    if kv_cache_gib:
+        kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+    if engine.gpu_memory_utilization is not None:
+        kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
+    return kwargs
+
+
+HELPER_STAGE_CPUS = 0.25
+"""CPUs of each of Ray Data LLM's light stages (chat template, tokenize, detokenize) on CPU
+nodes: at Ray's default of one each, they and the engine hold four CPUs, and on a small node
+the stage's own read task then waits for a CPU forever."""
+
+
+def helper_stage_kwargs(engine: EngineConfig) -> dict[str, Any]:
+    """The processor's light stages: Ray's defaults on GPU nodes, a share of a CPU on CPUs."""
+    if on_gpu(engine):
+        return {}
+    light = {"num_cpus": HELPER_STAGE_CPUS}
+    return {"chat_template_stage": light, "tokenize_stage": light,
+            "detokenize_stage": light}
+
+
+def worker_bundle(engine: EngineConfig) -> dict[str, float] | None:
+    """The placement bundle of one vLLM worker (tensor x pipeline of them per engine), or None
+    for Ray's default (one GPU and one CPU). On CPUs it must be given: without it the stage
+    asks for a GPU and waits for one forever."""
+    if on_gpu(engine):
+        return {"GPU": 1, **engine.resources} if engine.resources else None
+    return {"CPU": engine.cpus_per_actor, **engine.resources}
 
 
 def vllm_engine_kwargs(engine: EngineConfig, lora_rank: int | None = None) -> dict[str, Any]:
@@ -25,6 +75,7 @@ def vllm_engine_kwargs(engine: EngineConfig, lora_rank: int | None = None) -> di
         "pipeline_parallel_size": engine.pipeline_parallel_size,
         # Judge prompts share the long rubric prefix, and a prompt's K samples share it all.
         "enable_prefix_caching": True,
+        **device_engine_kwargs(engine),
     }
     if engine.max_model_len:
         engine_kwargs["max_model_len"] = engine.max_model_len
@@ -42,12 +93,13 @@ def vllm_processor_kwargs(model_path: str, engine: EngineConfig,
         "engine_kwargs": vllm_engine_kwargs(engine, lora_rank),
         "concurrency": engine.pool_size,
         "batch_size": engine.batch_size,
+        **helper_stage_kwargs(engine),
     }
-    if engine.resources:
+    bundle = worker_bundle(engine)
+    if bundle is not None:
         # One bundle per vLLM worker (replicated tensor x pipeline times by Ray), each also
         # asking for the node type's resource.
-        kwargs["placement_group_config"] = {
-            "bundle_per_worker": {"GPU": 1, **engine.resources}, "strategy": "PACK"}
+        kwargs["placement_group_config"] = {"bundle_per_worker": bundle, "strategy": "PACK"}
     return kwargs
 
 
@@ -62,9 +114,12 @@ def stash_prompt(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def restore_prompt(row: dict[str, Any]) -> dict[str, Any]:
-    """Postprocess: put the user's prompt back where every stage after generation reads it."""
+    """Postprocess: put the user's prompt back where every stage after generation reads it,
+    and the text as every engine writes it (no surrounding white space: vLLM keeps the space
+    that a first word-initial token decodes to)."""
     out = dict(row)
     out["prompt"] = out.pop(STASHED_PROMPT)
+    out["generated_text"] = (out.get("generated_text") or "").strip()
     return out
 
 
@@ -89,10 +144,10 @@ def serve_llm_config(model_path: str, engine: EngineConfig, served_model: str) -
         "deployment_config": {"autoscaling_config": {
             "min_replicas": engine.actors, "max_replicas": engine.max_actors or engine.actors}},
     }
-    if engine.resources:
+    bundle = worker_bundle(engine)
+    if bundle is not None:
         # One bundle per vLLM worker of a replica, each also asking for the node type's resource.
         config["placement_group_config"] = {
-            "bundles": [{"GPU": 1, **engine.resources}]
-            * engine.tensor_parallel_size * engine.pipeline_parallel_size,
+            "bundles": [bundle] * engine.tensor_parallel_size * engine.pipeline_parallel_size,
             "strategy": "PACK"}
     return config

@@ -72,12 +72,13 @@ def test_the_reply_fills_the_engine_columns_and_keeps_only_the_rows_own():
 def test_serve_llm_config_carries_the_pool_settings():
     engine = EngineConfig(kind="vllm", keep_alive=True, actors=2, max_actors=4,
                           tensor_parallel_size=2, pipeline_parallel_size=2, max_model_len=4096,
-                          resources={"gen_node": 0.01})
+                          resources={"gen_node": 0.01}, gpus_per_actor=4)
     config = serve_llm_config("/ckpt/m1", engine, "kept-pool-x")
     assert config["model_loading_config"] == {"model_id": "kept-pool-x",
                                               "model_source": "/ckpt/m1"}
     assert config["engine_kwargs"] == {"tensor_parallel_size": 2, "pipeline_parallel_size": 2,
-                                       "max_model_len": 4096, "enable_prefix_caching": True}
+                                       "max_model_len": 4096, "enable_prefix_caching": True,
+                                       "dtype": "auto", "enforce_eager": False}
     assert config["deployment_config"]["autoscaling_config"] == {"min_replicas": 2,
                                                                  "max_replicas": 4}
     # One GPU bundle per vLLM worker: tensor x pipeline of them.

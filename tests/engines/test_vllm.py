@@ -1,5 +1,4 @@
-"""The vLLM adapter cannot run without a GPU; check what can be checked: Ray's own config
-class accepts what we build."""
+"""The vLLM adapter's settings, and Ray's own config classes accept what we build."""
 
 import pytest
 
@@ -32,14 +31,16 @@ def test_ray_data_llm_accepts_the_config():
 
 def test_node_type_resources_go_into_the_placement_bundles():
     llm = pytest.importorskip("ray.data.llm")
-    engine = EngineConfig(kind="vllm", actors=2, tensor_parallel_size=4,
+    engine = EngineConfig(kind="vllm", actors=2, tensor_parallel_size=4, gpus_per_actor=4,
                           resources={"gpu-h100-node": 0.01})
     kwargs = vllm_processor_kwargs("/models/m0", engine)
     assert kwargs["placement_group_config"]["bundle_per_worker"] == {"GPU": 1,
                                                                      "gpu-h100-node": 0.01}
     config = llm.vLLMEngineProcessorConfig(**kwargs)
     assert config.placement_group_config["bundle_per_worker"]["gpu-h100-node"] == 0.01
-    assert "placement_group_config" not in vllm_processor_kwargs("/m", EngineConfig())
+    # On GPUs without node-type resources, Ray's default bundle (a GPU and a CPU) is right.
+    assert "placement_group_config" not in vllm_processor_kwargs(
+        "/m", EngineConfig(kind="vllm", gpus_per_actor=1))
 
 
 def test_user_prompt_survives_the_prompt_column_that_ray_stages_write():
@@ -55,6 +56,9 @@ def test_user_prompt_survives_the_prompt_column_that_ray_stages_write():
     out = restore_prompt(engine_row)
     assert out["prompt"] == "Name a fruit."
     assert out["generated_text"] == "A banana." and out["prompt_id"] == "p1"
+    # vLLM keeps the space its first token decodes to; every engine writes the text without.
+    assert restore_prompt({**engine_row, "generated_text": " A banana.\n"})[
+        "generated_text"] == "A banana."
 
 
 def test_an_autoscaling_pool_is_a_min_max_concurrency():
@@ -77,3 +81,27 @@ def test_lora_on_one_base_turns_on_the_engines_adapters():
     config = llm.vLLMEngineProcessorConfig(**kwargs)
     assert config.engine_kwargs["enable_lora"] is True
     assert "enable_lora" not in vllm_processor_kwargs("/models/m0", engine)["engine_kwargs"]
+
+
+def test_the_device_chooses_dtype_eager_mode_memory_and_bundles():
+    """One place decides what differs by device; a field set in the config wins."""
+    from temporal_ray.engines.vllm import device_engine_kwargs, worker_bundle
+
+    cpu = EngineConfig(kind="vllm", cpus_per_actor=2)
+    assert device_engine_kwargs(cpu) == {"dtype": "float32", "enforce_eager": True,
+                                         "kv_cache_memory_bytes": 2**30}
+    # Without a CPU bundle the stage would ask for a GPU and wait for one forever.
+    assert worker_bundle(cpu) == {"CPU": 2}
+    assert vllm_processor_kwargs("/m", cpu)["placement_group_config"] == {
+        "bundle_per_worker": {"CPU": 2}, "strategy": "PACK"}
+    gpu = EngineConfig(kind="vllm", gpus_per_actor=1)
+    assert device_engine_kwargs(gpu) == {"dtype": "auto", "enforce_eager": False}
+    assert worker_bundle(gpu) is None
+    chosen = EngineConfig(kind="vllm", dtype="bfloat16", enforce_eager=False, kv_cache_gib=0.5,
+                          gpu_memory_utilization=0.8)
+    assert device_engine_kwargs(chosen) == {"dtype": "bfloat16", "enforce_eager": False,
+                                            "kv_cache_memory_bytes": 2**29,
+                                            "gpu_memory_utilization": 0.8}
+    llm = pytest.importorskip("ray.data.llm")
+    config = llm.vLLMEngineProcessorConfig(**vllm_processor_kwargs("/m", cpu))
+    assert config.engine_kwargs["dtype"] == "float32"
