@@ -25,6 +25,19 @@ otherwise reserves a share of the node's whole RAM (its default 0.92 is refused 
 node)."""
 
 
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM 0.29 takes for max_lora_rank (`vllm.config.lora.MaxLoRARanks`)."""
+
+
+def vllm_lora_rank(rank: int) -> int:
+    """The smallest max_lora_rank vLLM takes that holds adapters of `rank`."""
+    fits = [allowed for allowed in VLLM_LORA_RANKS if allowed >= rank]
+    if not fits:
+        raise ValueError(f"dpo.lora.rank {rank} is above {VLLM_LORA_RANKS[-1]}, the largest "
+                         "adapter rank vLLM serves")
+    return fits[0]
+
+
 def on_gpu(engine: EngineConfig) -> bool:
     return engine.gpus_per_actor > 0
 
@@ -80,7 +93,8 @@ def vllm_engine_kwargs(engine: EngineConfig, lora_rank: int | None = None) -> di
     if engine.max_model_len:
         engine_kwargs["max_model_len"] = engine.max_model_len
     if lora_rank is not None:
-        engine_kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=MAX_ADAPTERS)
+        engine_kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(lora_rank),
+                             max_loras=MAX_ADAPTERS)
     return engine_kwargs
 
 

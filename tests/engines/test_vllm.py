@@ -105,3 +105,13 @@ def test_the_device_chooses_dtype_eager_mode_memory_and_bundles():
     llm = pytest.importorskip("ray.data.llm")
     config = llm.vLLMEngineProcessorConfig(**vllm_processor_kwargs("/m", cpu))
     assert config.engine_kwargs["dtype"] == "float32"
+
+
+def test_the_adapters_rank_rounds_up_to_one_vllm_takes():
+    from temporal_ray.engines.vllm import vllm_lora_rank
+
+    assert [vllm_lora_rank(r) for r in (1, 4, 8, 9, 16, 300, 512)] == [1, 8, 8, 16, 16, 320, 512]
+    with pytest.raises(ValueError, match="largest adapter rank vLLM serves"):
+        vllm_lora_rank(1024)
+    engine_kwargs = vllm_processor_kwargs("/m", EngineConfig(kind="vllm"), lora_rank=4)
+    assert engine_kwargs["engine_kwargs"]["max_lora_rank"] == 8
