@@ -1,7 +1,8 @@
 """The GPU smoke test's checks (scripts/gpu_smoke.sh runs this): our request rows through
 Ray Data LLM's vLLM processor on a model of your choice, then through the judge stage.
 
-    python scripts/gpu_smoke.py MODEL_DIR [--tp N] [--engine vllm|hf] [--keep-alive] [--out DIR]
+    python scripts/gpu_smoke.py MODEL_DIR [--tp N] [--engine vllm|hf] [--device gpu|cpu]
+                                          [--keep-alive] [--out DIR]
 
 1. generation: 8 prompts x K=2 samples plus a greedy answer each, through `run_engine_pool`
    (the same pre/postprocess as a run); every request answered once, the output columns the
@@ -9,7 +10,8 @@ Ray Data LLM's vLLM processor on a model of your choice, then through the judge 
 2. judging: the candidates through `judge_candidates` with the additive rubric, J=2: every
    candidate gets a row, and the share with a parsed score is printed;
 3. a summary: tokens/s of each pass and the checks' results; exit 1 on a failed check.
-`--engine hf` runs the same checks with the CPU engine (the test suite does, on the tiny model).
+`--engine hf`, or `--device cpu` with vLLM's CPU build, runs the same checks without a GPU (the
+test suite does both, on the tiny model).
 `--keep-alive` runs them on a kept pool instead (with vLLM: a Ray Serve LLM application called
 through Ray Data LLM's serve-deployment processor), and checks that one pool served both passes
 and the judge.
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="where to write the judge stage's rows")
     parser.add_argument("--keep-alive", action="store_true",
                         help="one kept pool for all three calls (engine.keep_alive)")
+    parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu",
+                        help="where the engines run; cpu runs vLLM's CPU build (the test "
+                             "suite does, on the tiny model)")
     args = parser.parse_args(argv)
 
     import ray
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from temporal_ray.engines.preflight import check_model
 
     check_model(args.model)
-    gpu = args.engine == "vllm"
+    gpu = args.engine == "vllm" and args.device == "gpu"
     engine = EngineConfig(kind=args.engine, actors=1, batch_size=16,
                           gpus_per_actor=args.tp if gpu else 0, tensor_parallel_size=args.tp,
                           max_model_len=args.max_model_len if gpu else None,

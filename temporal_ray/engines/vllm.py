@@ -57,14 +57,15 @@ def device_engine_kwargs(engine: EngineConfig) -> dict[str, Any]:
     return kwargs
 
 
-HELPER_STAGE_CPUS = 0.25
-"""CPUs of each of Ray Data LLM's light stages (chat template, tokenize, detokenize) on CPU
-nodes: at Ray's default of one each, they and the engine hold four CPUs, and on a small node
-the stage's own read task then waits for a CPU forever."""
+HELPER_STAGE_CPUS = 0.0
+"""CPUs that each of Ray Data LLM's light stages (chat template, tokenize, detokenize) holds on
+CPU nodes: none. At Ray's default of one each they and the engine hold four CPUs, and on a
+small node (a 2-core machine's local cluster) the stage's own read task then waits for a CPU
+forever; they do little work, beside an engine that holds its CPUs."""
 
 
 def helper_stage_kwargs(engine: EngineConfig) -> dict[str, Any]:
-    """The processor's light stages: Ray's defaults on GPU nodes, a share of a CPU on CPUs."""
+    """The processor's light stages: Ray's defaults on GPU nodes, no CPU held on CPUs."""
     if on_gpu(engine):
         return {}
     light = {"num_cpus": HELPER_STAGE_CPUS}

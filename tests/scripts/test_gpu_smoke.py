@@ -30,6 +30,21 @@ def test_smoke_script_passes_its_checks_on_the_cpu_engine(tiny_model, tmp_path):
     assert (tmp_path / "scores").is_dir()
 
 
+def test_smoke_script_passes_its_checks_on_vllms_cpu_build(tiny_model, tmp_path):
+    """The script's vLLM path itself, on vLLM's CPU build: three engine starts (two passes of
+    generation, the judge), every check as on a GPU box."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (make install adds its CPU build)")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        ["bash", "scripts/gpu_smoke.sh", tiny_model, "--engine", "vllm", "--device", "cpu",
+         "--judge-template", TOY_JUDGE_TEMPLATE, "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("[ok]") == 6 and "FAILED" not in done.stdout
+    assert "generation: 24 requests" in done.stdout
+    assert (tmp_path / "scores").is_dir()
+
+
 def test_without_a_gpu_the_vllm_check_says_so():
     done = subprocess.run(["bash", "scripts/gpu_smoke.sh", "/models/x"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
