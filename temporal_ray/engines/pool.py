@@ -15,7 +15,7 @@ base's own path for the base (Ray Data LLM's convention, which the `hf` engine f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from temporal_ray.config import KEPT_VLLM_POOL_LOADS_NO_ADAPTERS, EngineConfig
@@ -97,20 +97,18 @@ def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str
     naming its adapter. `rows`: how many requests there are (at most), if known."""
     base, served = pool_models(models, one_base=pool.lora_rank is not None)
     check_servable(served, base, pool.engine)
-    if all(path == base for path in served.values()):
-        return run_engine_pool(requests, base, pool, rows, adapters=False)
+    if all(path == base for path in served.values()):  # no adapter: a plain pool of the base
+        return run_engine_pool(requests, base, replace(pool, lora_rank=None), rows)
     requests = requests.map(name_model, fn_kwargs={"models": served, "key": key})
     return run_engine_pool(requests, base, pool, rows)
 
 
 def run_engine_pool(requests: ray.data.Dataset, model_path: str, pool: EnginePool,
-                    rows: int | None = None, adapters: bool = True) -> ray.data.Dataset:
-    """`requests` through a pool of `model_path`. With `pool.lora_rank` and `adapters`, the
-    rows name adapters of `model_path` to serve. `rows`: how many requests there are (at
-    most), if known, so that a small stage is cut into blocks small enough for every actor
-    to get one."""
-    engine = pool.engine
-    lora_rank = pool.lora_rank if adapters else None
+                    rows: int | None = None) -> ray.data.Dataset:
+    """`requests` through a pool of `model_path`. With `pool.lora_rank`, the rows name
+    adapters of `model_path` to serve. `rows`: how many requests there are (at most), if
+    known, so that a small stage is cut into blocks small enough for every actor to get one."""
+    engine, lora_rank = pool.engine, pool.lora_rank
     if engine.keep_alive and engine.kind == "vllm":  # a Serve LLM app that outlives the stage
         from temporal_ray.engines.serve_pool import run_serve_pool
 
