@@ -12,9 +12,9 @@ Ray Data LLM's vLLM processor on a model of your choice, then through the judge 
 3. a summary: tokens/s of each pass and the checks' results; exit 1 on a failed check.
 `--engine hf`, or `--device cpu` with vLLM's CPU build, runs the same checks without a GPU (the
 test suite does both, on the tiny model).
-`--keep-alive` runs them on a kept pool instead (with vLLM: a Ray Serve LLM application called
-through Ray Data LLM's serve-deployment processor), and checks that one pool served both passes
-and the judge.
+`--keep-alive` runs them on a kept pool instead (engine actors that outlive the stage; with
+vLLM, vLLM's own engine in each), and checks that one engine start served both passes and the
+judge.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                           keep_alive=args.keep_alive)
     # A cluster named by RAY_ADDRESS, else a fresh local one (never a stray running one).
     ray.init(address=os.environ.get("RAY_ADDRESS", "local"), include_dashboard=False)
-    with KeptPools() as pools:  # a kept Serve pool outlives the script otherwise
+    with KeptPools() as pools:  # released when the checks end, pass or fail
         checks = run_checks(args, EnginePool(engine, kept=pools))
     for name, ok in checks:
         print(f"  [{'ok' if ok else 'FAILED'}] {name}")
@@ -131,8 +131,10 @@ def run_checks(args: argparse.Namespace, pool: EnginePool) -> list[tuple[str, bo
           f"({sum(bool(r['over_context']) for r in scored)} over the context)", flush=True)
     print(f"rows: {out}", flush=True)
     if args.keep_alive:
+        kept = pool.kept_pools()
         checks.append(("one kept pool served both passes and the judge",
-                       list(pool.kept_pools().calls().values()) == [3]))
+                       kept.uses == ["started", "reused", "reused"]
+                       and kept.engine_starts == pool.engine.actors))
     return checks
 
 

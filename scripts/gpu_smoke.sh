@@ -8,8 +8,8 @@
 # stage with the additive rubric) and prints the checks; exits non-zero if one fails.
 # No download: the model must be a local Hugging Face directory with a chat template.
 # `--engine hf` runs the same checks on the CPU engine, `--device cpu` on vLLM's CPU build
-# (the test suite does both); `--keep-alive` runs them on one kept pool (with vLLM: a Ray
-# Serve LLM application).
+# (the test suite does both); `--keep-alive` runs them on one kept pool (engine actors that
+# outlive the stage).
 set -euo pipefail
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
   sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'

@@ -18,7 +18,7 @@ Pure: imports neither ray nor torch.
 """
 
 from temporal_ray.config.base import Method, Section
-from temporal_ray.config.engine import KEPT_VLLM_POOL_LOADS_NO_ADAPTERS, EngineConfig
+from temporal_ray.config.engine import EngineConfig
 from temporal_ray.config.evaluation import EvalConfig, PairwiseJudgeConfig
 from temporal_ray.config.experiment import (
     Config,
@@ -40,7 +40,7 @@ from temporal_ray.config.loading import (
 from temporal_ray.config.training import DPOConfig, LoraConfig, SFTConfig, TrainingConfig
 
 __all__ = [
-    "KEPT_VLLM_POOL_LOADS_NO_ADAPTERS", "Config", "ConfigError", "DataConfig", "DPOConfig",
+    "Config", "ConfigError", "DataConfig", "DPOConfig",
     "EngineConfig", "EvalConfig", "GenerationConfig", "JudgeConfig", "LoraConfig", "Method",
     "MethodConfig", "ModelConfig", "PairwiseJudgeConfig", "RayConfig", "Section", "SFTConfig",
     "StorageConfig", "TrainingConfig", "apply_override", "changed_fields", "load_config",

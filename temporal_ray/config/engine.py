@@ -9,12 +9,6 @@ from pydantic import Field, model_validator
 
 from temporal_ray.config.base import Section
 
-KEPT_VLLM_POOL_LOADS_NO_ADAPTERS = (
-    "Ray 2.60's Serve LLM loads adapters only from s3://, gs:// or Azure storage "
-    "(lora_config.dynamic_lora_loading_path). Set keep_alive: false (each stage's own vLLM "
-    "pool then serves the adapters from the run directory) or lora.base 'start'")
-"""Why a kept vLLM pool (a Ray Serve LLM application) serves no adapters of our runs."""
-
 
 class EngineConfig(Section):
     kind: Literal["hf", "vllm", "http"] = "hf"
@@ -70,10 +64,11 @@ class EngineConfig(Section):
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     """vLLM on GPUs: the share of a GPU's memory one engine takes; empty: vLLM's default."""
     keep_alive: bool = False
-    """Keep the pool's engines running between stages: the next stage on the same model (with
-    the hf engine and LoRA on one base, on any adapter of it) starts without loading anything.
-    hf: engine actors, a fixed size. vllm: a Ray Serve LLM application of actors replicas (up
-    to max_actors). Released before each DPO stage and at the end of the run."""
+    """Keep the pool's engines running between stages, as actors of a fixed size (`actors`):
+    the next stage on the same model, or with LoRA on one base on any adapter of it, starts
+    without loading anything, and one on the next model of the same architecture loads its
+    weights into the running engines. Released before a DPO stage whose workers would not fit
+    beside it, and at the end of the run."""
 
     def block_rows(self, rows: int | None = None) -> int:
         """Rows of a Ray Data block for a stage of `rows` requests (None: unknown): whole
@@ -102,10 +97,9 @@ class EngineConfig(Section):
         if self.keep_alive and self.kind == "http":
             raise ValueError("engine.keep_alive works with the hf and vllm engines: an http "
                              "endpoint already runs on its own. Set keep_alive: false")
-        if self.keep_alive and self.max_actors and self.kind == "hf":
-            raise ValueError("a kept hf pool (engine.keep_alive) has a fixed size: set "
-                             "engine.actors and leave max_actors empty (a kept vllm pool, a "
-                             "Ray Serve application, can autoscale)")
+        if self.keep_alive and self.max_actors:
+            raise ValueError("a kept pool (engine.keep_alive) has a fixed size: set "
+                             "engine.actors and leave max_actors empty")
         return self
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from temporal_ray.config.base import Method, Section
-from temporal_ray.config.engine import KEPT_VLLM_POOL_LOADS_NO_ADAPTERS, EngineConfig
+from temporal_ray.config.engine import EngineConfig
 from temporal_ray.config.evaluation import EvalConfig
 from temporal_ray.config.training import DPOConfig, SFTConfig
 from temporal_ray.core.roles import Role
@@ -153,23 +153,6 @@ class Config(Section):
                     (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
                     + e["msg"].removeprefix("Value error, ") for e in err.errors())
                 raise ValueError(f"pools.{role.value}: {problems}") from None
-        return self
-
-    @model_validator(mode="after")
-    def _kept_vllm_pools_serve_no_adapters(self) -> Config:
-        # Refused here, not at iteration 1's first adapter, after hours of work.
-        if not (self.dpo.lora.enabled and self.dpo.lora.base == "initial"):
-            return self
-        engines = {f"pools.{role.value}" if role in self.pools else "engine":
-                   self.engine_for(role) for role in Role}
-        if self.judge.kind == "llm" and self.judge.model is None:
-            engines["judge.engine" if self.judge.engine else "engine"] = \
-                self.judge.engine or self.engine
-        kept = sorted(name for name, e in engines.items() if e.kind == "vllm" and e.keep_alive)
-        if kept:
-            raise ValueError(f"{', '.join(kept)}: a kept vLLM pool (keep_alive) cannot serve "
-                             "the LoRA adapters that dpo.lora.base 'initial' makes: "
-                             + KEPT_VLLM_POOL_LOADS_NO_ADAPTERS)
         return self
 
     @classmethod

@@ -2,23 +2,35 @@
 
 A Ray Data actor pool lives as long as its dataset, so every generate or judge stage starts
 its engines again and loads the model again: seconds on CPU (worker processes importing torch),
-minutes for a large model on GPUs. A kept pool is a set of `HFEngine` actors started once for
-a model and pool settings. A stage streams its requests out of Ray Data in blocks of a few
-batches, sends them to the actors (two blocks queued on each, so an engine never waits for its
-next one) and hands the outputs back to Ray Data, which writes them; the next stage on the
-same model, or with LoRA on one base on any adapter of it, finds the actors running.
+20 s for a vLLM engine on the tiny model, minutes for a large model on GPUs. A kept pool is a
+set of engine actors (`PoolEngine`: the hf engine, or vLLM through its own API,
+vllm_engine.py) started once for the pool's settings. A stage streams its requests out of Ray
+Data in blocks of a few batches, sends them to the actors (two blocks queued on each, so an
+engine never waits for its next one) and hands the outputs back to Ray Data, which writes them.
 
-Plain actors rather than a Ray Serve application: on CPU, a Serve replica generated each batch
-20 to 60% slower than a plain actor and batches waited at its router; bench/README.md has the
-figures. Kept vLLM pools are Ray Serve LLM applications (serve_pool.py), held by the same
-`KeptPools` and released by the same rules.
+One engine for a whole run. The next stage finds the pool running:
+- on the same model, it is "reused";
+- with LoRA on one base, every model of the run is the base or an adapter of it, served by
+  LoRA request from the run directory: the pool loads M0 once and serves M_i, M_f and the
+  judge until the run ends;
+- on another model of the same architecture and tokenizer (M_{t+1} after a DPO stage, without
+  LoRA), the engines load its weights in place ("reloaded": vLLM's `reload_weights`, as RL
+  systems update their rollout engines): 0.03 s on the tiny model against 20 s for a new
+  vLLM engine (2026-12-02);
+- otherwise (other settings, another architecture) the pool is released and a new one
+  "started". `KeptPools.counts` says how many engines started and how many loads were in place.
 
-Kept pools hold their CPUs and GPUs until released: a DPO stage releases them before it
-starts, a stage that needs another pool (kept or not) releases the running one first (one
-pool at a time, so two pools never wait on each other's resources), and the run releases them
-when it ends. The driver's `KeptPools`, made for the run, holds them. The actors belong to the
-driver, so a killed driver takes them with it. An actor that dies is restarted by Ray, which
-sends its blocks again.
+Plain actors rather than Ray Serve: on CPU a Serve replica generated each batch 20 to 60%
+slower than a plain actor (bench/README.md), and Ray 2.60's Serve LLM loads LoRA adapters only
+from s3://, gs:// or Azure storage, and cannot take new weights into a running engine.
+
+Kept pools hold their CPUs and GPUs until released: a DPO stage releases them only when its
+workers would not fit beside them (`make_room`), a stage that needs a pool of other settings
+(kept or not) releases the running one first (one pool at a time, so two pools never wait on
+each other's resources), and the run releases them when it ends. The driver's `KeptPools`,
+made for the run, holds them. The actors belong to the driver, so a killed driver takes them
+with it. An actor that dies is restarted by Ray (with the model it was started with, then the
+pool's current weights), which sends its blocks again.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,26 +53,62 @@ if TYPE_CHECKING:
 
 BLOCKS_QUEUED_PER_ENGINE = 2
 POOL_PREFIX = "kept-pool-"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.model", "chat_template.jinja")
+KEYS_THAT_NAME = {"_name_or_path", "name_or_path", "transformers_version", "is_local",
+                  "local_files_only", "_commit_hash"}
+"""Keys of config.json and tokenizer_config.json that say where and how a checkpoint was
+saved or loaded, not what it computes: they differ between checkpoints of one model."""
 
 
 class PoolEngine:
-    """One engine of a kept pool: an `HFEngine` for the pool's model."""
+    """One engine of a kept pool: the hf engine, or vLLM through its own API."""
 
-    def __init__(self, model_path: str, use_gpu: bool):
+    def __init__(self, model_path: str, engine: EngineConfig, lora_rank: int | None = None):
+        self.settings, self.lora_rank = engine, lora_rank
+        self.engine: Engine = self._engine(model_path)
+        self.model_path = model_path
+
+    def _engine(self, model_path: str) -> Engine:
+        if self.settings.kind == "vllm":
+            from temporal_ray.engines.vllm_engine import VLLMEngine
+
+            return VLLMEngine(model_path, self.settings, self.lora_rank)
         from temporal_ray.engines.hf import HFEngine
 
-        self.engine: Engine = HFEngine(model_path, use_gpu=use_gpu)
+        return HFEngine(model_path, use_gpu=self.settings.gpus_per_actor > 0)
 
-    def generate(self, block: pd.DataFrame, batch_size: int) -> pd.DataFrame:
-        """A block of requests, `batch_size` rows at a time."""
+    def generate(self, block: pd.DataFrame, batch_size: int, model_path: str | None = None
+                 ) -> pd.DataFrame:
+        """A block of requests for `model_path` (None: the model served now): vLLM takes it
+        whole and schedules it itself; the hf engine generates `batch_size` rows at a time."""
         import pandas as pd
 
+        if model_path is not None:
+            # A restarted actor comes back with the model it was first started with.
+            self.load(model_path)
+        if self.settings.kind == "vllm":
+            return self.engine(block)
         return pd.concat([self.engine(block.iloc[start: start + batch_size])
                           for start in range(0, len(block), batch_size)])
 
+    def load(self, model_path: str) -> None:
+        """Serve `model_path` (same architecture and tokenizer) from now on, without a new
+        process: vLLM loads its weights into the running engine; the hf engine is built
+        again in this process (its imports and start-up are done)."""
+        if model_path == self.model_path:
+            return
+        if self.settings.kind == "vllm":
+            self.engine.load_weights(model_path)  # type: ignore[attr-defined]
+        else:
+            self.engine = self._engine(model_path)
+        self.model_path = model_path
+
     def describe(self) -> dict[str, Any]:
-        """Which process serves, and the adapters it has loaded (for tests and debugging)."""
-        return {"pid": os.getpid(), "adapters": sorted(self.engine.adapters)}
+        """Which process serves which model, and the adapters it has loaded (for tests and
+        debugging)."""
+        return {"pid": os.getpid(), "model": self.model_path,
+                "adapters": sorted(getattr(self.engine, "adapters", {}))}
 
 
 @dataclass
@@ -68,35 +117,57 @@ class KeptPool:
     job_id: str
     """The Ray job that owns the actors: a pool of an earlier `ray.init` is gone."""
     actors: list[Any]
-    """The engine actors; none for a Serve pool (serve_pool.py)."""
-    app: str | None = None
-    """The Ray Serve application of a Serve pool."""
-    calls: int = 0
-    """Stage calls it has served (`KeptPools.calls`, `KeptPools.use_since`)."""
+    model: str
+    """The model the engines serve now (with LoRA on one base, the base)."""
 
     def shut_down(self) -> None:
         import ray
 
         for actor in self.actors:
             ray.kill(actor)
-        if self.app is not None:
-            from ray import serve
-
-            serve.delete(self.app)
-            if not serve.status().applications:
-                # Nothing else is served: stop Serve too, rather than leave it running without
-                # HTTP proxies for the next Serve user of the cluster (`temporal-ray serve`).
-                serve.shutdown()
 
 
-def pool_name(model_path: str, engine: EngineConfig) -> str:
-    """The kept pool of `model_path` on `engine`'s settings: the same model and settings
-    always give the same name, so a later stage finds the pool."""
-    settings = engine.model_dump(include={"kind", "actors", "max_actors", "cpus_per_actor",
-                                          "gpus_per_actor", "resources", "tensor_parallel_size",
-                                          "pipeline_parallel_size", "max_model_len"})
-    key = json.dumps({"model": model_path, **settings}, sort_keys=True)
+def pool_name(engine: EngineConfig, lora_rank: int | None = None) -> str:
+    """The kept pool of `engine`'s settings: the same settings always give the same name, so
+    a later stage finds the pool, whichever model of the run it serves then."""
+    settings = engine.model_dump(include={"kind", "actors", "cpus_per_actor", "gpus_per_actor",
+                                          "resources", "tensor_parallel_size",
+                                          "pipeline_parallel_size", "max_model_len", "dtype",
+                                          "enforce_eager", "kv_cache_gib",
+                                          "gpu_memory_utilization"})
+    key = json.dumps({**settings, "lora_rank": lora_rank}, sort_keys=True)
     return f"{POOL_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _read(model_path: str, name: str) -> bytes | None:
+    from pyarrow.fs import FileType
+
+    from temporal_ray.storage.files import resolve
+
+    fs, path = resolve(f"{model_path.rstrip('/')}/{name}")
+    if fs.get_file_info(path).type != FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def _content(model_path: str, name: str) -> Any:
+    """A file of the checkpoint: JSON without `KEYS_THAT_NAME`, other files as bytes; None
+    when missing."""
+    raw = _read(model_path, name)
+    if raw is None or not name.endswith(".json"):
+        return raw
+    content = json.loads(raw)
+    return ({k: v for k, v in content.items() if k not in KEYS_THAT_NAME}
+            if isinstance(content, dict) else content)
+
+
+def same_shape(model: str, other: str) -> bool:
+    """Whether `other`'s weights can be loaded into an engine of `model`: the same config and
+    the same tokenizer (but for the keys that only say where they were saved)."""
+    config = _content(model, "config.json")
+    return config is not None and config == _content(other, "config.json") and all(
+        _content(model, name) == _content(other, name) for name in TOKENIZER_FILES)
 
 
 def current_job() -> str | None:
@@ -108,10 +179,15 @@ def current_job() -> str | None:
 class KeptPools:
     """The pools a driver keeps running between stages: created at the start of a run or an
     evaluation and released at its end (`with KeptPools() as pools:`), passed to every stage
-    that generates or judges. At most one runs at a time."""
+    that generates or judges. At most one runs at a time. It also counts the engines every
+    pool of the run started, kept or not (`counts`)."""
 
     def __init__(self) -> None:
         self._pools: dict[str, KeptPool] = {}
+        self.uses: list[str] = []
+        """Per stage call on a kept pool: "started", "reloaded" or "reused"."""
+        self.engine_starts = 0
+        self.weight_loads = 0
 
     def __enter__(self) -> KeptPools:
         return self
@@ -127,9 +203,6 @@ class KeptPools:
     def actors(self, name: str) -> list[Any]:
         return self._pools[name].actors
 
-    def add(self, pool: KeptPool) -> None:
-        self._pools[pool.name] = pool
-
     def release(self) -> list[str]:
         """Shut every kept pool down, freeing its CPUs and GPUs; returns their names."""
         released = self.running()
@@ -138,52 +211,92 @@ class KeptPools:
         self._pools.clear()  # pools of an earlier Ray session are gone already
         return released
 
-    def count_call(self, name: str) -> None:
-        """A stage call is about to use the running pool `name`."""
-        self._pools[name].calls += 1
-
-    def calls(self) -> dict[str, int]:
-        """Stage calls served so far by each running pool: what `use_since` compares."""
-        return {name: self._pools[name].calls for name in self.running()}
-
-    def use_since(self, before: dict[str, int]) -> str | None:
-        """For a stage's manifest, given `calls()` from before it ran: whether it ran on a
-        kept pool it started ("started") or found running ("reused"); None when it used none."""
-        for name, calls in self.calls().items():
-            if calls > before.get(name, 0):
-                return "reused" if name in before else "started"
-        return None
-
-    def start(self, model_path: str, engine: EngineConfig) -> str:
-        """The running pool of engine actors for `model_path` on `engine`, started (after
-        releasing any other kept pool) when there is none; returns its name."""
-        import time
-
+    def make_room(self, needs: dict[str, float]) -> list[str]:
+        """Release the kept pools unless the cluster has `needs` (Ray resources, e.g. a DPO
+        job's workers) free beside them now; returns the pools released."""
         import ray
 
-        name = pool_name(model_path, engine)
-        if name in self.running():
-            return name
-        self.release()
+        if not self.running():
+            return []
+        free = ray.available_resources()
+        if all(free.get(resource, 0) >= amount for resource, amount in needs.items()):
+            return []
+        return self.release()
+
+    def counts(self) -> dict[str, int]:
+        """Engines started so far (kept or not; an autoscaling pool's added actors are not
+        seen) and weight loads into running engines: what a run's summary reports."""
+        return {"engine_starts": self.engine_starts, "weight_loads": self.weight_loads}
+
+    def count_stage_pool(self, engine: EngineConfig) -> None:
+        """A stage starts a pool of its own (not kept): its engines count as started."""
+        self.engine_starts += engine.actors
+
+    def calls(self) -> int:
+        """A mark for `use_since`: stage calls on kept pools so far."""
+        return len(self.uses)
+
+    def use_since(self, mark: int) -> str | None:
+        """For a stage's manifest, given `calls()` from before it ran: whether it started a
+        kept pool, loaded new weights into one, or found one ready; None when it used none."""
+        uses = self.uses[mark:]
+        return next((use for use in ("started", "reloaded", "reused") if use in uses), None)
+
+    def use(self, model_path: str, engine: EngineConfig, lora_rank: int | None = None) -> str:
+        """The running pool of `engine`'s settings, serving `model_path`: found, loaded with
+        its weights, or started (after releasing any other kept pool); returns its name."""
+        name = pool_name(engine, lora_rank)
+        pool = self._pools.get(name) if name in self.running() else None
+        if pool is not None and pool.model == model_path:
+            use = "reused"
+        elif pool is not None and same_shape(pool.model, model_path):
+            self._load(pool, model_path)
+            use = "reloaded"
+        else:
+            self.release()
+            self._start(name, model_path, engine, lora_rank)
+            use = "started"
+        self.uses.append(use)
+        return name
+
+    def _start(self, name: str, model_path: str, engine: EngineConfig,
+               lora_rank: int | None) -> None:
+        import ray
+
         started = time.time()
+        # A multi-GPU vLLM engine places its workers itself (vllm_engine.engine_arguments).
+        own_gpus = engine.kind == "hf" or (
+            engine.tensor_parallel_size * engine.pipeline_parallel_size == 1)
         engine_actor = ray.remote(PoolEngine).options(
-            num_cpus=engine.cpus_per_actor, num_gpus=engine.gpus_per_actor,
+            num_cpus=engine.cpus_per_actor,
+            num_gpus=engine.gpus_per_actor if own_gpus else 0,
             resources=engine.resources or None,
             # A dead engine is started again, and the blocks it had are sent again.
             max_restarts=-1, max_task_retries=-1)
-        actors = [engine_actor.remote(model_path, engine.gpus_per_actor > 0)
+        actors = [engine_actor.remote(model_path, engine, lora_rank)
                   for _ in range(engine.actors)]
         ray.get([actor.__ray_ready__.remote() for actor in actors])
-        self.add(KeptPool(name, current_job(), actors))
-        print(f"kept pool {name} for {model_path}: {engine.actors} engine(s) started in "
-              f"{time.time() - started:.1f} s", flush=True)
-        return name
+        self._pools[name] = KeptPool(name, current_job(), actors, model_path)
+        self.engine_starts += engine.actors
+        print(f"kept pool {name} ({engine.kind}) for {model_path}: {engine.actors} engine(s) "
+              f"started in {time.time() - started:.1f} s", flush=True)
+
+    def _load(self, pool: KeptPool, model_path: str) -> None:
+        import ray
+
+        started = time.time()
+        ray.get([actor.load.remote(model_path) for actor in pool.actors])
+        pool.model = model_path
+        self.weight_loads += len(pool.actors)
+        print(f"kept pool {pool.name}: weights of {model_path} loaded in place in "
+              f"{time.time() - started:.2f} s", flush=True)
 
 
 def dispatch(actors: list[Any], blocks: Iterable[pd.DataFrame], batch_size: int,
-             queued: int = BLOCKS_QUEUED_PER_ENGINE) -> list[Any]:
-    """Send each block to the first engine with room (`queued` blocks each); returns the
-    output object refs, in no particular order."""
+             model_path: str | None = None, queued: int = BLOCKS_QUEUED_PER_ENGINE
+             ) -> list[Any]:
+    """Send each block (for `model_path`) to the first engine with room (`queued` blocks
+    each); returns the output object refs, in no particular order."""
     import ray
 
     free = [actor for _ in range(queued) for actor in actors]
@@ -195,21 +308,21 @@ def dispatch(actors: list[Any], blocks: Iterable[pd.DataFrame], batch_size: int,
             free.append(in_flight.pop(ready))
             done.append(ready)
         actor = free.pop(0)
-        in_flight[actor.generate.remote(block, batch_size)] = actor
+        in_flight[actor.generate.remote(block, batch_size, model_path)] = actor
     return done + list(in_flight)
 
 
 def run_kept_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
-                  pools: KeptPools, rows: int | None = None) -> ray.data.Dataset:
-    """`requests` (`rows` of them, if known) through the kept pool of `model_path`: blocks of
-    `engine.block_rows(rows)` rows to the engines, which generate `engine.batch_size` rows
-    at a time."""
+                  pools: KeptPools, lora_rank: int | None = None, rows: int | None = None
+                  ) -> ray.data.Dataset:
+    """`requests` (`rows` of them, if known) through the kept pool serving `model_path` (with
+    `lora_rank`, also the adapters of it the rows name): blocks of `engine.block_rows(rows)`
+    rows to the engines."""
     import ray.data
 
-    name = pools.start(model_path, engine)
-    pools.count_call(name)
+    name = pools.use(model_path, engine, lora_rank)
     blocks = requests.iter_batches(batch_size=engine.block_rows(rows), batch_format="pandas")
-    outputs = dispatch(pools.actors(name), blocks, engine.batch_size)
+    outputs = dispatch(pools.actors(name), blocks, engine.batch_size, model_path)
     if not outputs:  # no request: an empty dataset of the request columns
         return requests.limit(0)
     return ray.data.from_pandas_refs(outputs)

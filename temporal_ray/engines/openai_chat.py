@@ -3,11 +3,11 @@
 Client side, for stages that send our request rows to a server: `chat_body` turns a row
 {messages, sampling_params} into a chat request, `engine_columns` reads a chat.completion back
 into the columns every engine writes (generated_text, num_input_tokens, num_generated_tokens).
-Used by the `http` engine and by kept vLLM pools.
+Used by the `http` engine.
 
 Server side, for our own CPU servers of the HF engine: `chat_request_row` turns a chat request
 into a request row (and names a field it cannot serve), `chat_completion` an engine output row
-into a chat.completion. Used by `temporal-ray serve` and by the CPU engine of kept Serve pools.
+into a chat.completion. Used by `temporal-ray serve`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """An engine pool over a Ray Data dataset: request rows in, the same rows with text out.
 
 A pool loads one model. `hf`: an actor pool of `HFEngine`s (`ActorPoolStrategy`), one model
-copy per actor, or with `keep_alive` a pool of them that outlives the stage (kept_pool.py).
-`vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM engines, or with
-`keep_alive` a Ray Serve LLM application that outlives the stage (serve_pool.py). `http`: Ray
-Data LLM's HTTP processor posting to an OpenAI-compatible endpoint (`model_path` is then the
-model id it serves). Either way the dataset keeps its other columns.
+copy per actor. `vllm`: Ray Data LLM's processor, which runs its own actor pool of vLLM
+engines. With `keep_alive`, either engine runs in actors that outlive the stage and serve
+every later stage of the run (kept_pool.py). `http`: Ray Data LLM's HTTP processor posting to
+an OpenAI-compatible endpoint (`model_path` is then the model id it serves). Either way the
+dataset keeps its other columns.
 
 With LoRA on one base (`lora.base: initial`) a pool loads the base once and serves several
 models: each request row names its model in a `model` column, the adapter's directory, or the
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from temporal_ray.config import KEPT_VLLM_POOL_LOADS_NO_ADAPTERS, EngineConfig
+from temporal_ray.config import EngineConfig
 from temporal_ray.engines.kept_pool import KeptPools, run_kept_pool
 from temporal_ray.storage.checkpoints import adapter_of
 
@@ -61,9 +61,6 @@ def check_servable(served: dict[str, str], base: str, engine: EngineConfig) -> N
         raise ValueError(f"an http engine serves what its endpoint serves; it cannot load the "
                          f"adapters of {sorted(adapters)}: use lora.base 'start' or an hf or "
                          "vllm engine for these roles")
-    if adapters and engine.kind == "vllm" and engine.keep_alive:
-        raise ValueError(f"a kept vLLM pool cannot serve the adapters of {sorted(adapters)}: "
-                         + KEPT_VLLM_POOL_LOADS_NO_ADAPTERS)
     if engine.kind == "vllm" and any("://" in path for path in adapters.values()):
         raise ValueError(f"vLLM loads adapters from a filesystem path, and these are remote: "
                          f"{adapters}; keep the run directory on a filesystem every GPU node "
@@ -97,7 +94,9 @@ def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str
     naming its adapter. `rows`: how many requests there are (at most), if known."""
     base, served = pool_models(models, one_base=pool.lora_rank is not None)
     check_servable(served, base, pool.engine)
-    if all(path == base for path in served.values()):  # no adapter: a plain pool of the base
+    if all(path == base for path in served.values()) and not pool.engine.keep_alive:
+        # No adapter: a plain pool of the base. (A kept pool keeps its LoRA slots: the next
+        # stages' adapters will need them.)
         return run_engine_pool(requests, base, replace(pool, lora_rank=None), rows)
     requests = requests.map(name_model, fn_kwargs={"models": served, "key": key})
     return run_engine_pool(requests, base, pool, rows)
@@ -109,14 +108,11 @@ def run_engine_pool(requests: ray.data.Dataset, model_path: str, pool: EnginePoo
     adapters of `model_path` to serve. `rows`: how many requests there are (at most), if
     known, so that a small stage is cut into blocks small enough for every actor to get one."""
     engine, lora_rank = pool.engine, pool.lora_rank
-    if engine.keep_alive and engine.kind == "vllm":  # a Serve LLM app that outlives the stage
-        from temporal_ray.engines.serve_pool import run_serve_pool
-
-        return run_serve_pool(requests, model_path, engine, pool.kept_pools())
     if engine.keep_alive:  # engine actors that outlive the stage
-        return run_kept_pool(requests, model_path, engine, pool.kept_pools(), rows)
+        return run_kept_pool(requests, model_path, engine, pool.kept_pools(), lora_rank, rows)
     if pool.kept is not None:
         pool.kept.release()  # one pool at a time: this one may need their CPUs or GPUs
+        pool.kept.count_stage_pool(engine)
     # Ray Data hands a block to one actor per task: blocks of a few batches spread the work
     # over the pool (one block would leave the rest idle) at a few tasks' cost.
     requests = requests.repartition(target_num_rows_per_block=engine.block_rows(rows))

@@ -39,6 +39,7 @@ from temporal_ray.stages.generate import (
 from temporal_ray.stages.judge import judge_candidates
 from temporal_ray.storage.files import read_rows, resolve, write_rows
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.training.launch import job_resources
 
 
 class NoPairsError(RuntimeError):
@@ -211,7 +212,8 @@ class IterationStages:
         train_name = f"iter_{self.iteration}_{name}_{pairs_id:08x}"
 
         def produce(tmp: str) -> dict[str, Any]:
-            self.pools.release()  # the DPO workers need the CPUs/GPUs kept pools hold
+            # The kept pool stays for the next iteration if the DPO workers fit beside it.
+            self.pools.make_room(job_resources(self.cfg.dpo))
             metrics = train_dpo(pairs, start_model, tmp, self.cfg.dpo,
                                 storage_path=self.run.uri_of(self.run.path("ray_train")),
                                 name=train_name)

@@ -55,6 +55,13 @@ def _describe(record: dict[str, Any]) -> str:
     return ""
 
 
+def describe_engines(counts: dict[str, int]) -> str:
+    """The run's engine starts (this session's; a resumed run counts from its restart)."""
+    loads = counts["weight_loads"]
+    return (f"engines started: {counts['engine_starts']}"
+            + (f"; new weights loaded into running engines {loads} times" if loads else ""))
+
+
 def format_iteration(iteration: int, method: str, records: list[dict[str, Any]]) -> str:
     lines = [f"iteration {iteration} ({method})"]
     for record in records:

@@ -26,6 +26,17 @@ def check_batch_geometry(cfg: TrainingConfig, section: str = "dpo") -> None:
             f"{cfg.micro_batch_size} x {cfg.workers} = {per_step}")
 
 
+def worker_resources(cfg: TrainingConfig) -> dict[str, float]:
+    """The Ray resources one training worker holds."""
+    return {"CPU": cfg.cpus_per_worker, **cfg.resources_per_worker,
+            **({"GPU": 1} if cfg.use_gpu else {})}
+
+
+def job_resources(cfg: TrainingConfig) -> dict[str, float]:
+    """The Ray resources a training job's workers hold together (its controller holds none)."""
+    return {name: amount * cfg.workers for name, amount in worker_resources(cfg).items()}
+
+
 def fit_on_workers(loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any],
                    cfg: TrainingConfig, output_dir: str, storage_path: str,
                    name: str) -> dict[str, Any]:
@@ -37,9 +48,7 @@ def fit_on_workers(loop: Callable[[dict[str, Any]], None], loop_config: dict[str
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    resources = {"CPU": cfg.cpus_per_worker, **cfg.resources_per_worker}
-    if cfg.use_gpu:
-        resources["GPU"] = 1
+    resources = worker_resources(cfg)
     trainer = TorchTrainer(
         train_loop_per_worker=loop,
         train_loop_config=loop_config,

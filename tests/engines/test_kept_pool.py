@@ -31,17 +31,38 @@ def wait_for_cpus(expected: float) -> None:
         time.sleep(0.5)
 
 
-def test_app_names_follow_the_model_and_the_pool_settings():
+def test_pool_names_follow_the_pool_settings_not_the_model():
+    """One pool per setting for a whole run: its name does not change with the model it
+    serves, so the next model's stage finds it (and loads its weights in place)."""
     engine = EngineConfig(keep_alive=True, actors=2)
-    assert pool_name("/m0", engine) == pool_name("/m0", engine.model_copy())
-    assert pool_name("/m0", engine) != pool_name("/m1", engine)
-    assert pool_name("/m0", engine) != pool_name("/m0", engine.model_copy(
-        update={"actors": 1}))
-    assert pool_name("/m0", engine) != pool_name("/m0", engine.model_copy(
-        update={"kind": "vllm"}))
+    assert pool_name(engine) == pool_name(engine.model_copy())
+    assert pool_name(engine) != pool_name(engine.model_copy(update={"actors": 1}))
+    assert pool_name(engine) != pool_name(engine.model_copy(update={"kind": "vllm"}))
+    assert pool_name(engine) != pool_name(engine, lora_rank=8)
     # Batch size is the requests' business, not the pool's: the same pool serves both.
-    assert pool_name("/m0", engine) == pool_name("/m0", engine.model_copy(
-        update={"batch_size": 3}))
+    assert pool_name(engine) == pool_name(engine.model_copy(update={"batch_size": 3}))
+
+
+def test_weights_load_in_place_only_into_an_engine_of_the_same_shape(tiny_model,
+                                                                      lora_checkpoint,
+                                                                      tmp_path):
+    """A DPO checkpoint of the model (same config but its name, same tokenizer) can; a
+    model of another shape or tokenizer cannot."""
+    import json
+    import shutil
+
+    from temporal_ray.engines.kept_pool import same_shape
+
+    assert same_shape(tiny_model, lora_checkpoint)
+    wider = shutil.copytree(tiny_model, tmp_path / "wider")
+    config = json.loads((wider / "config.json").read_text())
+    (wider / "config.json").write_text(json.dumps({**config,
+                                                  "hidden_size": 2 * config["hidden_size"]}))
+    assert not same_shape(tiny_model, str(wider))
+    retokenized = shutil.copytree(tiny_model, tmp_path / "retokenized")
+    (retokenized / "chat_template.jinja").write_text("{{ messages }}")
+    assert not same_shape(tiny_model, str(retokenized))
+    assert not same_shape(tiny_model, str(tmp_path / "missing"))
 
 
 def test_a_kept_engine_generates_a_block_batch_size_rows_at_a_time(tiny_model):
@@ -52,7 +73,7 @@ def test_a_kept_engine_generates_a_block_batch_size_rows_at_a_time(tiny_model):
     from temporal_ray.core.requests import candidate_requests
     from temporal_ray.engines.kept_pool import PoolEngine
 
-    pool_engine = PoolEngine(tiny_model, use_gpu=False)
+    pool_engine = PoolEngine(tiny_model, EngineConfig())
     engine, sizes = pool_engine.engine, []
     pool_engine.engine = lambda batch: sizes.append(len(batch)) or engine(batch)
     block = pd.DataFrame([row for prompt in PROMPTS[:5] for row in candidate_requests(
@@ -69,54 +90,64 @@ def test_keep_alive_is_refused_where_there_is_nothing_to_keep():
         EngineConfig(keep_alive=True, actors=1, max_actors=4)
     with pytest.raises(ValueError, match="an http endpoint already runs on its own"):
         EngineConfig(kind="http", url="http://judge/v1/chat/completions", keep_alive=True)
-    # A kept vLLM pool is a Serve application, which may autoscale.
-    assert EngineConfig(kind="vllm", keep_alive=True, actors=1, max_actors=4).pool_size == (1, 4)
+    with pytest.raises(ValueError, match="fixed size"):
+        EngineConfig(kind="vllm", keep_alive=True, actors=1, max_actors=4)
 
 
 @pytest.mark.slow
 def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora_checkpoint,
                                                                 ray_cluster, tmp_path,
                                                                 engine_texts):
-    """Two generate stages on one kept pool of 2 replicas: each gives exactly the engine's
-    own texts, none lost or twice, and the second runs on the replicas the first started.
-    Another pool replaces it; release frees the CPUs."""
+    """Two generate stages on one kept pool of 2 engines: each gives exactly the engine's
+    own texts, none lost or twice, and the second runs on the engines the first started. The
+    next model of the same shape is loaded into them in place; a pool of other settings
+    replaces the pool; release frees the CPUs."""
     import ray
 
     write_rows(PROMPTS, str(tmp_path / "prompts" / "p.parquet"))
     # 12 requests in blocks of 2 batches: both engines get a block, one of them a short one.
     engine = EngineConfig(actors=2, batch_size=4, batches_per_block=2, keep_alive=True)
     all_cpus = ray.cluster_resources()["CPU"]
-    app = pool_name(tiny_model, engine)
+    app = pool_name(engine)
+
+    def stage(model: str, out: str, seed: int, on: EngineConfig = engine) -> dict:
+        generation = GenerationConfig(samples=2, max_new_tokens=8, temperature=0.9, seed=seed)
+        generate_candidates(str(tmp_path / "prompts"), {"past": model}, generation,
+                            EnginePool(on, kept=pools), str(tmp_path / out))
+        rows = read_rows(str(tmp_path / out))
+        responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
+        assert len(rows) == len(responses) == len(PROMPTS) * 2
+        assert responses == engine_texts(model, PROMPTS, "past", generation)
+        return responses
+
     with KeptPools() as pools:
         pids = None
-        for stage, seed in [("first", 3), ("second", 4)]:
-            generation = GenerationConfig(samples=2, max_new_tokens=8, temperature=0.9,
-                                          seed=seed)
-            generate_candidates(str(tmp_path / "prompts"), {"past": tiny_model}, generation,
-                                EnginePool(engine, kept=pools), str(tmp_path / stage))
-            rows = read_rows(str(tmp_path / stage))
-            responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
-            assert len(rows) == len(responses) == len(PROMPTS) * 2
-            assert responses == engine_texts(tiny_model, PROMPTS, "past", generation)
+        for out, seed in [("first", 3), ("second", 4)]:
+            stage(tiny_model, out, seed)
             assert pools.running() == [app]
             seen = engine_pids(pools, app)
             assert len(seen) == 2 and (pids is None or seen == pids), "started again"
             pids = seen
         assert ray.available_resources().get("CPU", 0) <= all_cpus - 2  # held while kept
 
-        # One pool at a time: a kept pool of another model replaces the running one, and a
+        # The next model of the run (the same shape): its weights go into the same engines.
+        stage(lora_checkpoint, "next model", 3)
+        assert engine_pids(pools, app) == pids
+        assert pools.uses == ["started", "reused", "reloaded"]
+        assert pools.counts() == {"engine_starts": 2, "weight_loads": 2}
+
+        # One pool at a time: a kept pool of other settings replaces the running one, and a
         # pool that is not kept releases it before it starts.
-        generation = GenerationConfig(samples=1, max_new_tokens=4, seed=5)
         one = engine.model_copy(update={"actors": 1})
-        generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint},
-                            generation, EnginePool(one, kept=pools), str(tmp_path / "other"))
-        assert pools.running() == [pool_name(lora_checkpoint, one)]
-        generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint},
-                            generation,
-                            EnginePool(one.model_copy(update={"keep_alive": False}), kept=pools),
-                            str(tmp_path / "not kept"))
+        stage(lora_checkpoint, "other", 5, on=one)
+        assert pools.running() == [pool_name(one)]
+        # A DPO stage keeps the pool when its workers fit beside it, else releases it.
+        assert pools.make_room({"CPU": all_cpus - 1}) == []
+        assert pools.make_room({"CPU": all_cpus}) == [pool_name(one)]
+        stage(lora_checkpoint, "kept again", 5, on=one)
+        stage(lora_checkpoint, "not kept", 5, on=one.model_copy(update={"keep_alive": False}))
         assert pools.running() == []
-        assert read_rows(str(tmp_path / "not kept")) and read_rows(str(tmp_path / "other"))
+        assert pools.counts() == {"engine_starts": 5, "weight_loads": 2}
     wait_for_cpus(all_cpus)
     assert pools.release() == []  # nothing left, and no error
 
@@ -147,7 +178,7 @@ def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lor
                              "dpo.lora.base=initial", "dpo.lora.rank=4"])
     pools = KeptPools()
     stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0, pools)
-    app = pool_name(tiny_model, cfg.engine)
+    app = pool_name(cfg.engine, lora_rank=4)
     with pools:
         present, past = stages.generate_together(
             {Role.PRESENT: lora_checkpoint, Role.PAST: tiny_model}, str(tmp_path / "prompts"))
@@ -158,7 +189,8 @@ def test_lora_on_one_base_generate_and_judge_share_one_kept_pool(tiny_model, lor
         assert [r["kept_pool"] for r in stages.records] == ["started", "started", "reused"]
         assert describe_stage(stages.records[-1]).endswith("[kept pool reused]")
         described = ray.get(pools.actors(app)[0].describe.remote())
-        assert described == {"pid": pid, "adapters": [f"{lora_checkpoint}/adapter"]}
+        assert described == {"pid": pid, "model": tiny_model,
+                             "adapters": [f"{lora_checkpoint}/adapter"]}
         generation = cfg.generation.model_copy(update={"seed": stages_seed(cfg)})
         assert {(r["prompt_id"], r["sample_index"]): r["response"]
                 for r in read_rows(present)} == engine_texts(lora_checkpoint, PROMPTS, "present",
