@@ -5,7 +5,8 @@
     temporal-ray miniature CONFIG [overrides ...] [--force]   the paper in miniature (make run)
     temporal-ray eval CONFIG [overrides ...] [--force]   checkpoints vs M0: win rates, HumanEval
     temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
-    temporal-ray serve CHECKPOINT [--name N] [--port P] [--engine hf|vllm]   OpenAI API
+    temporal-ray serve CHECKPOINT [--name N] [--port P] [--engine hf|vllm] [--device D]
+                                                            OpenAI API
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
 """
@@ -37,7 +38,7 @@ def _config_command(commands: argparse._SubParsersAction, name: str, summary: st
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
     srv = commands.add_parser("serve", help="an OpenAI-compatible endpoint for a checkpoint "
-                                            "(Ray Serve; CPU: the HF engine, GPU: vLLM)")
+                                            "(Ray Serve; the HF engine, or vLLM on GPUs or CPUs)")
     srv.add_argument("checkpoint", help="a model directory, e.g. runs/miniature/temporal/"
                                         "iter_1/model")
     srv.add_argument("--name", help="the model id clients send (default: the directory name)")
@@ -45,6 +46,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--engine", choices=["hf", "vllm"], default="hf")
     srv.add_argument("--tensor-parallel-size", type=int, default=1)
+    srv.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto",
+                     help="vllm: GPUs or vLLM's CPU build; auto: GPUs when the cluster has "
+                          "any (give gpu where an autoscaler adds GPU nodes on demand)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         serve_checkpoint(args.checkpoint, args.name, args.engine, args.host, args.port,
-                         args.tensor_parallel_size)
+                         args.tensor_parallel_size, device=args.device)
     except ModelCheckError as err:
         return _error(err)
     return 0

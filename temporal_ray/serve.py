@@ -1,7 +1,8 @@
 """`temporal-ray serve CHECKPOINT`: an OpenAI-compatible endpoint for any checkpoint of a run.
 
-- GPU (`--engine vllm`): Ray Serve LLM, `LLMConfig` + `build_openai_app` (needs the gpu extra),
-  with the tensor-parallel size and replica range given.
+- `--engine vllm`: Ray Serve LLM, `LLMConfig` + `build_openai_app`, with the tensor-parallel
+  size and replica range given, on GPUs when the cluster has any (the gpu extra's vLLM), else
+  on CPUs (vLLM's CPU build), with the device's settings of the vLLM pools (`--device` picks).
 - CPU (`--engine hf`, the default): a Ray Serve deployment over the same HF engine the
   generation pools use, with the same routes: GET /v1/models, POST /v1/chat/completions
   (messages, temperature, top_p, max_tokens, seed; no streaming, n = 1), so a laptop can talk
@@ -10,9 +11,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporal_ray.engines.openai_chat import RequestError, chat_completion, chat_request_row
+
+if TYPE_CHECKING:
+    from temporal_ray.config import EngineConfig
 
 
 def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1):
@@ -50,26 +54,39 @@ def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1):
     return ChatModel.bind()
 
 
-def build_vllm_app(checkpoint: str, served_model: str, tensor_parallel_size: int = 1,
-                   min_replicas: int = 1, max_replicas: int = 1):
-    """Ray Serve LLM's OpenAI app over vLLM (GPU; needs the gpu extra), configured as the
-    kept vLLM pools are."""
+def cluster_device() -> str:
+    """`gpu` when the running cluster has any GPU, else `cpu`."""
+    import ray
+
+    return "gpu" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+
+
+def serve_engine(device: str, tensor_parallel_size: int = 1, min_replicas: int = 1,
+                 max_replicas: int = 1) -> EngineConfig:
+    """The engine settings of the vLLM app: GPU workers on `device` `gpu`, else vLLM's CPU
+    build with its settings (engines/vllm.py chooses them by device, as for the pools)."""
+    from temporal_ray.config import EngineConfig
+
+    return EngineConfig(kind="vllm", tensor_parallel_size=tensor_parallel_size,
+                        actors=min_replicas, gpus_per_actor=1 if device == "gpu" else 0,
+                        max_actors=max_replicas if max_replicas > min_replicas else None)
+
+
+def build_vllm_app(checkpoint: str, served_model: str, engine: EngineConfig):
+    """Ray Serve LLM's OpenAI app over vLLM, configured as the kept vLLM pools are."""
     from ray.serve.llm import LLMConfig, build_openai_app
 
-    from temporal_ray.config import EngineConfig
     from temporal_ray.engines.vllm import serve_llm_config
 
-    engine = EngineConfig(kind="vllm", tensor_parallel_size=tensor_parallel_size,
-                          actors=min_replicas,
-                          max_actors=max_replicas if max_replicas > min_replicas else None)
     config = LLMConfig(**serve_llm_config(checkpoint, engine, served_model))
     return build_openai_app({"llm_configs": [config]})
 
 
 def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf",
                      host: str = "127.0.0.1", port: int = 8000, tensor_parallel_size: int = 1,
-                     blocking: bool = True) -> str:
-    """Start Serve with the checkpoint's app; returns the base URL (…/v1)."""
+                     blocking: bool = True, device: str = "auto") -> str:
+    """Start Serve with the checkpoint's app; returns the base URL (…/v1). `device` (vllm):
+    `gpu`, `cpu`, or `auto`: GPUs when the cluster has any."""
     import ray
     from ray import serve
 
@@ -87,8 +104,13 @@ def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf
             "Ray Serve is already running on this cluster without HTTP proxies (a run's kept "
             "vLLM pool starts it that way, and a killed run may leave it): check `serve "
             "status`, then `serve shutdown` and start this command again")
-    app = (build_vllm_app(checkpoint, served_model, tensor_parallel_size) if engine == "vllm"
-           else build_cpu_app(checkpoint, served_model))
+    if engine == "vllm":
+        device = cluster_device() if device == "auto" else device
+        print(f"vLLM on {device.upper()}s", flush=True)
+        app = build_vllm_app(checkpoint, served_model,
+                             serve_engine(device, tensor_parallel_size))
+    else:
+        app = build_cpu_app(checkpoint, served_model)
     url = f"http://{host}:{port}/v1"
     print(f"serving {checkpoint} as {served_model!r} at {url}", flush=True)
     serve.run(app, name="temporal-ray", route_prefix="/", blocking=blocking)

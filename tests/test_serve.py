@@ -68,3 +68,59 @@ def test_serve_running_without_http_proxies_is_named_instead_of_serving_nowhere(
             serve_checkpoint(tiny_model, name="tiny", port=_free_port(), blocking=False)
     finally:
         serve.shutdown()
+
+
+def test_the_vllm_app_takes_the_device_settings_of_the_vllm_pools():
+    """GPUs stay GPUs (Ray Serve LLM's default: a GPU per vLLM worker); CPUs get vLLM's CPU
+    build's settings and hold one CPU per replica, so the app and its ingress fit 2 cores."""
+    from temporal_ray.engines.vllm import serve_llm_config
+    from temporal_ray.serve import serve_engine
+
+    gpu = serve_llm_config("/m", serve_engine("gpu", tensor_parallel_size=2), "m")
+    assert "placement_group_config" not in gpu and gpu["engine_kwargs"]["dtype"] == "auto"
+    assert gpu["engine_kwargs"]["tensor_parallel_size"] == 2
+    assert "ray_actor_options" not in gpu["deployment_config"]
+    cpu = serve_llm_config("/m", serve_engine("cpu"), "m")
+    assert cpu["placement_group_config"]["bundles"] == [{"CPU": 1}]
+    assert cpu["deployment_config"]["ray_actor_options"] == {"num_cpus": 0}
+    assert {k: cpu["engine_kwargs"][k] for k in ("dtype", "enforce_eager",
+                                                 "kv_cache_memory_bytes")} == {
+        "dtype": "float32", "enforce_eager": True, "kv_cache_memory_bytes": 2**30}
+
+
+@pytest.mark.slow
+def test_vllm_endpoint_answers_an_openai_client_on_cpu(tiny_model, ray_cluster):
+    """`serve --engine vllm` on a cluster without GPUs: Ray Serve LLM over vLLM's CPU build,
+    chosen from the command alone, answering the OpenAI client."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (make install adds its CPU build)")
+    from openai import OpenAI
+    from ray import serve
+    from ray.util import placement_group_table
+
+    from temporal_ray.serve import serve_checkpoint
+
+    url = serve_checkpoint(tiny_model, name="tiny", engine="vllm", port=_free_port(),
+                           blocking=False)
+    try:
+        # The device from the cluster alone: a replica holds one CPU and no GPU.
+        replicas = [[{k: v for k, v in bundle.items() if v} for bundle in group["bundles"].values()]
+                    for group in placement_group_table().values()
+                    if group["state"] == "CREATED" and "temporal-ray" in group["name"]]
+        assert replicas == [[{"CPU": 1.0}]], replicas
+        client = OpenAI(base_url=url, api_key="x", timeout=120)
+        assert [m.id for m in client.models.list().data] == ["tiny"]
+
+        def ask(**sampling) -> object:
+            return client.chat.completions.create(
+                model="tiny", max_tokens=8, messages=[
+                    {"role": "user", "content": "What is two plus three?"}], **sampling)
+
+        answer = ask(temperature=0)
+        assert answer.choices[0].message.role == "assistant"
+        assert isinstance(answer.choices[0].message.content, str)
+        assert 1 <= answer.usage.completion_tokens <= 8 and answer.usage.prompt_tokens > 5
+        seeded = ask(temperature=1.0, seed=7)
+        assert ask(temperature=1.0, seed=7).choices[0].message.content == \
+            seeded.choices[0].message.content
+    finally:
+        serve.shutdown()

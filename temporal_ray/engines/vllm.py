@@ -165,4 +165,9 @@ def serve_llm_config(model_path: str, engine: EngineConfig, served_model: str) -
         config["placement_group_config"] = {
             "bundles": [bundle] * engine.tensor_parallel_size * engine.pipeline_parallel_size,
             "strategy": "PACK"}
+    if not on_gpu(engine):
+        # The replica's actor only relays requests to its engine, which holds the bundle's
+        # CPU; at Ray's default of one more, `serve --engine vllm` with its ingress would
+        # need 3 CPUs, more than a 2-core machine has.
+        config["deployment_config"]["ray_actor_options"] = {"num_cpus": 0}
     return config

