@@ -73,7 +73,8 @@ def serve_engine(device: str, tensor_parallel_size: int = 1, min_replicas: int =
 
 
 def build_vllm_app(checkpoint: str, served_model: str, engine: EngineConfig):
-    """Ray Serve LLM's OpenAI app over vLLM, configured as the kept vLLM pools are."""
+    """Ray Serve LLM's OpenAI app over vLLM, with the engine arguments every vLLM path
+    takes (engines/vllm.py)."""
     from ray.serve.llm import LLMConfig, build_openai_app
 
     from temporal_ray.engines.vllm import serve_llm_config
@@ -101,9 +102,9 @@ def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf
     serve.start(http_options={"host": host, "port": port})
     if not serve.status().proxies:
         raise RuntimeError(
-            "Ray Serve is already running on this cluster without HTTP proxies (a run's kept "
-            "vLLM pool starts it that way, and a killed run may leave it): check `serve "
-            "status`, then `serve shutdown` and start this command again")
+            "Ray Serve is already running on this cluster without HTTP proxies (another "
+            "application started it that way): check `serve status`, then `serve shutdown` "
+            "and start this command again")
     if engine == "vllm":
         device = cluster_device() if device == "auto" else device
         print(f"vLLM on {device.upper()}s", flush=True)

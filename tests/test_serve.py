@@ -57,7 +57,7 @@ def test_cpu_endpoint_answers_chat_completions_over_http(tiny_model, ray_cluster
 
 def test_serve_running_without_http_proxies_is_named_instead_of_serving_nowhere(tiny_model,
                                                                                ray_cluster):
-    """What a killed run's kept vLLM pool can leave behind: Serve without HTTP proxies."""
+    """Serve started by another application without HTTP proxies is named, not used."""
     from ray import serve
 
     from temporal_ray.serve import serve_checkpoint

@@ -219,9 +219,14 @@ class KeptPools:
         if not self.running():
             return []
         free = ray.available_resources()
-        if all(free.get(resource, 0) >= amount for resource, amount in needs.items()):
+        short = {resource: round(free.get(resource, 0), 2) for resource, amount in needs.items()
+                 if free.get(resource, 0) < amount}
+        if not short:
             return []
-        return self.release()
+        released = self.release()
+        print(f"released kept pool(s) {released}: the next job needs {needs}, and only "
+              f"{short} were free beside them", flush=True)
+        return released
 
     def counts(self) -> dict[str, int]:
         """Engines started so far (kept or not; an autoscaling pool's added actors are not

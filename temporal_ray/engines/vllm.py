@@ -8,7 +8,7 @@ stashed before and restored after (`stash_prompt`, `restore_prompt`).
 On GPUs it needs the `gpu` extra (ray[llm], which brings vllm); on CPUs the CPU build of the
 same vLLM (`make install` puts it in). What differs by device (dtype, eager mode, KV-cache
 memory, placement bundles) is chosen in one place, `device_engine_kwargs` and `worker_bundle`,
-for a stage's processor and a kept pool alike.
+for a stage's processor, a kept pool's engine (vllm_engine.py) and `temporal-ray serve` alike.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def worker_bundle(engine: EngineConfig) -> dict[str, float] | None:
 
 
 def vllm_engine_kwargs(engine: EngineConfig, lora_rank: int | None = None) -> dict[str, Any]:
-    """vLLM's engine arguments, the same for a stage's processor and a kept Serve pool."""
+    """vLLM's engine arguments, the same for a stage's processor, a kept pool's engine and
+    the served endpoint."""
     engine_kwargs: dict[str, Any] = {
         "tensor_parallel_size": engine.tensor_parallel_size,
         "pipeline_parallel_size": engine.pipeline_parallel_size,
@@ -150,9 +151,9 @@ def build_vllm_processor(model_path: str, engine: EngineConfig, lora_rank: int |
 
 
 def serve_llm_config(model_path: str, engine: EngineConfig, served_model: str) -> dict[str, Any]:
-    """Arguments for `ray.serve.llm.LLMConfig`: a kept vLLM pool as a Ray Serve LLM
-    deployment of `model_path`, answering for `served_model`, with `engine.actors` replicas
-    (up to `engine.max_actors` when the autoscaler may add more)."""
+    """Arguments for `ray.serve.llm.LLMConfig` (`temporal-ray serve --engine vllm`): a Ray
+    Serve LLM deployment of `model_path`, answering for `served_model`, with `engine.actors`
+    replicas (up to `engine.max_actors` when the autoscaler may add more)."""
     config: dict[str, Any] = {
         "model_loading_config": {"model_id": served_model, "model_source": model_path},
         "engine_kwargs": vllm_engine_kwargs(engine),
