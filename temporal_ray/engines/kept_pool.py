@@ -52,6 +52,10 @@ if TYPE_CHECKING:
     from temporal_ray.engines.protocol import Engine
 
 BLOCKS_QUEUED_PER_ENGINE = 2
+ROOM_WAIT_S = 10.0
+"""How long `make_room` waits for resources to come free: the workers of a stage's last
+tasks hand their CPUs back to Ray a few seconds after the stage ends (on the tiny run, one
+CPU of four was still held right after a judge stage)."""
 POOL_PREFIX = "kept-pool-"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "chat_template.jinja")
@@ -211,18 +215,23 @@ class KeptPools:
         self._pools.clear()  # pools of an earlier Ray session are gone already
         return released
 
-    def make_room(self, needs: dict[str, float]) -> list[str]:
+    def make_room(self, needs: dict[str, float], wait_s: float = ROOM_WAIT_S) -> list[str]:
         """Release the kept pools unless the cluster has `needs` (Ray resources, e.g. a DPO
-        job's workers) free beside them now; returns the pools released."""
+        job's workers) free beside them within `wait_s`; returns the pools released."""
         import ray
 
         if not self.running():
             return []
-        free = ray.available_resources()
-        short = {resource: round(free.get(resource, 0), 2) for resource, amount in needs.items()
-                 if free.get(resource, 0) < amount}
-        if not short:
-            return []
+        deadline = time.time() + wait_s
+        while True:
+            free = ray.available_resources()
+            short = {resource: round(free.get(resource, 0), 2)
+                     for resource, amount in needs.items() if free.get(resource, 0) < amount}
+            if not short:
+                return []
+            if time.time() > deadline:
+                break
+            time.sleep(0.5)
         released = self.release()
         print(f"released kept pool(s) {released}: the next job needs {needs}, and only "
               f"{short} were free beside them", flush=True)

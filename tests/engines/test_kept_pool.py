@@ -143,7 +143,7 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
         assert pools.running() == [pool_name(one)]
         # A DPO stage keeps the pool when its workers fit beside it, else releases it.
         assert pools.make_room({"CPU": all_cpus - 1}) == []
-        assert pools.make_room({"CPU": all_cpus}) == [pool_name(one)]
+        assert pools.make_room({"CPU": all_cpus}, wait_s=1) == [pool_name(one)]
         stage(lora_checkpoint, "kept again", 5, on=one)
         stage(lora_checkpoint, "not kept", 5, on=one.model_copy(update={"keep_alive": False}))
         assert pools.running() == []
