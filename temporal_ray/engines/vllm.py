@@ -49,6 +49,11 @@ def device_engine_kwargs(engine: EngineConfig) -> dict[str, Any]:
         "dtype": engine.dtype or ("auto" if gpu else "float32"),
         "enforce_eager": (not gpu) if engine.enforce_eager is None else engine.enforce_eager,
     }
+    if not gpu:
+        # vLLM 0.29's CPU build crashes ("CPU Generator does not use offset") when a seeded
+        # request's prefill is split over two steps, as chunked prefill does once a batch's
+        # prompts pass max_num_batched_tokens (128 judge prompts of the miniature did).
+        kwargs["enable_chunked_prefill"] = False
     kv_cache_gib = engine.kv_cache_gib or (None if gpu else CPU_KV_CACHE_GIB)
     if kv_cache_gib:
         kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)

@@ -98,7 +98,11 @@ def test_the_next_model_loads_into_the_running_engine_and_survives_a_killed_engi
     import psutil
 
     # 64 prompts x 2 samples x up to 48 tokens: a stage of several seconds on one engine.
-    many = [{"prompt_id": f"q{i}", "prompt": f"Tell me about {i} rivers."} for i in range(64)]
+    # Their prompts together pass vLLM's 4096 tokens per step, which with chunked prefill
+    # crashed the CPU build on seeded requests (engines/vllm.py, device_engine_kwargs).
+    many = [{"prompt_id": f"q{i}", "prompt": f"Tell me about {i} rivers. "
+             + "Name the longest ones, the seas they reach and the towns on them. " * 5}
+            for i in range(64)]
     write_rows(many, str(tmp_path / "many" / "p.parquet"))
     sampled = GenerationConfig(samples=2, max_new_tokens=48, temperature=1.0, seed=3)
 

@@ -89,6 +89,7 @@ def test_the_device_chooses_dtype_eager_mode_memory_and_bundles():
 
     cpu = EngineConfig(kind="vllm", cpus_per_actor=2)
     assert device_engine_kwargs(cpu) == {"dtype": "float32", "enforce_eager": True,
+                                         "enable_chunked_prefill": False,
                                          "kv_cache_memory_bytes": 2**30}
     # Without a CPU bundle the stage would ask for a GPU and wait for one forever.
     assert worker_bundle(cpu) == {"CPU": 2}
@@ -100,6 +101,7 @@ def test_the_device_chooses_dtype_eager_mode_memory_and_bundles():
     chosen = EngineConfig(kind="vllm", dtype="bfloat16", enforce_eager=False, kv_cache_gib=0.5,
                           gpu_memory_utilization=0.8)
     assert device_engine_kwargs(chosen) == {"dtype": "bfloat16", "enforce_eager": False,
+                                            "enable_chunked_prefill": False,
                                             "kv_cache_memory_bytes": 2**29,
                                             "gpu_memory_utilization": 0.8}
     llm = pytest.importorskip("ray.data.llm")
