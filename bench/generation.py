@@ -41,7 +41,12 @@ Targets (printed, never asserted): 2 actors >= 1.6x the plain loop's tokens/s on
 runs; per-batch overhead of 1 actor < 10%. Results go to bench/results/generation.json
 (printed and written by bench/generation_report.py).
 
+`--engines vllm` runs the vllm engine beside the hf engine and the plain loop instead
+(bench/generation_vllm.py: engine start-up apart from tokens/s once running, on the tiny model
+and a larger Llama); `--engines hf,vllm` runs both.
+
     .venv/bin/python bench/generation.py [--prompts 256] [--samples 4] [--max-new-tokens 32]
+    .venv/bin/python bench/generation.py --engines vllm [--models tiny,larger]
 """
 
 from __future__ import annotations
@@ -87,9 +92,11 @@ def make_requests(prompts: list[dict[str, Any]], samples: int,
 
 
 def plain_loop(model_path: str, requests: list[dict[str, Any]], batch_size: int,
-               threads: int, loaded: Callable[[], None] | None = None) -> dict[str, Any]:
+               threads: int, loaded: Callable[[], None] | None = None,
+               dtype: str | None = None) -> dict[str, Any]:
     """The engine called batch by batch in this process; the model load is not timed.
-    `loaded` is called once the model is loaded, before the first batch."""
+    `loaded` is called once the model is loaded, before the first batch. `dtype`: cast the
+    model to it (the engine loads float32 on CPUs)."""
     import pandas as pd
     import torch
 
@@ -99,6 +106,8 @@ def plain_loop(model_path: str, requests: list[dict[str, Any]], batch_size: int,
     torch.set_num_threads(threads)
     try:
         engine = HFEngine(model_path)
+        if dtype:
+            engine.model.to(getattr(torch, dtype))
         if loaded:
             loaded()
         batch_tokens, batch_seconds = [], []
@@ -164,13 +173,15 @@ def plain_loop_child(args: argparse.Namespace) -> None:
           flush=True)
 
 
-def engine_tasks(started: float, ended: float) -> list[dict[str, Any]]:
-    """The engine tasks Ray's timeline holds between two wall-clock times (seconds)."""
+def engine_tasks(started: float, ended: float,
+                 names: tuple[str, ...] = ENGINE_TASKS) -> list[dict[str, Any]]:
+    """The engine tasks (named as `names` end) Ray's timeline holds between two wall-clock
+    times (seconds)."""
     import ray
 
     tasks = []
     for event in ray.timeline():
-        if event.get("ph") != "X" or not str(event.get("cat", "")).endswith(ENGINE_TASKS):
+        if event.get("ph") != "X" or not str(event.get("cat", "")).endswith(names):
             continue
         begin = event["ts"] / 1e6
         end = begin + event["dur"] / 1e6
@@ -179,11 +190,12 @@ def engine_tasks(started: float, ended: float) -> list[dict[str, Any]]:
     return tasks
 
 
-def settled_engine_tasks(started: float, ended: float, blocks: int) -> list[dict[str, Any]]:
+def settled_engine_tasks(started: float, ended: float, blocks: int,
+                         names: tuple[str, ...] = ENGINE_TASKS) -> list[dict[str, Any]]:
     """Workers report task events to Ray every second or so: wait until all have come in."""
     deadline = time.time() + 30
     while True:
-        tasks = engine_tasks(started, ended)
+        tasks = engine_tasks(started, ended, names)
         if len(tasks) >= blocks or time.time() > deadline:
             return tasks
         time.sleep(0.5)
@@ -236,6 +248,8 @@ def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
 
 
 def parse_args() -> argparse.Namespace:
+    from generation_vllm import add_arguments
+
     from temporal_ray.config import EngineConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -252,6 +266,11 @@ def parse_args() -> argparse.Namespace:
                         help="times every path runs, interleaved; the best run of each counts")
     parser.add_argument("--results", default=RESULTS.name,
                         help="file name under bench/results/ for this run's figures")
+    parser.add_argument("--engines", default="hf",
+                        help="comma-separated parts to run: hf (the hf engine's Ray Data "
+                        "pools against the plain loop), vllm (the vllm engine beside the hf "
+                        "engine and the plain loop, generation_vllm.py)")
+    add_arguments(parser)
     parser.add_argument("--plain-loop-child", help=argparse.SUPPRESS)  # side_by_side's
     parser.add_argument("--child-rows", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -344,8 +363,14 @@ def main() -> None:
     if args.plain_loop_child:
         plain_loop_child(args)
         return
-    requests, runs = measure(args)
-    report(args, requests, runs, {"temperature": TEMPERATURE, "top_p": TOP_P})
+    engines = args.engines.split(",")
+    if "hf" in engines:
+        requests, runs = measure(args)
+        report(args, requests, runs, {"temperature": TEMPERATURE, "top_p": TOP_P})
+    if "vllm" in engines:
+        from generation_vllm import measure_engines, report_engines
+
+        report_engines(args, measure_engines(args))
 
 
 if __name__ == "__main__":
