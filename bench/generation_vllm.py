@@ -13,8 +13,8 @@ shape family (`--larger-hidden`, `--larger-layers`: 24.65M parameters by default
   process. Per model and dtype (`--vllm-dtypes`): the engine starts once (timed: start-up),
   then the plain loop and vLLM run `--repeats` times, interleaved. With bfloat16 the plain loop
   casts the model to bfloat16 too. Timed: the generate calls only.
-- Every vLLM engine here, the stage's too, takes whole prompts only (`WHOLE_PROMPTS`): vLLM's
-  CPU build otherwise fails seeded requests at this size.
+- Every vLLM engine here takes the project's CPU arguments, chunked prefill off among them
+  (vLLM's CPU build otherwise fails seeded requests at this size; engines/vllm.py).
 - The whole stage through Ray Data: `generate_candidates` with `engine.kind` hf (1 actor,
   float32, its only dtype) and vllm (1 engine per dtype), `--batch-size` rows a batch,
   `--stage-repeats` times, interleaved. Timed: the whole call, engine start-up
@@ -28,7 +28,6 @@ larger model. Results go to bench/results/generation_vllm.json (or `--vllm-resul
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import math
@@ -36,7 +35,6 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +51,6 @@ from generation import (
 from generation_report import RESULTS, versions
 
 VLLM_TARGET = 3.0
-WHOLE_PROMPTS = {"enable_chunked_prefill": False}
-"""vLLM 0.29's CPU build fails a seeded request whose prompt is split over two engine steps
-(chunked prefill: "CPU Generator does not use offset"), which 256 requests at once bring
-about, and Ray Data then retries the stage's engine forever. Every vLLM engine here takes
-whole prompts only."""
 STAGE_TASKS = {"hf": "MapBatches(HFEngine)).submit",
                "vllm": "MapBatches(vLLMEngineStageUDF)).submit"}
 """How Ray's timeline names each engine's tasks in a Ray Data stage."""
@@ -83,30 +76,12 @@ def build_models(work: Path, args: argparse.Namespace) -> dict[str, dict[str, An
 
 
 def vllm_kwargs(dtype: str) -> dict[str, Any]:
-    """Our vLLM engine arguments on this device (eager, 1 GiB KV cache), with `dtype`, and
-    whole prompts only (`WHOLE_PROMPTS`)."""
+    """Our vLLM engine arguments on this device (eager, 1 GiB KV cache, chunked prefill off),
+    with `dtype`."""
     from temporal_ray.config import EngineConfig
     from temporal_ray.engines.vllm import vllm_engine_kwargs
 
-    return {**vllm_engine_kwargs(EngineConfig(kind="vllm", dtype=dtype)), **WHOLE_PROMPTS}
-
-
-@contextlib.contextmanager
-def whole_prompts_only() -> Iterator[None]:
-    """Our stage's vLLM engines with `WHOLE_PROMPTS` added to their arguments: the processor's
-    arguments are built in this process (`engines.vllm.vllm_processor_kwargs`)."""
-    from temporal_ray.engines import vllm as ours
-
-    original = ours.vllm_engine_kwargs
-
-    def patched(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        return {**original(*args, **kwargs), **WHOLE_PROMPTS}
-
-    ours.vllm_engine_kwargs = patched
-    try:
-        yield
-    finally:
-        ours.vllm_engine_kwargs = original
+    return vllm_engine_kwargs(EngineConfig(kind="vllm", dtype=dtype))
 
 
 def vllm_run(llm: Any, requests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -167,9 +142,8 @@ def stage_call(prompts_path: str, model_path: str, out_dir: str, kind: str, dtyp
                           batches_per_block=args.batches_per_block, dtype=dtype)
     wall_start = time.time()
     started = time.perf_counter()
-    with whole_prompts_only():
-        generate_candidates(prompts_path, {"policy": model_path}, generation,
-                            EnginePool(engine), out_dir)
+    generate_candidates(prompts_path, {"policy": model_path}, generation, EnginePool(engine),
+                        out_dir)
     seconds, wall_end = time.perf_counter() - started, time.time()
     rows = read_rows(out_dir, columns=["response_tokens"])
     tokens = sum(int(r["response_tokens"]) for r in rows)
