@@ -62,8 +62,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/dpo_throughput.py
 	$(BIN)/python bench/generation.py
-	if $(BIN)/python -c "import vllm" >/dev/null 2>&1; then $(BIN)/python bench/generation.py --engines vllm; \
-	else echo "bench/generation.py --engines vllm (the vllm engine beside hf) needs vLLM: skipped"; fi
+	if $(BIN)/python -c "import vllm" >/dev/null 2>&1; then $(BIN)/python bench/generation_vllm.py; \
+	else echo "bench/generation_vllm.py (the vllm engine beside hf) needs vLLM: skipped"; fi
 	if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python bench/mfu.py; \
 	else echo "bench/mfu.py (DPO model FLOPs utilisation) needs a GPU: skipped"; fi
 

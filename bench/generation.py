@@ -41,12 +41,11 @@ Targets (printed, never asserted): 2 actors >= 1.6x the plain loop's tokens/s on
 runs; per-batch overhead of 1 actor < 10%. Results go to bench/results/generation.json
 (printed and written by bench/generation_report.py).
 
-`--engines vllm` runs the vllm engine beside the hf engine and the plain loop instead
-(bench/generation_vllm.py: engine start-up apart from tokens/s once running, on the tiny model
-and a larger Llama); `--engines hf,vllm` runs both.
+bench/generation_vllm.py runs the vllm engine beside the hf engine and the plain loop, on the
+same requests and options (engine start-up apart from tokens/s once running, on the tiny model
+and a larger Llama).
 
     .venv/bin/python bench/generation.py [--prompts 256] [--samples 4] [--max-new-tokens 32]
-    .venv/bin/python bench/generation.py --engines vllm [--models tiny,larger]
 """
 
 from __future__ import annotations
@@ -247,9 +246,8 @@ def ray_data(prompts_path: str, model_path: str, out_dir: str, samples: int,
             "fixed_seconds": seconds - window["seconds"]}
 
 
-def parse_args() -> argparse.Namespace:
-    from generation_vllm import add_arguments
-
+def base_parser() -> argparse.ArgumentParser:
+    """The options of the requests and the repeats, which bench/generation_vllm.py shares."""
     from temporal_ray.config import EngineConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -266,11 +264,11 @@ def parse_args() -> argparse.Namespace:
                         help="times every path runs, interleaved; the best run of each counts")
     parser.add_argument("--results", default=RESULTS.name,
                         help="file name under bench/results/ for this run's figures")
-    parser.add_argument("--engines", default="hf",
-                        help="comma-separated parts to run: hf (the hf engine's Ray Data "
-                        "pools against the plain loop), vllm (the vllm engine beside the hf "
-                        "engine and the plain loop, generation_vllm.py)")
-    add_arguments(parser)
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    parser = base_parser()
     parser.add_argument("--plain-loop-child", help=argparse.SUPPRESS)  # side_by_side's
     parser.add_argument("--child-rows", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -363,14 +361,8 @@ def main() -> None:
     if args.plain_loop_child:
         plain_loop_child(args)
         return
-    engines = args.engines.split(",")
-    if "hf" in engines:
-        requests, runs = measure(args)
-        report(args, requests, runs, {"temperature": TEMPERATURE, "top_p": TOP_P})
-    if "vllm" in engines:
-        from generation_vllm import measure_engines, report_engines
-
-        report_engines(args, measure_engines(args))
+    requests, runs = measure(args)
+    report(args, requests, runs, {"temperature": TEMPERATURE, "top_p": TOP_P})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Generation throughput of the `vllm` engine beside the `hf` one (`generation.py --engines vllm`).
+"""Generation throughput of the `vllm` engine beside the `hf` one.
 
 The same request rows as the rest of the bench (`generation.make_requests`: one row per sample,
 each with its own seed, temperature 0.7, top-p 0.9), on two models built on the spot with the
@@ -42,6 +42,7 @@ from generation import (
     SEED,
     TEMPERATURE,
     TOP_P,
+    base_parser,
     engine_tasks,
     make_prompts,
     make_requests,
@@ -323,7 +324,7 @@ def report_engines(args: argparse.Namespace, measured: dict[str, Any]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of the vLLM part (`--engines vllm`)."""
+    """The options of the vLLM part, beside generation.py's."""
     parser.add_argument("--models", default="tiny,larger",
                         help="vLLM part: models to build, of tiny and larger")
     parser.add_argument("--larger-hidden", type=int, default=512,
@@ -338,3 +339,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vLLM part: runs of each whole stage (0: none)")
     parser.add_argument("--vllm-results", default="generation_vllm.json",
                         help="vLLM part: file name under bench/results/")
+
+
+def main() -> None:
+    parser = base_parser()
+    add_arguments(parser)
+    args = parser.parse_args()
+    report_engines(args, measure_engines(args))
+
+
+if __name__ == "__main__":
+    main()
