@@ -128,18 +128,23 @@ STASHED_PROMPT = "source_prompt"
 
 
 def stash_prompt(row: dict[str, Any]) -> dict[str, Any]:
-    """Preprocess: move our `prompt` out of the way of the column Ray's stages write."""
+    """Preprocess: move our `prompt`, if the row has one, out of the way of the column Ray's
+    stages write."""
     out = dict(row)
-    out[STASHED_PROMPT] = out.pop("prompt")
+    if "prompt" in out:
+        out[STASHED_PROMPT] = out.pop("prompt")
     return out
 
 
 def restore_prompt(row: dict[str, Any]) -> dict[str, Any]:
-    """Postprocess: put the user's prompt back where every stage after generation reads it,
-    and the text as every engine writes it (no surrounding white space: vLLM keeps the space
-    that a first word-initial token decodes to)."""
+    """Postprocess: put the user's prompt back where every stage after generation reads it
+    (a row that came without one leaves without Ray's templated text too), and the text as
+    every engine writes it (no surrounding white space: vLLM keeps the space that a first
+    word-initial token decodes to)."""
     out = dict(row)
-    out["prompt"] = out.pop(STASHED_PROMPT)
+    out.pop("prompt", None)
+    if STASHED_PROMPT in out:
+        out["prompt"] = out.pop(STASHED_PROMPT)
     out["generated_text"] = (out.get("generated_text") or "").strip()
     return out
 

@@ -60,8 +60,7 @@ def verdict_requests(prompt: dict[str, Any], model_answer: str, reference_answer
     for model_first in (True, False):
         first, second = ((model_answer, reference_answer) if model_first
                          else (reference_answer, model_answer))
-        # The user's prompt rides along as in every stage's request rows: the vllm engine
-        # moves a row's `prompt` aside around Ray's stages and fails on a row without one.
+        # The user's prompt rides along, as in every stage's request rows.
         requests.append({
             "prompt_id": prompt["prompt_id"], "prompt": prompt["prompt"],
             "model_first": model_first,

@@ -207,15 +207,12 @@ def stages_seed(cfg) -> int:
 @pytest.mark.slow
 @pytest.mark.chaos
 def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model, ray_cluster,
-                                                                      tmp_path, chaos_record):
+                                                                      tmp_path, chaos_record,
+                                                                      kill_a_pool_engine):
     """SIGKILL one engine of a kept pool mid-stage: Ray restarts it and sends its blocks
     again; the stage writes every (prompt, sample) once, with the texts of an undisturbed
     stage, and the pool keeps serving."""
-    import os
-    import signal
-    import threading
 
-    import psutil
 
     # 96 requests: 6 blocks of 4 batches, 3 for each engine, so both are busy when one is
     # killed 1 s in (with 3 blocks, one engine could be done and idle by then).
@@ -234,24 +231,11 @@ def test_a_killed_kept_engine_is_restarted_and_its_batches_sent_again(tiny_model
         assert len(responses) == len(rows), "a (prompt, sample) was written twice"
         return responses
 
-    def kill_one_engine(killed: list[float]) -> None:
-        time.sleep(1.0)  # the stage has started sending batches
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if " ".join(proc.info["cmdline"] or []).startswith("ray::PoolEngine"):
-                os.kill(proc.info["pid"], signal.SIGKILL)
-                killed.append(time.time())
-                return
-
     with pools:
         clean = generate("clean")  # also starts the pool
-        killed: list[float] = []
-        killer = threading.Thread(target=kill_one_engine, args=(killed,))
-        killer.start()
-        try:
+        with kill_a_pool_engine(1.0) as killed:
             faulted = generate("faulted")
             finished = time.time()
-        finally:
-            killer.join()
         assert killed and killed[0] < finished - 0.5, "no engine was killed mid-stage"
         lost = len(clean) - len(faulted)
         chaos_record("kept-pool engine SIGKILL mid-stage", 1, faulted == clean, max(lost, 0))

@@ -4,9 +4,6 @@ running engine; a killed engine comes back with them. Skipped where vLLM is not 
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 import time
 
 import pytest
@@ -89,13 +86,13 @@ def test_one_vllm_engine_serves_past_present_and_the_judge_by_lora_request(
 
 @pytest.mark.chaos
 def test_the_next_model_loads_into_the_running_engine_and_survives_a_killed_engine(
-        prompts, tiny_model, lora_checkpoint, tmp_path, engine_texts, chaos_record):
+        prompts, tiny_model, lora_checkpoint, tmp_path, engine_texts, chaos_record,
+        kill_a_pool_engine):
     """Without LoRA, M_{t+1} (a checkpoint of M_t's shape) goes into the running vLLM engine:
     no new engine, and the texts of an engine started on it. Then SIGKILL the engine
     mid-stage: Ray restarts it (on the model it first loaded), it loads the pool's current
     weights, and the stage writes every request once with the texts of an undisturbed
     stage."""
-    import psutil
 
     # 64 prompts x 2 samples x up to 48 tokens: a stage of several seconds on one engine.
     # Their prompts together pass vLLM's 4096 tokens per step, which with chunked prefill
@@ -111,14 +108,6 @@ def test_the_next_model_loads_into_the_running_engine_and_survives_a_killed_engi
                             EnginePool(ENGINE, kept=pools), str(tmp_path / out))
         return texts(str(tmp_path / out), "present")
 
-    def kill_the_engine(killed: list[float]) -> None:
-        time.sleep(1.5)  # the stage has started sending blocks
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if " ".join(proc.info["cmdline"] or []).startswith("ray::PoolEngine"):
-                os.kill(proc.info["pid"], signal.SIGKILL)
-                killed.append(time.time())
-                return
-
     with KeptPools() as pools:
         name = pool_name(ENGINE)
         stage(prompts, tiny_model, "m0", GREEDY)
@@ -130,14 +119,9 @@ def test_the_next_model_loads_into_the_running_engine_and_survives_a_killed_engi
                                                        GREEDY), "after the weight load")
 
         clean = stage(str(tmp_path / "many"), lora_checkpoint, "clean", sampled)
-        killed: list[float] = []
-        killer = threading.Thread(target=kill_the_engine, args=(killed,))
-        killer.start()
-        try:
+        with kill_a_pool_engine(1.5) as killed:
             faulted = stage(str(tmp_path / "many"), lora_checkpoint, "faulted", sampled)
             finished = time.time()
-        finally:
-            killer.join()
         assert killed and killed[0] < finished - 0.5, "the engine was not killed mid-stage"
         chaos_record("kept vLLM engine SIGKILL mid-stage (after a weight load)", 1,
                      faulted == clean, max(len(clean) - len(faulted), 0))

@@ -117,3 +117,12 @@ def test_the_adapters_rank_rounds_up_to_one_vllm_takes():
         vllm_lora_rank(1024)
     engine_kwargs = vllm_processor_kwargs("/m", EngineConfig(kind="vllm"), lora_rank=4)
     assert engine_kwargs["engine_kwargs"]["max_lora_rank"] == 8
+
+
+def test_a_request_without_a_prompt_passes_through_and_leaves_without_rays_text():
+    from temporal_ray.engines.vllm import restore_prompt, stash_prompt
+
+    stashed = stash_prompt({"prompt_id": "p1", "messages": []})
+    engine_row = {**stashed, "prompt": "<|user|>\n<|assistant|>\n", "generated_text": "Yes."}
+    assert restore_prompt(engine_row) == {"prompt_id": "p1", "messages": [],
+                                          "generated_text": "Yes."}
