@@ -97,6 +97,15 @@ def judge_agreement(judge_scores: Sequence[Number | None], true_scores: Sequence
     }
 
 
+def ranking_auc(positives: Sequence[Number], negatives: Sequence[Number]) -> float | None:
+    """The chance that a positive scores above a negative, ties counting half (the area under
+    the ROC curve); 0.5 is a score that does not tell them apart. None when a side is empty."""
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
 def pair_score_stats(pairs: Sequence[dict]) -> dict[str, Any]:
     """Mean chosen and rejected judge scores of DPO pairs and their mean gap (chosen - rejected):
     the gap is what method.md reports shrinking under Self-Rewarding. Means are None with no

@@ -40,6 +40,11 @@ class TrainingConfig(Section):
     """Global batch of examples (pairs for DPO) per optimizer step, over all workers."""
     micro_batch_size: int = Field(1, gt=0)
     """Examples per worker per forward pass; the rest is gradient accumulation."""
+    length_buckets: bool = True
+    """Put examples of similar length into one micro-batch (little compute spent on padding).
+    The buckets are made once per run and only their order is shuffled per epoch, so each
+    step sees one length, and with mixed data often one kind of example: turn it off where
+    lengths differ by kind and batches must mix them (the miniature's IFT and EFT rows)."""
     max_length: int = Field(2048, ge=8)
     """Prompt plus response tokens; longer sequences lose their response tail."""
     zero_stage: Literal[0, 1, 2, 3] = 3

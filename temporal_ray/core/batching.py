@@ -9,6 +9,7 @@ Knows nothing of the model, DeepSpeed or Ray.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,15 @@ def shard_indices(num_items: int, rank: int, world_size: int, per_step: int) -> 
     total = -(-num_items // chunk) * chunk
     padded = [i % num_items for i in range(total)]
     return padded[rank::world_size]
+
+
+def random_micro_batches(indices: list[int], micro_batch_size: int, seed: int
+                         ) -> list[list[int]]:
+    """Cut a rank's items into micro-batches in a seeded random order, whatever their lengths:
+    each micro-batch is a sample of the whole mix (IFT and EFT rows, short and long tasks)."""
+    order = list(indices)
+    random.Random(seed).shuffle(order)
+    return [order[i: i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
 
 
 def bucket_by_length(indices: list[int], lengths: list[int], micro_batch_size: int

@@ -5,7 +5,10 @@ request rows and judge parsing as training) and stored as one resumable stage:
 - answers: a greedy answer to each held-out task, graded exactly by `toytask.grade` ->
   accuracy, per family, and the mix of qualities;
 - judge check: the checkpoint judges held-out answers of known quality with the run's judge
-  prompt and sampling -> `metrics.judge_agreement` with the rubric's scores.
+  prompt and sampling -> `metrics.judge_agreement` with the rubric's scores, and the
+  correct-vs-wrong AUC: among on-topic answers, the chance that a correct one scores above a
+  wrong one. Agreement alone can mislead: a judge that reads only the form (off topic, bare or
+  wordy) agrees on 3 of 4 balanced answers without checking any (`form_only_judge`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from temporal_ray.analysis.metrics import judge_agreement
+from temporal_ray.analysis.metrics import judge_agreement, ranking_auc
 from temporal_ray.core.judging import JUDGE_TRUNCATED, judge_counts
 from temporal_ray.core.requests import candidate_requests
 from temporal_ray.core.rows import CANDIDATE_COLUMNS
@@ -21,7 +24,7 @@ from temporal_ray.core.rubric import load_template
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.pool import EnginePool, run_engine_pool
 from temporal_ray.miniature.config import MiniatureRunConfig
-from temporal_ray.miniature.tasks import Quality, Task, grade
+from temporal_ray.miniature.tasks import RUBRIC_SCORE, Quality, Task, form_only_score, grade
 from temporal_ray.stages.judge import aggregate_judgements, judge_requests
 from temporal_ray.storage.files import write_rows
 from temporal_ray.storage.run_dir import RunDir
@@ -46,6 +49,24 @@ def answer_summary(answers: list[dict[str, Any]], tasks: dict[str, Task]) -> dic
         "qualities": dict(Counter(q.name.lower() for _, q in graded)),
         "mean_answer_tokens": sum(a["response_tokens"] for a in answers) / len(answers),
     }
+
+
+def judge_measures(judge_scores: list[float | None], true_scores: list[int]) -> dict[str, Any]:
+    """`judge_agreement`, plus `correct_vs_wrong_auc` over the parsed on-topic answers (correct
+    clean or verbose against wrong): 0.5 means the judge does not check correctness."""
+    correct = {RUBRIC_SCORE[Quality.CORRECT_CLEAN], RUBRIC_SCORE[Quality.CORRECT_VERBOSE]}
+    pairs = [(j, t) for j, t in zip(judge_scores, true_scores) if j is not None]
+    return {**judge_agreement(judge_scores, true_scores),
+            "correct_vs_wrong_auc": ranking_auc(
+                [j for j, t in pairs if t in correct],
+                [j for j, t in pairs if t == RUBRIC_SCORE[Quality.WRONG_ON_TOPIC]])}
+
+
+def form_only_judge(check: list[dict[str, Any]], tasks: dict[str, Task]) -> dict[str, Any]:
+    """`judge_measures` of the form-only baseline (tasks.form_only_score) on the check rows;
+    `tasks` maps a task's prompt text to its Task (tasks.answer_key)."""
+    return judge_measures([form_only_score(tasks[r["prompt"]], r["response"]) for r in check],
+                          [r["true_score"] for r in check])
 
 
 def checkpoint_requests(heldout: list[dict[str, Any]], check: list[dict[str, Any]],
@@ -101,7 +122,7 @@ def check_checkpoint(run: RunDir, stage: str, model: str, heldout: list[dict[str
         failures = judge_counts(judged, judge.score_pattern, judge.min_score,
                                 judge.max_score)["roles"][CHECK_ROLE]
         return {"answers": answer_summary(answer_rows, tasks),
-                "judge": {**judge_agreement([scores.get(i) for i in ids], [truth[i] for i in ids]),
+                "judge": {**judge_measures([scores.get(i) for i in ids], [truth[i] for i in ids]),
                           "no_score": failures["no_score"],
                           "out_of_range": failures["out_of_range"]}}
 

@@ -21,9 +21,15 @@ from temporal_ray.config import ConfigError, Method
 from temporal_ray.core.prompts import read_jsonl
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.miniature.config import MiniatureRunConfig
-from temporal_ray.miniature.ground_truth import check_checkpoint
+from temporal_ray.miniature.ground_truth import check_checkpoint, form_only_judge
 from temporal_ray.miniature.report import markdown, plot, terminal_summary
-from temporal_ray.miniature.tasks import build_toy_data, judge_check_rows, load_tasks, write_jsonl
+from temporal_ray.miniature.tasks import (
+    answer_key,
+    build_toy_data,
+    judge_check_rows,
+    load_tasks,
+    write_jsonl,
+)
 from temporal_ray.run.compare import method_config, run_comparison
 from temporal_ray.run.methods import METHODS
 from temporal_ray.run.session import absolute, start_ray
@@ -51,13 +57,22 @@ def _data(run: RunDir, cfg: MiniatureRunConfig) -> str:
 
     def produce(tmp: str) -> dict[str, Any]:
         paths = build_toy_data(tmp, mini.seed, mini.ift, mini.eft, n_prompts, mini.heldout,
-                               judge_template=open(TOY_JUDGE_TEMPLATE).read())
-        check = judge_check_rows(load_tasks(paths["heldout"]), mini.seed + 3)
+                               judge_template=open(TOY_JUDGE_TEMPLATE).read(),
+                               families=mini.families, digit_lengths=mini.digit_lengths,
+                               eft_weights=mini.eft_mix.weights())
+        heldout = load_tasks(paths["heldout"])
+        check = judge_check_rows(heldout, mini.seed + 3)
         write_jsonl(check, f"{tmp}/judge_check.jsonl")
         return {"ift": mini.ift, "eft": mini.eft, "prompts": n_prompts,
-                "heldout": mini.heldout}
+                "heldout": mini.heldout,
+                "form_only_judge": form_only_judge(check, answer_key(heldout))}
 
     return run.run_stage("data", produce, kind="toy_data").path
+
+
+def _data_manifest(run: RunDir) -> dict[str, Any]:
+    stage = run.finished("data")
+    return stage.manifest if stage else {}
 
 
 def miniature_config(cfg: MiniatureRunConfig, root: str, base_model: str,
@@ -119,10 +134,13 @@ def run_miniature(cfg: MiniatureRunConfig, force: bool = False) -> dict[str, Any
     checkpoints = run_comparison(cfg, cfg.miniature.iterations, force=force)
     with KeptPools() as pools:
         results = evaluate(cfg, root, data, checkpoints, pools)
+    results["form_only_judge"] = _data_manifest(run).get("form_only_judge")
     mini = cfg.miniature
     results["settings"] = {
         "title": "The paper in miniature: Self-Rewarding vs Temporal Self-Rewarding",
-        "domain": f"synthetic tasks (add, reverse, sort, count), seed {mini.seed}",
+        "domain": f"synthetic tasks ({', '.join(mini.families)}"
+                  + (f", {mini.digit_lengths[0]}-{mini.digit_lengths[1]} digits"
+                     if "sortd" in mini.families else "") + f"), seed {mini.seed}",
         "model": f"tiny Llama, hidden {mini.hidden_size}, {mini.layers} layers, random init",
         "M0": f"SFT on {mini.ift} IFT + {mini.eft} EFT rows",
         "iterations": ", ".join(f"{m.value} {n}" for m, n in mini.iterations.items()),

@@ -21,8 +21,9 @@ from temporal_ray.analysis.style import METHOD_STYLE, by_method, fmt, method_lab
 def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
     """Markdown: one row per checkpoint (M0 once, then each method's M_k)."""
     lines = ["| model | DPO runs | held-out accuracy | clean answers | off-topic answers | "
-             "mean answer tokens | judge agreement | judge Spearman | judge unparsed |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "mean answer tokens | judge agreement | judge Spearman | "
+             "judge correct-vs-wrong AUC | judge unparsed |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     seen_m0 = False
     for row in checkpoints:
         if row["index"] == 0:
@@ -37,8 +38,19 @@ def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
                      f"{fmt(a['clean_accuracy'])} | {fmt(off_topic)} | "
                      f"{fmt(a['mean_answer_tokens'], '.1f')} | "
                      f"{fmt(j['agreement'])} | {fmt(j['spearman'])} | "
-                     f"{fmt(j['unparsed_share'])} |")
+                     f"{fmt(j.get('correct_vs_wrong_auc'))} | {fmt(j['unparsed_share'])} |")
     return "\n".join(lines)
+
+
+def form_only_line(results: dict[str, Any]) -> str:
+    """The judge baseline the table's judge columns must beat (ground_truth.form_only_judge)."""
+    base = results.get("form_only_judge")
+    if not base:
+        return ""
+    return (f"A judge that reads only the form (off topic 0, a bare answer 5, more words 4, "
+            f"never checking correctness) scores agreement {fmt(base['agreement'])}, Spearman "
+            f"{fmt(base['spearman'])} and correct-vs-wrong AUC "
+            f"{fmt(base['correct_vs_wrong_auc'])} on the same answers.")
 
 
 def iteration_table(iterations: list[dict[str, Any]]) -> str:
@@ -96,6 +108,8 @@ def plot(results: dict[str, Any], path: str) -> None:
     panels = [
         ("checkpoints", lambda r: r["answers"]["accuracy"], "held-out accuracy"),
         ("checkpoints", lambda r: r["judge"]["agreement"], "judge agreement with truth"),
+        ("checkpoints", lambda r: r["judge"].get("correct_vs_wrong_auc"),
+         "judge correct-vs-wrong AUC"),
         ("iterations", lambda r: r["mean_gap"], "chosen - rejected score gap"),
         ("iterations", lambda r: r["cosine"], "chosen-rejected feature cosine"),
         ("iterations", lambda r: r["mean_chosen_score"], "mean chosen score"),
@@ -103,7 +117,7 @@ def plot(results: dict[str, Any], path: str) -> None:
         ("iterations", lambda r: r["dpo_reward_margin"], "DPO implicit reward margin"),
         ("iterations", lambda r: r["dpo_mean_grad_norm"], "DPO mean grad norm"),
     ]
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    fig, axes = plt.subplots(3, 3, figsize=(14, 10))
     for ax, (kind, value, title) in zip(axes.flat, panels):
         for method, rows in by_method(results[kind]).items():
             if kind == "checkpoints":
@@ -136,7 +150,10 @@ def markdown(results: dict[str, Any], image: str = "report.png") -> str:
         f"![measurements per iteration]({image})",
         "## Checkpoints\nHeld-out accuracy: greedy answers graded exactly (correct = clean or "
         "with extra words). Judge agreement: share of answers of known quality the model "
-        "scores exactly as the rubric does (an unparsed judgement counts as a miss).",
+        "scores exactly as the rubric does (an unparsed judgement counts as a miss). "
+        "Correct-vs-wrong AUC: among the on-topic answers, the chance that a correct one "
+        "scores above a wrong one (0.5: the judge does not check correctness). "
+        + form_only_line(results),
         checkpoint_table(results["checkpoints"]),
         "## Iterations\nThe pairs each iteration trained on (Temporal: the future-guided pairs "
         "D2), judged by M_i; cosine of chosen vs rejected last-layer features under M_i, "

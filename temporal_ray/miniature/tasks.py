@@ -1,8 +1,15 @@
 """A synthetic instruction domain with exact ground truth: "the paper in miniature".
 
-Four task families with short exact answers: `add` ("What is 23 + 58?" -> "81", operands and
-sum in 0..99), `reverse` ("Reverse the word: cable" -> "elbac"), `sort` ("Sort the letters:
-dcab" -> "abcd", random 3-5 letter strings) and `count` ("How many letters in: planet?" -> "6").
+Task families with short exact answers: `sortd` ("Sort the digits: 75517" -> "15577", random
+digit strings of configurable length; the miniature's default, see below), `add` ("What is
+23 + 58?" -> "81", operands and sum in 0..99), `reverse` ("Reverse the word: cable" ->
+"elbac"), `sort` ("Sort the letters: dcab" -> "abcd", random 3-5 letter strings) and `count`
+("How many letters in: planet?" -> "6").
+
+Why `sortd`: self-rewarding can only help where judging is easier than solving. Checking a
+sorted answer takes two local tests (is each digit no larger than the next? are they the input's
+digits?), while producing it takes the whole sort; and every digit is one token, so the model
+sees each symbol it must check (a word family's letters hide inside BPE tokens).
 
 In:  a seed and sizes. Out: `Task`s, their ground-truth `grade` on the judge rubric's quality
 levels, responses of a chosen quality (`corrupt`), and the JSONL files a run needs:
@@ -53,7 +60,11 @@ WORDS: tuple[str, ...] = tuple(dict.fromkeys(
     w for w in _WORD_TEXT.split() if w != w[::-1] and w not in FILLER))
 
 FAMILIES: tuple[str, ...] = ("add", "reverse", "sort", "count")
+"""The word and number families (make_tasks' default); `sortd` is asked for by name."""
+KNOWN_FAMILIES: tuple[str, ...] = ("sortd", *FAMILIES)
 _NUMBER_FAMILIES = frozenset({"add", "count"})
+DIGIT_LENGTHS = (3, 6)
+"""Shortest and longest digit string of a `sortd` task."""
 
 OFF_TOPIC_PHRASES: tuple[str, ...] = (
     "hello there, nice to meet you.", "let us talk about the weather.",
@@ -103,7 +114,9 @@ def _task(family: str, value: str | tuple[int, int]) -> Task:
         return Task(family, f"Sort the letters: {value}", "".join(sorted(value)))
     if family == "count":
         return Task(family, f"How many letters in: {value}?", str(len(value)))
-    raise ValueError(f"unknown task family {family!r}")
+    if family == "sortd":
+        return Task(family, f"Sort the digits: {value}", "".join(sorted(value)))
+    raise ValueError(f"unknown task family {family!r}; known: {', '.join(KNOWN_FAMILIES)}")
 
 
 def _letters(rng: random.Random) -> str:
@@ -114,9 +127,19 @@ def _letters(rng: random.Random) -> str:
             return s
 
 
-def make_tasks(n: int, seed: int, families: Sequence[str] = FAMILIES) -> list[Task]:
+def _digits(rng: random.Random, lengths: tuple[int, int]) -> str:
+    """A random digit string of lengths[0]..lengths[1] digits, not already sorted."""
+    while True:
+        s = "".join(rng.choice("0123456789") for _ in range(rng.randint(*lengths)))
+        if s != "".join(sorted(s)):
+            return s
+
+
+def make_tasks(n: int, seed: int, families: Sequence[str] = FAMILIES,
+               digit_lengths: tuple[int, int] = DIGIT_LENGTHS) -> list[Task]:
     """`n` distinct tasks, round-robin over the families while each has prompts left (reverse and
-    count have one per word, add 5,050, sort is practically unbounded). Deterministic per seed."""
+    count have one per word, add 5,050, sort and sortd are practically unbounded).
+    Deterministic per seed."""
     rng = random.Random(seed)
     pools: dict[str, list] = {}
     for family in families:
@@ -124,8 +147,9 @@ def make_tasks(n: int, seed: int, families: Sequence[str] = FAMILIES) -> list[Ta
             pools[family] = [(x, y) for x in range(100) for y in range(100 - x)]
         elif family in ("reverse", "count"):
             pools[family] = list(WORDS)
-        elif family != "sort":
-            raise ValueError(f"unknown task family {family!r}")
+        elif family not in ("sort", "sortd"):
+            raise ValueError(f"unknown task family {family!r}; known: "
+                             f"{', '.join(KNOWN_FAMILIES)}")
         if family in pools:
             rng.shuffle(pools[family])
     tasks: list[Task] = []
@@ -139,6 +163,8 @@ def make_tasks(n: int, seed: int, families: Sequence[str] = FAMILIES) -> list[Ta
                 break
             if family == "sort":
                 task = _task(family, _letters(rng))
+            elif family == "sortd":
+                task = _task(family, _digits(rng, digit_lengths))
             elif pools[family]:
                 task = _task(family, pools[family].pop())
             else:
@@ -198,7 +224,28 @@ def _source(task: Task) -> str:
     return task.prompt.split(":", 1)[1].strip(" ?") if ":" in task.prompt else task.prompt[8:-1]
 
 
+def _wrong_digits(task: Task, rng: random.Random) -> str:
+    """A wrong sort of the digits: shuffled, one digit changed (still in order: a near miss),
+    the input echoed, or one digit dropped."""
+    answer, digits = task.answer, list(task.answer)
+    how = rng.choice(("shuffle", "change", "echo", "drop"))
+    if how == "echo":
+        return _source(task)  # the input is never already sorted (see _digits)
+    if how == "shuffle" and len(set(answer)) > 1:
+        while "".join(digits) == answer:
+            rng.shuffle(digits)
+    elif how == "change" or len(digits) == 1:
+        i = rng.randrange(len(digits))
+        digits[i] = rng.choice([d for d in "0123456789" if d != digits[i]])
+        digits.sort()
+    else:
+        del digits[rng.randrange(len(digits))]
+    return "".join(digits)
+
+
 def _wrong(task: Task, rng: random.Random) -> str:
+    if task.family == "sortd":
+        return _wrong_digits(task, rng)
     if task.family in _NUMBER_FAMILIES:
         a, delta = int(task.answer), rng.choice((-3, -2, -1, 1, 2, 3))
         return str(a + delta if a + delta >= 0 else a - delta)  # off by a little, never < 0
@@ -218,7 +265,7 @@ def _verbose(task: Task, rng: random.Random) -> str:
     a, src = task.answer, _source(task)
     own = {"add": f"{src} = {a}",
            "reverse": f"The word {src} reversed is {a}.", "sort": f"Sorted: {a}.",
-           "count": f"The word {src} has {a} letters."}[task.family]
+           "count": f"The word {src} has {a} letters.", "sortd": f"Sorted: {a}."}[task.family]
     return rng.choice((f"The answer is {a}.", f"Sure, the answer is {a}.", f"{a}, I think.", own))
 
 
@@ -264,22 +311,28 @@ def eft_response(quality: Quality) -> str:
     return f"{JUSTIFICATION[quality]} Score: {RUBRIC_SCORE[quality]}"
 
 
-def _balanced_qualities(n: int, rng: random.Random) -> list[Quality]:
-    """n quality levels in balanced shares (each n/4, +-1), in random order."""
-    levels = list(Quality)
+def _balanced_qualities(n: int, rng: random.Random,
+                        weights: Sequence[int] = (1, 1, 1, 1)) -> list[Quality]:
+    """n quality levels in shares proportional to `weights` (one per Quality, from OFF_TOPIC up;
+    equal by default: each n/4, +-1), in random order."""
+    if len(weights) != len(Quality) or min(weights) < 0 or not sum(weights):
+        raise ValueError(f"quality weights {list(weights)}: one non-negative weight per level "
+                         f"({', '.join(q.name.lower() for q in Quality)}), not all zero")
+    levels = [q for q, w in zip(Quality, weights) for _ in range(w)]
     qualities = (levels * math.ceil(n / len(levels)))[:n]
     rng.shuffle(qualities)
     return qualities
 
 
-def eft_rows(tasks: Sequence[Task], seed: int,
-             template: str = ADDITIVE_5_POINT_RUBRIC) -> list[dict[str, str]]:
-    """Evaluation data: one candidate per task, the qualities in balanced shares (each level
-    n/4, +-1) assigned at random so that quality and family are independent."""
+def eft_rows(tasks: Sequence[Task], seed: int, template: str = ADDITIVE_5_POINT_RUBRIC,
+             weights: Sequence[int] = (1, 1, 1, 1)) -> list[dict[str, str]]:
+    """Evaluation data: one candidate per task, its quality drawn in the shares of `weights`
+    (see _balanced_qualities) and assigned at random, so that quality and family are
+    independent."""
     rng = random.Random(seed)
     return [{"prompt": judge_prompt(t.prompt, corrupt(t, rng, q), template),
              "response": eft_response(q)}
-            for t, q in zip(tasks, _balanced_qualities(len(tasks), rng))]
+            for t, q in zip(tasks, _balanced_qualities(len(tasks), rng, weights))]
 
 
 def judge_check_rows(tasks: Sequence[Task], seed: int,
@@ -290,6 +343,16 @@ def judge_check_rows(tasks: Sequence[Task], seed: int,
     return [{"prompt_id": f"{prefix}{i:05d}", "prompt": t.prompt,
              "response": corrupt(t, rng, q), "true_score": RUBRIC_SCORE[q]}
             for i, (t, q) in enumerate(zip(tasks, _balanced_qualities(len(tasks), rng)))]
+
+
+def form_only_score(task: Task, response: str) -> int:
+    """The score of a judge that reads only an answer's form and takes every on-topic answer
+    for correct: off topic 0, one bare token 5, more words 4. The baseline a judge must beat
+    to show it checks correctness: on a balanced check set it already agrees on 3 of 4."""
+    if grade(task, response) == Quality.OFF_TOPIC:
+        return RUBRIC_SCORE[Quality.OFF_TOPIC]
+    bare = len(_tokens(response)) == 1 and response.strip().rstrip(".!?").isalnum()
+    return RUBRIC_SCORE[Quality.CORRECT_CLEAN if bare else Quality.CORRECT_VERBOSE]
 
 
 def pairwise_verdict(row: dict[str, str], first: str, second: str) -> str:
@@ -351,15 +414,17 @@ def split_tasks(tasks: Sequence[Task], sizes: Sequence[int]) -> list[list[Task]]
 
 
 def build_toy_data(out_dir: str | Path, seed: int, n_ift: int, n_eft: int, n_prompts: int,
-                   n_heldout: int, judge_template: str = ADDITIVE_5_POINT_RUBRIC
-                   ) -> dict[str, str]:
+                   n_heldout: int, judge_template: str = ADDITIVE_5_POINT_RUBRIC,
+                   families: Sequence[str] = FAMILIES,
+                   digit_lengths: tuple[int, int] = DIGIT_LENGTHS,
+                   eft_weights: Sequence[int] = (1, 1, 1, 1)) -> dict[str, str]:
     """Write ift/eft/prompts/heldout.jsonl to `out_dir`, their task prompts pairwise disjoint;
     return {name: path}."""
     sizes = {"ift": n_ift, "eft": n_eft, "prompts": n_prompts, "heldout": n_heldout}
-    tasks = make_tasks(sum(sizes.values()), seed)
+    tasks = make_tasks(sum(sizes.values()), seed, families, digit_lengths)
     split = dict(zip(sizes, split_tasks(tasks, list(sizes.values()))))
     out = Path(out_dir)
     rows = {"ift": ift_rows(split["ift"], seed + 1),
-            "eft": eft_rows(split["eft"], seed + 2, judge_template),
+            "eft": eft_rows(split["eft"], seed + 2, judge_template, eft_weights),
             "prompts": prompt_rows(split["prompts"]), "heldout": heldout_rows(split["heldout"])}
     return {name: str(write_jsonl(r, out / f"{name}.jsonl")) for name, r in rows.items()}

@@ -34,18 +34,22 @@ def bundled_text() -> list[str]:
 
 def tokenizer_text() -> list[str]:
     """The tokenizer's training text: the bundled lines plus text of the synthetic task domain
-    (`miniature.tasks`: prompts, judge justifications, responses to number questions), so that the
-    miniature experiment's prompts take few tokens. No reversed or sorted words: their
-    spellings must not become single tokens."""
+    (`miniature.tasks`: prompts, judge justifications, responses to number and digit questions,
+    and whole filled judge prompts), so that the miniature experiment's prompts, and above all
+    its long judge prompts, take few tokens. No reversed or sorted words: their spellings must
+    not become single tokens (digits are single tokens anyway)."""
     from temporal_ray.miniature import tasks as toytask
 
     rng = random.Random(0)
+    judge_template = (resources.files("temporal_ray") / "assets" / "toy_judge.txt").read_text(
+        encoding="utf-8")
     lines = bundled_text()
-    for task in toytask.make_tasks(2000, seed=12345):
+    for task in toytask.make_tasks(2000, seed=12345, families=toytask.KNOWN_FAMILIES):
         quality = rng.choice(list(toytask.Quality))
+        response = toytask.corrupt(task, rng, quality)
         lines += [task.prompt, toytask.eft_response(quality)]
-        if task.family in ("add", "count"):
-            lines.append(toytask.corrupt(task, rng, quality))
+        if task.family in ("add", "count", "sortd"):  # responses free of word spellings
+            lines += [response, toytask.judge_prompt(task.prompt, response, judge_template)]
     return lines
 
 

@@ -136,13 +136,16 @@ def prepare(cfg: TrainingConfig, place: Place, tokenizer: Any, lengths: list[int
             adapter: str | None = None, base_uri: str | None = None) -> Setup:
     """This rank's share of the examples in micro-batches, and the policy's engine built from
     `base` (with `adapter` loaded, if given)."""
-    from temporal_ray.core.batching import bucket_by_length, shard_indices
+    from temporal_ray.core.batching import bucket_by_length, random_micro_batches, shard_indices
     from temporal_ray.training.deepspeed_setup import build_engine, deepspeed_config, load_model
 
     per_rank_step = cfg.batch_size // place.world
     mine = shard_indices(len(lengths), place.rank, place.world, per_rank_step)
-    # Examples of similar length share a micro-batch, so little compute goes to padding.
-    micro_batches = bucket_by_length(mine, lengths, cfg.micro_batch_size)
+    # Examples of similar length share a micro-batch, so little compute goes to padding; or,
+    # without buckets, every micro-batch is a random sample of the whole mix.
+    micro_batches = (bucket_by_length(mine, lengths, cfg.micro_batch_size)
+                     if cfg.length_buckets
+                     else random_micro_batches(mine, cfg.micro_batch_size, cfg.seed + place.rank))
     total_steps = len(mine) // per_rank_step * cfg.epochs
     ds_config = deepspeed_config(cfg, place.world)
     engine = build_engine(load_model(base, cfg, ds_config, adapter), cfg, ds_config,

@@ -150,3 +150,13 @@ def test_chosen_rejected_cosine(model_and_tokenizer):
     assert values[3] is None and values[2] < 1.0 - 1e-4
     mean = chosen_rejected_cosine(model, tok, mixed)
     assert mean == pytest.approx(sum(values[:3]) / 3, abs=1e-6)
+
+
+def test_ranking_auc():
+    from temporal_ray.analysis.metrics import ranking_auc
+
+    assert ranking_auc([5, 4], [2, 0]) == 1.0
+    assert ranking_auc([2, 0], [5, 4]) == 0.0
+    assert ranking_auc([3, 3], [3]) == 0.5  # ties count half
+    assert ranking_auc([5, 2], [4]) == 0.5
+    assert ranking_auc([], [1]) is None and ranking_auc([1], []) is None

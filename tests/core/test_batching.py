@@ -10,6 +10,7 @@ from temporal_ray.core.batching import (
     collate,
     encode_prompt_response,
     prompt_text,
+    random_micro_batches,
     shard_indices,
     tokenize_pair,
 )
@@ -220,3 +221,13 @@ def test_shard_indices_invariants(num_items, world_size, per_step):
 def test_shard_indices_empty():
     assert shard_indices(0, 0, 2, 2) == []
     assert shard_indices(0, 1, 2, 2) == []
+
+
+def test_random_micro_batches_mix_lengths_and_keep_every_item():
+    indices = list(range(40))  # 0-19 short, 20-39 long: buckets would never mix them
+    batches = random_micro_batches(indices, 8, seed=3)
+    assert batches == random_micro_batches(indices, 8, seed=3)
+    assert batches != random_micro_batches(indices, 8, seed=4)
+    assert sorted(i for b in batches for i in b) == indices and [len(b) for b in batches] == [8] * 5
+    assert sum(any(i < 20 for i in b) and any(i >= 20 for i in b) for b in batches) >= 3
+    assert random_micro_batches([5, 5, 6], 2, seed=0) in ([[5, 5], [6]], [[5, 6], [5]])

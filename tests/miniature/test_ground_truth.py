@@ -53,3 +53,23 @@ def test_checkpoint_requests_hold_both_checks_with_one_column_set():
     content = judgements[0]["messages"][0]["content"]
     assert "Question: What is 1 + 1?" in content and "Response: 2" in content
     assert len({j["sampling_params"]["seed"] for j in judgements}) == 3
+
+
+def test_judge_measures_and_the_form_only_baseline_by_hand():
+    from temporal_ray.miniature.ground_truth import form_only_judge, judge_measures
+    from temporal_ray.miniature.tasks import answer_key
+
+    # Truths: clean 5, verbose 4, wrong 2, wrong 2, off topic 0. The judge ranks one wrong
+    # answer above the verbose one: 3 of 4 (correct, wrong) pairs in order.
+    measures = judge_measures([5, 3, 4, 1, 0], [5, 4, 2, 2, 0])
+    assert measures["correct_vs_wrong_auc"] == pytest.approx(3 / 4)
+    assert measures["agreement"] == pytest.approx(2 / 5)
+    assert judge_measures([None, 4], [5, 2])["correct_vs_wrong_auc"] is None  # no parsed correct
+
+    task = Task("sortd", "Sort the digits: 312", "123")
+    check = [{"prompt": task.prompt, "response": r, "true_score": t}
+             for r, t in (("123", 5), ("Sorted: 123.", 4), ("132", 2), ("thank you!", 0))]
+    base = form_only_judge(check, answer_key([task]))
+    assert base["agreement"] == pytest.approx(3 / 4)  # right on form, wrong on the wrong answer
+    # The bare wrong "132" scores 5: a tie with the clean answer (1/2), above the verbose (0).
+    assert base["correct_vs_wrong_auc"] == pytest.approx(1 / 4)

@@ -229,3 +229,61 @@ def test_judge_check_rows_are_balanced_and_scored_by_the_rubric():
     assert Counter(r["true_score"] for r in rows) == {5: 10, 4: 10, 2: 10, 0: 10}
     for task, row in zip(tasks, rows):
         assert RUBRIC_SCORE[grade(task, row["response"])] == row["true_score"]
+
+
+def test_sortd_tasks_sort_digit_strings_of_the_given_lengths():
+    tasks = make_tasks(300, seed=2, families=["sortd"], digit_lengths=(3, 5))
+    assert tasks == make_tasks(300, seed=2, families=["sortd"], digit_lengths=(3, 5))
+    assert len({t.prompt for t in tasks}) == 300
+    for t in tasks:
+        digits = t.prompt.removeprefix("Sort the digits: ")
+        assert digits.isdigit() and 3 <= len(digits) <= 5
+        assert t.answer == "".join(sorted(digits)) != digits  # sorting changes it
+    assert {len(t.answer) for t in tasks} == {3, 4, 5}
+    with pytest.raises(ValueError, match="known: sortd"):
+        make_tasks(3, 0, families=["sortx"])
+
+
+def test_sortd_grading_and_corruptions():
+    task = Task("sortd", "Sort the digits: 75517", "15577")
+    assert grade(task, "15577") == C and grade(task, "15577.") == C
+    assert grade(task, "Sorted: 15577.") == V
+    assert grade(task, "75517 sorted is 15577") == V  # the input's digits are no rival
+    for wrong in ("15757", "1557", "15578", "75517", "The answer is 1577."):
+        assert grade(task, wrong) == W, wrong
+    assert grade(task, "15577 or 15578") == W  # a hedge
+    assert grade(task, "see you later.") == OFF
+    rng = random.Random(0)
+    wrongs = [corrupt(task, rng, W).removeprefix("The answer is ").rstrip(".")
+              for _ in range(200)]
+    kinds = Counter("echo" if w == "75517" else "dropped" if len(w) == 4
+                    else "in order" if w == "".join(sorted(w)) else "shuffled" for w in wrongs)
+    assert set(kinds) == {"echo", "dropped", "in order", "shuffled"}  # every kind of near miss
+    assert all(w.isdigit() and w != "15577" for w in wrongs)
+
+
+def test_eft_rows_follow_the_quality_weights():
+    tasks = make_tasks(800, 4, families=["sortd"])
+    rows = eft_rows(tasks, seed=5, weights=(1, 3, 2, 2))
+    scores = Counter(int(parse_judgement(r["response"], SCORE_PATTERN).score) for r in rows)
+    assert scores == {0: 100, 2: 300, 4: 200, 5: 200}
+    with pytest.raises(ValueError, match="one non-negative weight per level"):
+        eft_rows(tasks, seed=5, weights=(1, 1, 1))
+
+
+def test_form_only_score_reads_the_form_and_never_the_answer():
+    from temporal_ray.miniature.tasks import form_only_score
+
+    task = Task("sortd", "Sort the digits: 75517", "15577")
+    assert form_only_score(task, "15577") == form_only_score(task, "15757.") == 5
+    assert form_only_score(task, "Sorted: 15577.") == form_only_score(task, "It is 1577.") == 4
+    assert form_only_score(task, "i do not know.") == 0
+
+
+def test_build_toy_data_with_the_sortd_family(tmp_path):
+    paths = build_toy_data(tmp_path, 0, 40, 40, 10, 10, families=["sortd"],
+                           digit_lengths=(4, 4), eft_weights=(0, 1, 0, 1))
+    held = load_tasks(paths["heldout"])
+    assert {t.family for t in held} == {"sortd"} and {len(t.answer) for t in held} == {4}
+    eft = [json.loads(line)["response"] for line in open(paths["eft"], encoding="utf-8")]
+    assert Counter(r[-1] for r in eft) == {"2": 20, "5": 20}
