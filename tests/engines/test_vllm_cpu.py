@@ -56,20 +56,6 @@ def test_the_generate_stage_runs_on_vllm_with_seeded_samples(prompts, tiny_model
     assert same >= 7 * len(hf_texts) // 8
 
 
-def test_greedy_vllm_and_hf_give_the_same_texts(prompts, tiny_model, tmp_path, engine_texts):
-    """Greedy answers of the same float32 model through both engines, with the same token
-    counts. They could part where two tokens' logits tie to within the kernels' rounding
-    (vLLM's CPU attention and matmuls are not transformers'): on the tiny model all 8 matched
-    here (2026-12-02), and at least 7 in 8 must."""
-    generation = GenerationConfig(samples=1, max_new_tokens=16, temperature=0.0, seed=0)
-    vllm_texts = generate(tmp_path, tiny_model, "greedy", generation)
-    hf_texts = engine_texts(tiny_model, PROMPTS, "present", generation)
-    same = sum(vllm_texts[key] == hf_texts[key] for key in hf_texts)
-    print(f"greedy texts equal in both engines: {same}/{len(hf_texts)}")
-    assert set(vllm_texts) == set(hf_texts)
-    assert same >= 7 * len(hf_texts) // 8
-
-
 def test_the_judge_stage_runs_on_vllm(prompts, tiny_model, tmp_path):
     """J judgements per candidate through vLLM, gathered into one scored row per candidate,
     with the counts the manifest shows."""
@@ -100,8 +86,10 @@ def test_past_and_present_come_from_one_vllm_engine_by_lora_request(prompts, tin
                                                                     engine_texts):
     """LoRA on one base: one engine loads M0 once and serves the present model (an adapter in
     the run directory) by LoRA request, in the same pass as the past model. Greedy texts
-    match the hf engine on the base and on the merged checkpoint (vLLM adds the adapter's
-    product instead of merged weights, so a logit tie could part them: at least 7 in 8)."""
+    match the hf engine on the base (the past role: plain greedy vLLM against transformers,
+    all 8 matched on 2026-12-02) and on the merged checkpoint (vLLM adds the adapter's
+    product instead of merged weights). vLLM's CPU attention and matmuls are not
+    transformers', so a logit tie could part them: at least 7 in 8 must match."""
     generation = GenerationConfig(samples=1, max_new_tokens=12, temperature=0.0, seed=0)
     out = tmp_path / "shared"
     generate_candidates(str(tmp_path / "prompts"), {"present": lora_checkpoint,

@@ -112,7 +112,8 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
 
 def test_eval_of_a_run_on_vllm(tiny_model, tmp_path, ray_cluster):
     """The same evaluation through vLLM (its CPU build here): each checkpoint's answers, and
-    the checkpoint judging itself with the pairwise prompt, from `engine.kind: vllm` alone."""
+    the checkpoint judging itself with the pairwise prompt, from `engine.kind: vllm` alone, on
+    one kept engine (engine.keep_alive: M1's weights loaded in place after M0's answers)."""
     pytest.importorskip("vllm", reason="vLLM is not installed (make install adds its CPU build)")
     from temporal_ray.evaluate.driver import run_eval
     from temporal_ray.miniature.tiny_model import build_tiny_model
@@ -124,7 +125,7 @@ def test_eval_of_a_run_on_vllm(tiny_model, tmp_path, ray_cluster):
     results = run_eval(load_config(None, [
         f"model.path={tiny_model}", f"data.prompts={tmp_path}/heldout.jsonl",
         f"storage.run_dir={run_dir}", "engine.kind=vllm", "engine.actors=1",
-        "engine.batch_size=16", f"eval.prompts={tmp_path}/heldout.jsonl",
+        "engine.keep_alive=true", "engine.batch_size=16", f"eval.prompts={tmp_path}/heldout.jsonl",
         "eval.max_new_tokens=8", "eval.judge.max_new_tokens=8", "eval.humaneval=2",
         "eval.humaneval_max_new_tokens=16"]))
 
