@@ -146,3 +146,24 @@ def bucket_by_length(indices: list[int], lengths: list[int], micro_batch_size: i
     order, so training does not see lengths in order."""
     ordered = sorted(indices, key=lambda i: (-lengths[i], i))
     return [ordered[i: i + micro_batch_size] for i in range(0, len(ordered), micro_batch_size)]
+
+
+def pair_tokens(pair: TokenizedPair) -> tuple[int, int]:
+    """A pair's (input, scored) tokens: every prompt and response token of chosen and rejected
+    (no padding), and the response tokens whose log-probs the loss sums (labels shifted by
+    one, as `sequence_logps` reads them)."""
+    def scored(labels: list[int]) -> int:
+        return sum(label != IGNORE_INDEX for label in labels[1:])
+
+    return (len(pair.chosen_ids) + len(pair.rejected_ids),
+            scored(pair.chosen_labels) + scored(pair.rejected_labels))
+
+
+def shard_tokens(sizes: list[tuple[int, int]], micro_batches: list[list[int]],
+                 passes: int = 1) -> tuple[int, int]:
+    """(input, scored) tokens of `passes` passes over one rank's micro-batches, `sizes[i]`
+    being item i's (input, scored) tokens (`pair_tokens`). An item that the rank's share
+    repeats (`shard_indices` wraps around) counts each time: it is computed each time."""
+    items = [i for batch in micro_batches for i in batch]
+    return (passes * sum(sizes[i][0] for i in items),
+            passes * sum(sizes[i][1] for i in items))

@@ -31,6 +31,7 @@ from temporal_ray.miniature.tasks import (
     write_jsonl,
 )
 from temporal_ray.run.compare import method_config, run_comparison
+from temporal_ray.run.compute import method_compute
 from temporal_ray.run.methods import METHODS
 from temporal_ray.run.session import absolute, start_ray
 from temporal_ray.run.sft import run_sft
@@ -119,6 +120,17 @@ def evaluate(cfg: MiniatureRunConfig, root: str, data: str,
     return {"checkpoints": rows, "iterations": iterations}
 
 
+def measured_compute(cfg: MiniatureRunConfig,
+                     checkpoints: dict[Method, list[str]]) -> dict[str, dict[str, Any]]:
+    """Each method's tokens over the iterations it ran (run/compute.py), from its own run
+    directory: the SFT of M0 (shared) and the ground-truth checks under eval/ (evaluation,
+    not training) are not counted."""
+    return {method.value: method_compute(
+                RunDir(method_config(cfg, method, len(models) - 1).storage.run_dir),
+                len(models) - 1)
+            for method, models in checkpoints.items()}
+
+
 def run_miniature(cfg: MiniatureRunConfig, force: bool = False) -> dict[str, Any]:
     """Run (or resume) the whole miniature; returns the results the report is made of."""
     if "://" in cfg.storage.run_dir:
@@ -135,6 +147,7 @@ def run_miniature(cfg: MiniatureRunConfig, force: bool = False) -> dict[str, Any
     with KeptPools() as pools:
         results = evaluate(cfg, root, data, checkpoints, pools)
     results["form_only_judge"] = _data_manifest(run).get("form_only_judge")
+    results["compute"] = measured_compute(cfg, checkpoints)
     mini = cfg.miniature
     results["settings"] = {
         "title": "The paper in miniature: Self-Rewarding vs Temporal Self-Rewarding",

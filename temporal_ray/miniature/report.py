@@ -5,7 +5,8 @@ In:  `results` = {"iterations": [...], "checkpoints": [...], "settings": {...}},
        pairs kept and dropped, chosen/rejected judge scores and their gap, the chosen-vs-
        rejected feature cosine under M_i, and the DPO run's reward margin and gradient norm;
      - a checkpoint row is {method, index (k of M_k), compute (DPO runs behind it), answers,
-       judge}: the ground-truth checks of ground_truth.py.
+       judge}: the ground-truth checks of ground_truth.py;
+     - optionally `compute`: per method, its measured tokens (run/compute.py).
 Out: report.md with its tables, a findings paragraph computed from the numbers, and
      report.png; `terminal_summary` for the console. Nothing here decides who wins: the
      findings state the measured figures only.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporal_ray.analysis.style import METHOD_STYLE, by_method, fmt, method_label
+from temporal_ray.run.compute import compute_ratios
 
 
 def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
@@ -69,6 +71,64 @@ def iteration_table(iterations: list[dict[str, Any]]) -> str:
                      f"{fmt(row['cosine'], '.4f')} | {fmt(row['dpo_reward_margin'], '.4f')} | "
                      f"{fmt(row['dpo_mean_grad_norm'], '.3f')} |")
     return "\n".join(lines)
+
+
+COMPUTE_ROWS = {
+    "generated_prompt_tokens": "generation: prompt tokens",
+    "generated_tokens": "generation: sampled tokens",
+    "judge_prompt_tokens": "judge: prompt tokens",
+    "judge_generated_tokens": "judge: generated tokens",
+    "dpo_forward_tokens": "DPO: policy forward tokens",
+    "dpo_backward_tokens": "DPO: backward (loss) tokens",
+    "reference_forward_tokens": "DPO: reference forward tokens",
+    "total_tokens": "all forward tokens (backward not added)",
+}
+
+
+def compute_table(compute: dict[str, dict[str, Any]]) -> str:
+    """Markdown: the methods' measured tokens side by side, and each against the first."""
+    methods = list(compute)
+    base = methods[0]
+    ratios = compute_ratios(compute, base)
+    others = methods[1:]
+    lines = ["| tokens | " + " | ".join(method_label(m) for m in methods) + "".join(
+                 f" | {method_label(m)} / {method_label(base)}" for m in others) + " |",
+             "|---" + "|---:" * (len(methods) + len(others)) + "|"]
+    for key, label in COMPUTE_ROWS.items():
+        lines.append(f"| {label} | " + " | ".join(f"{compute[m][key]:,}" for m in methods)
+                     + "".join(f" | {fmt(ratios[m][key], '.2f')}" for m in others) + " |")
+    lines.append("| DPO runs | " + " | ".join(str(compute[m]["dpo_runs"]) for m in methods)
+                 + " | -" * len(others) + " |")
+    return "\n".join(lines)
+
+
+def compute_line(compute: dict[str, dict[str, Any]]) -> str:
+    """One line for the terminal: each method's forward tokens, against the first."""
+    base = next(iter(compute))
+    ratios = compute_ratios(compute, base)
+    parts = [f"{method_label(m)} {c['total_tokens']:,}"
+             + (f" ({fmt(ratios[m]['total_tokens'], '.2f')}x)" if m in ratios else "")
+             for m, c in compute.items()]
+    return "compute, all forward tokens (measured): " + ", ".join(parts)
+
+
+def compute_section(results: dict[str, Any]) -> list[str]:
+    """The report's "Compute per method" section, or nothing for results without counts."""
+    compute = results.get("compute")
+    if not compute:
+        return []
+    missing = [s for c in compute.values() for s in c.get("stages_without_counts", [])]
+    return ["## Compute per method\nTokens counted by the stages of each method's own "
+            "iterations, as the engines and the DPO workers counted them: generation and "
+            "judging (prompt tokens once per request, so a prompt's K samples count K times), "
+            "the DPO policy's training forward passes over chosen and rejected (prompt and "
+            "response, no padding, every epoch), the response tokens the loss reads (the "
+            "backward pass's), and the reference model's forward passes. The SFT of M0 is "
+            "shared and not counted; the ground-truth checks (held-out answers and judge "
+            "agreement) are evaluation, not training, and are not counted either."
+            + (f" Short: {len(missing)} stages were written before stages counted tokens "
+               f"({', '.join(missing)})." if missing else ""),
+            compute_table(compute)]
 
 
 def findings(results: dict[str, Any]) -> list[str]:
@@ -160,10 +220,12 @@ def markdown(results: dict[str, Any], image: str = "report.png") -> str:
         "mean-pooled over response tokens; the DPO run's reward margin after training and its "
         "mean gradient norm.",
         iteration_table(results["iterations"]),
+        *compute_section(results),
     ]) + "\n"
 
 
 def terminal_summary(results: dict[str, Any]) -> str:
+    compute = results.get("compute")
     return "\n".join([checkpoint_table(results["checkpoints"]), "",
                       iteration_table(results["iterations"]), "",
-                      *findings(results)])
+                      *findings(results), *([compute_line(compute)] if compute else [])])

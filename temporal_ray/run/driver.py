@@ -18,9 +18,10 @@ from temporal_ray.config import Config
 from temporal_ray.core.prompts import PromptFileError, iteration_chunk, load_prompts
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.preflight import check_model, drop_overlong
+from temporal_ray.run.compute import method_compute
 from temporal_ray.run.iteration import IterationStages, StopAfterStage
 from temporal_ray.run.methods import METHODS
-from temporal_ray.run.report import describe_engines, format_iteration
+from temporal_ray.run.report import describe_compute, describe_engines, format_iteration
 from temporal_ray.run.session import absolute_paths, check_config, start_ray
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
@@ -79,12 +80,14 @@ def iterate_method(cfg: Config, run: RunDir, pools: KeptPools,
                         "seconds": round(time.time() - started, 1)})
         run.write_text("summary.json", json.dumps(
             {"method": cfg.method.name.value, "prompts_dropped": prompts_dropped,
-             "engines": pools.counts(), "iterations": summary}, indent=2, default=str))
+             "engines": pools.counts(), "iterations": summary,
+             "compute": method_compute(run, i + 1)}, indent=2, default=str))
     if until:
         print(f"warning: --until {until}: this run has no such stage; it ran to the end",
               flush=True)
     if any(prompts_dropped.values()):
         print(f"prompts dropped before the run: {prompts_dropped}", flush=True)
     print(f"final model: {present}", flush=True)
+    print(describe_compute(method_compute(run, cfg.method.iterations)), flush=True)
     print(describe_engines(pools.counts()), flush=True)
     return summary

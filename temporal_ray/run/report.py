@@ -62,6 +62,19 @@ def describe_engines(counts: dict[str, int]) -> str:
             + (f"; new weights loaded into running engines {loads} times" if loads else ""))
 
 
+def describe_compute(compute: dict[str, Any]) -> str:
+    """A method's measured compute (run/compute.py) in one line."""
+    def n(key: str) -> str:
+        return f"{compute[key]:,}"
+    missing = compute.get("stages_without_counts")
+    return (f"compute in tokens: generated {n('generated_tokens')} "
+            f"(prompts {n('generated_prompt_tokens')}), judge {n('judge_generated_tokens')} "
+            f"(prompts {n('judge_prompt_tokens')}), DPO forward {n('dpo_forward_tokens')}, "
+            f"backward {n('dpo_backward_tokens')}, reference {n('reference_forward_tokens')}"
+            f" over {compute['dpo_runs']} DPO runs"
+            + (f"; {len(missing)} stages without counts" if missing else ""))
+
+
 def format_iteration(iteration: int, method: str, records: list[dict[str, Any]]) -> str:
     lines = [f"iteration {iteration} ({method})"]
     for record in records:

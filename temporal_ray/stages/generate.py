@@ -55,7 +55,13 @@ def role_rows(shared_dir: str, role: str, out_dir: str) -> None:
 
 
 def candidate_counts(out_dir: str) -> dict[str, Any]:
-    """What a generate stage's manifest says of its candidates."""
-    tokens = [r["response_tokens"] for r in read_rows(out_dir, ["response_tokens"])]
+    """What a generate stage's manifest says of its candidates. Its compute in tokens as the
+    engine counted them from its token ids: generated_prompt_tokens, the prompt tokens of
+    every request (a prompt's K samples count K times, though vLLM's prefix cache may
+    prefill it once), and generated_tokens, the sampled ones."""
+    rows = read_rows(out_dir, ["prompt_tokens", "response_tokens"])
+    tokens = [r["response_tokens"] for r in rows]
     return {"rows": len(tokens),
-            "mean_response_tokens": statistics.fmean(tokens) if tokens else float("nan")}
+            "mean_response_tokens": statistics.fmean(tokens) if tokens else float("nan"),
+            "generated_prompt_tokens": sum(int(r["prompt_tokens"]) for r in rows),
+            "generated_tokens": sum(int(t) for t in tokens)}

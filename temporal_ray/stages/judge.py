@@ -11,7 +11,9 @@ Two judges fill the same columns:
   their own seeds, through the same engine pool as generation); scores are parsed and averaged.
 - `rule`: a Python callable `module:function(prompt, response) -> float`, run as plain
   Ray tasks (a rule needs no model, so no actor pool).
-It returns its counts per role for the manifest. The stage knows nothing of pairs or methods.
+It returns its counts per role for the manifest, and the tokens the judge read and wrote as
+its engine counted them (judge_prompt_tokens, judge_generated_tokens; none for a rule). The
+stage knows nothing of pairs or methods.
 """
 
 from __future__ import annotations
@@ -145,21 +147,24 @@ def judge_candidates(candidate_paths: list[str], judge_model: str, judge: JudgeC
     per role (`judge_counts`: candidates, scored, and why judgements failed). With
     `pool.lora_rank`, `judge_model` may be a LoRA checkpoint whose base and adapter one pool
     serves (lora.base 'initial'), like the generation pools."""
+    tokens = {"judge_prompt_tokens": 0, "judge_generated_tokens": 0}  # a rule reads none
     if judge.kind == "rule":
         # A rule is cheap and stateless: plain Ray tasks, no actor pool to start.
         read_dataset(candidate_paths).map_batches(
             score_with_rule, fn_kwargs={"rule": judge.rule}, batch_format="pandas"
         ).write_parquet(out_dir)
     else:
-        write_rows(judge_with_model(candidate_paths, judge_model, judge, pool, seed),
-                   f"{out_dir}/scores.parquet")
-    return judge_counts(read_rows(out_dir), judge.score_pattern, judge.min_score,
-                        judge.max_score)
+        rows, tokens = judge_with_model(candidate_paths, judge_model, judge, pool, seed)
+        write_rows(rows, f"{out_dir}/scores.parquet")
+    return {**judge_counts(read_rows(out_dir), judge.score_pattern, judge.min_score,
+                           judge.max_score), **tokens}
 
 
 def judge_with_model(candidate_paths: list[str], judge_model: str, judge: JudgeConfig,
-                     pool: EnginePool, seed: int) -> list[dict[str, Any]]:
-    """The scored rows of an `llm` judge: J requests per candidate through the pool."""
+                     pool: EnginePool, seed: int
+                     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The scored rows of an `llm` judge: J requests per candidate through the pool; and
+    the judge's compute in tokens as the engine counted them (`engine_tokens`)."""
     candidates = read_dataset(candidate_paths)
     template = load_template(judge.prompt_template)
     requests = candidates.flat_map(judge_requests, fn_kwargs={
@@ -179,12 +184,25 @@ def judge_with_model(candidate_paths: list[str], judge_model: str, judge: JudgeC
     # A candidate's J judgements come back from different actors: gather them in the driver.
     # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
     # shuffle costs more than the judging itself at that size.
-    columns = [*CANDIDATE_COLUMNS, "judge_index", "generated_text", JUDGE_TRUNCATED]
-    rows = aggregate_judgements(outputs.select_columns(columns).to_pandas(),
-                                judge.score_pattern, judge.min_score, judge.max_score)
+    columns = [*CANDIDATE_COLUMNS, "judge_index", "generated_text", JUDGE_TRUNCATED,
+               "num_input_tokens", "num_generated_tokens"]
+    judged = outputs.select_columns(columns).to_pandas()
+    rows = aggregate_judgements(judged, judge.score_pattern, judge.min_score, judge.max_score)
     for row in rows:
         row[OVER_CONTEXT] = False
-    return rows + unjudged_rows(candidates.select_columns(CANDIDATE_COLUMNS).take_all(), rows)
+    return (rows + unjudged_rows(candidates.select_columns(CANDIDATE_COLUMNS).take_all(), rows),
+            engine_tokens(judged))
+
+
+def engine_tokens(outputs: pd.DataFrame) -> dict[str, int]:
+    """A judge's tokens from its engine's own counts: judge_prompt_tokens, the prompt tokens
+    of every judgement sent (the rubric counts once per judgement, though vLLM's prefix cache
+    may prefill it once), and judge_generated_tokens, the tokens it sampled. A request over
+    the judge's context was never sent and counts nothing."""
+    if outputs.empty:
+        return {"judge_prompt_tokens": 0, "judge_generated_tokens": 0}
+    return {"judge_prompt_tokens": int(outputs["num_input_tokens"].sum()),
+            "judge_generated_tokens": int(outputs["num_generated_tokens"].sum())}
 
 
 def _plain(value: Any) -> Any:

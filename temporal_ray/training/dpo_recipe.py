@@ -32,6 +32,7 @@ from temporal_ray.training.loop import (
     mean,
     mean_over_ranks,
     prepare,
+    sum_over_ranks,
 )
 from temporal_ray.training.resume import LoopState
 
@@ -77,6 +78,7 @@ class DPORecipe:
         self.reference: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         # Resident without LoRA: a frozen copy of the starting model.
         self.frozen_reference: Any = None
+        self.tokens: dict[str, int] = {}
 
     def setup(self) -> Setup:
         import pyarrow.parquet as pq
@@ -111,7 +113,33 @@ class DPORecipe:
         # off).
         if cfg.reference == "resident" and not cfg.lora.enabled:
             self.frozen_reference = build_frozen_engine(start, cfg, place.world)
+        self.tokens = sum_over_ranks(self.token_counts(), place)
         return self.built
+
+    def token_counts(self) -> dict[str, int]:
+        """This rank's share of the run's compute in tokens, as planned from its micro-batches
+        (a resumed run counts the whole run once; the loss measured before and after training
+        is not counted):
+        - dpo_forward_tokens: the policy's training forward passes, every epoch: each prompt
+          and response token of chosen and rejected (padding not counted);
+        - dpo_backward_tokens: of those, the response tokens the loss sums log-probs of, whose
+          gradients the backward pass carries (it runs back through the prompt tokens too,
+          at the cost of about twice the forward tokens);
+        - reference_forward_tokens: the reference's forward passes (precomputed: one pass
+          over the rank's pairs; resident: one per training micro-batch, every epoch)."""
+        from temporal_ray.core.batching import pair_tokens, shard_tokens
+
+        cfg, built = self.cfg, self.built
+        sizes = [pair_tokens(e) for e in self.examples]
+        forward, backward = shard_tokens(sizes, built.micro_batches, cfg.epochs)
+        if cfg.reference == "resident":
+            reference = forward
+        elif cfg.reference_micro_batch_size is None:
+            reference = shard_tokens(sizes, built.micro_batches)[0]
+        else:  # `reference_pass` scores each of the rank's pairs once
+            reference = shard_tokens(sizes, [sorted(set(built.mine))])[0]
+        return {"dpo_forward_tokens": forward, "dpo_backward_tokens": backward,
+                "reference_forward_tokens": reference}
 
     def forward_logps(self, model: Any, indices: list[int]) -> tuple[torch.Tensor, ...]:
         """Summed response log-probs and response token counts, chosen then rejected."""
@@ -277,7 +305,7 @@ class DPORecipe:
 
     def metrics(self, outcome: Outcome) -> dict[str, Any]:
         history, before, after = outcome.history, outcome.before, outcome.after
-        pair_tokens = sum(len(e.chosen_ids) + len(e.rejected_ids) for e in self.examples)
+        epoch_tokens = sum(len(e.chosen_ids) + len(e.rejected_ids) for e in self.examples)
         return {
             "pairs": len(self.examples), "world_size": self.built.place.world,
             "optimizer_steps": len(history),
@@ -292,7 +320,8 @@ class DPORecipe:
             "seconds": round(outcome.seconds(), 2),
             # Prompt + response tokens of chosen and rejected over all epochs, per second of
             # the training loop (a resumed run counts from its restart).
-            "train_tokens": pair_tokens * self.cfg.epochs,
+            "train_tokens": epoch_tokens * self.cfg.epochs,
+            **self.tokens,
             "reference_seconds": round(outcome.reference_seconds, 3),
             "train_seconds": round(outcome.train_seconds, 3),
             "history": history,

@@ -164,6 +164,16 @@ def mean_over_ranks(values: dict[str, float], place: Place) -> dict[str, float]:
     return dict(zip(values, (tensor / place.world).tolist()))
 
 
+def sum_over_ranks(values: dict[str, int], place: Place) -> dict[str, int]:
+    """Each count summed over the group, in one all-reduce."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor(list(values.values()), dtype=torch.int64, device=place.device)
+    dist.all_reduce(tensor)
+    return dict(zip(values, (int(v) for v in tensor.tolist())))
+
+
 class TrainingLoop:
     """Drives one recipe through a run; see the module docstring for the steps."""
 

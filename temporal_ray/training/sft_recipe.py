@@ -21,6 +21,7 @@ from temporal_ray.training.loop import (
     mean,
     mean_over_ranks,
     prepare,
+    sum_over_ranks,
 )
 from temporal_ray.training.resume import LoopState
 
@@ -59,6 +60,7 @@ class SFTRecipe:
         self.cfg = SFTConfig.model_validate(job.sft)
         self.examples: list[SFTExample] = []
         self.built: Setup  # by `setup`
+        self.tokens: dict[str, int] = {}
 
     def setup(self) -> Setup:
         import pyarrow.parquet as pq
@@ -76,7 +78,20 @@ class SFTRecipe:
         self.examples = [tokenize_example(tokenizer, r["prompt"], r["response"], cfg.max_length)
                          for r in rows]
         self.built = prepare(cfg, place, tokenizer, [e.length for e in self.examples], base)
+        self.tokens = sum_over_ranks(self.token_counts(), place)
         return self.built
+
+    def token_counts(self) -> dict[str, int]:
+        """This rank's training tokens over every epoch, as planned from its micro-batches:
+        sft_forward_tokens, every prompt and response token (no padding); of those,
+        sft_backward_tokens, the response tokens the loss reads."""
+        from temporal_ray.core.batching import shard_tokens
+        from temporal_ray.core.dpo_loss import IGNORE_INDEX
+
+        sizes = [(e.length, sum(label != IGNORE_INDEX for label in e.labels[1:]))
+                 for e in self.examples]
+        forward, backward = shard_tokens(sizes, self.built.micro_batches, self.cfg.epochs)
+        return {"sft_forward_tokens": forward, "sft_backward_tokens": backward}
 
     def loss(self, number: int) -> tuple[torch.Tensor, Any]:
         from temporal_ray.core.sft_data import collate_examples, response_loss
@@ -127,6 +142,7 @@ class SFTRecipe:
             "examples": len(self.examples), "world_size": self.built.place.world,
             "optimizer_steps": len(history),
             "response_tokens": sum(e.response_tokens for e in self.examples),
+            **self.tokens,
             "loss_before": outcome.before["loss"], "loss_after": outcome.after["loss"],
             "train_loss": mean([h["loss"] for h in history]),
             "mean_grad_norm": mean([h["grad_norm"] for h in history]),

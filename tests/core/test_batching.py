@@ -9,9 +9,11 @@ from temporal_ray.core.batching import (
     TokenizedPair,
     collate,
     encode_prompt_response,
+    pair_tokens,
     prompt_text,
     random_micro_batches,
     shard_indices,
+    shard_tokens,
     tokenize_pair,
 )
 from temporal_ray.core.dpo_loss import IGNORE_INDEX
@@ -231,3 +233,35 @@ def test_random_micro_batches_mix_lengths_and_keep_every_item():
     assert sorted(i for b in batches for i in b) == indices and [len(b) for b in batches] == [8] * 5
     assert sum(any(i < 20 for i in b) and any(i >= 20 for i in b) for b in batches) >= 3
     assert random_micro_batches([5, 5, 6], 2, seed=0) in ([[5, 5], [6]], [[5, 6], [5]])
+
+
+# ----------------------------------------------------------------------------- shard_tokens
+
+
+def test_pair_tokens_count_inputs_and_the_labels_the_loss_reads():
+    # Chosen: 3 prompt + 2 response tokens; rejected: 3 prompt + 3 response tokens.
+    pair = TokenizedPair([1, 2, 3, 4, 5], [M, M, M, 4, 5], [1, 2, 3, 6, 7, 8], [M, M, M, 6, 7, 8])
+    assert pair_tokens(pair) == (11, 5)
+    # A response label at position 0 is never scored (nothing predicts it).
+    assert pair_tokens(TokenizedPair([9, 4], [9, 4], [9], [9])) == (3, 1)
+
+
+def test_shard_tokens_sums_micro_batches_and_passes():
+    sizes = [(10, 4), (20, 5), (30, 6)]
+    # Item 0 twice: shard_indices wrapped around, so it is computed twice.
+    assert shard_tokens(sizes, [[0, 2], [0]]) == (50, 14)
+    assert shard_tokens(sizes, [[0, 2], [0]], passes=3) == (150, 42)
+    assert shard_tokens(sizes, []) == (0, 0)
+
+
+def test_shard_tokens_over_every_rank_count_each_item_of_the_epoch(tokenizer):
+    pairs = [tokenize_pair(tokenizer, f"Add {i} and {i}.", f"{2 * i}", "I like trains.", 64)
+             for i in range(5)]
+    sizes = [pair_tokens(p) for p in pairs]
+    per_rank = [shard_tokens(sizes, random_micro_batches(
+        shard_indices(len(pairs), rank, 2, 2), 2, seed=rank)) for rank in range(2)]
+    # 5 items padded to 8 over 2 ranks x 2 per step: items 0, 1 and 2 run twice.
+    wrapped = [sizes[i % 5] for i in range(8)]
+    assert sum(f for f, _ in per_rank) == sum(f for f, _ in wrapped)
+    assert sum(b for _, b in per_rank) == sum(b for _, b in wrapped)
+    assert all(0 < b < f for f, b in per_rank)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from temporal_ray.miniature.report import findings, markdown, plot, terminal_summary
+from temporal_ray.miniature.report import (
+    compute_table,
+    findings,
+    markdown,
+    plot,
+    terminal_summary,
+)
 
 
 def _iteration(method: str, i: int, gap: float, cosine: float) -> dict:
@@ -33,7 +39,18 @@ def results() -> dict:
                         _checkpoint("self_rewarding", 2, 1, 0.35),
                         _checkpoint("temporal", 0, 2, 0.25),
                         _checkpoint("temporal", 1, 2, 0.5)],
+        "compute": {"self_rewarding": _compute(1, dpo_runs=2),
+                    "temporal": _compute(2, dpo_runs=2)},
     }
+
+
+def _compute(scale: int, dpo_runs: int) -> dict:
+    counts = {"generated_prompt_tokens": 1000, "generated_tokens": 400 * scale,
+              "judge_prompt_tokens": 5000, "judge_generated_tokens": 100,
+              "dpo_forward_tokens": 2000, "dpo_backward_tokens": 600,
+              "reference_forward_tokens": 1000}
+    return {**counts, "total_tokens": sum(counts.values()) - 600, "dpo_runs": dpo_runs,
+            "iterations": 2 // scale, "stages_without_counts": []}
 
 
 def test_findings_state_the_measured_figures(results):
@@ -65,3 +82,25 @@ def test_plot_writes_a_png(results, tmp_path):
     plot(results, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 20_000  # eight panels, not an empty canvas
+
+
+def test_compute_table_puts_the_methods_side_by_side(results):
+    table = compute_table(results["compute"])
+    assert table.splitlines()[0] == ("| tokens | Self-Rewarding | Temporal | "
+                                     "Temporal / Self-Rewarding |")
+    assert "| generation: sampled tokens | 400 | 800 | 2.00 |" in table
+    assert "| judge: prompt tokens | 5,000 | 5,000 | 1.00 |" in table
+    assert "| all forward tokens (backward not added) | 9,500 | 9,900 | 1.04 |" in table
+    assert "| DPO runs | 2 | 2 | - |" in table
+
+
+def test_report_says_what_compute_counts_and_leaves_out(results):
+    text = markdown(results)
+    assert "## Compute per method" in text and "| DPO runs | 2 | 2 | - |" in text
+    assert "evaluation, not training, and are not counted" in text
+    assert terminal_summary(results).splitlines()[-1] == (
+        "compute, all forward tokens (measured): Self-Rewarding 9,500, Temporal 9,900 (1.04x)")
+    # Results of a run before compute was counted: no section, no line.
+    del results["compute"]
+    assert "Compute per method" not in markdown(results)
+    assert "compute" not in terminal_summary(results)

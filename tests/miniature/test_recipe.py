@@ -94,13 +94,40 @@ def test_miniature_writes_a_report_with_every_section(ray_cluster, tmp_path,
         assert -1.0 <= row["cosine"] <= 1.0
         assert row["mean_gap"] > 0 and row["dpo_mean_grad_norm"] > 0
 
+    # Compute, measured from each method's own stages (the ground-truth checks under eval/
+    # are not counted): temporal generates for 3 roles on the same prompts (the same prompt
+    # tokens 3 times) and trains twice.
+    compute = results["compute"]
+    assert set(compute) == {"self_rewarding", "temporal"}
+    max_new = cfg.generation.max_new_tokens
+    for method, counts in compute.items():
+        assert counts["stages_without_counts"] == [] and counts["iterations"] == 1
+        for key in ("generated_prompt_tokens", "generated_tokens", "judge_prompt_tokens",
+                    "judge_generated_tokens", "dpo_forward_tokens", "dpo_backward_tokens",
+                    "reference_forward_tokens"):
+            assert isinstance(counts[key], int) and counts[key] > 0, (method, key)
+        roles = 3 if method == "temporal" else 1
+        assert counts["generated_tokens"] <= roles * PROMPTS * SAMPLES * max_new
+        assert counts["dpo_backward_tokens"] < counts["dpo_forward_tokens"]
+        candidates = [r for stage in (root / method / "iter_0").glob("candidates_*")
+                      for r in read_rows(str(stage / "data"))]
+        assert counts["generated_tokens"] == sum(r["response_tokens"] for r in candidates)
+    sr_counts, t_counts = compute["self_rewarding"], compute["temporal"]
+    assert t_counts["generated_prompt_tokens"] == 3 * sr_counts["generated_prompt_tokens"]
+    assert (sr_counts["dpo_runs"], t_counts["dpo_runs"]) == (1, 2)
+    assert 1.5 < t_counts["judge_prompt_tokens"] / sr_counts["judge_prompt_tokens"] < 4.5
+
     report = (root / "report.md").read_text()
     for section in ("## Findings", "## Checkpoints", "## Iterations", "report.png",
+                    "## Compute per method", "| DPO runs | 1 | 2 | - |",
                     "| M0 (SFT) |", "| Self-Rewarding M1 |", "| Temporal M1 |",
                     "| Self-Rewarding | 0 |", "| Temporal | 0 |"):
         assert section in report
     assert (root / "report.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((root / "results.json").read_text())["settings"]["held-out tasks"] == 16
+    saved = json.loads((root / "results.json").read_text())
+    assert saved["settings"]["held-out tasks"] == 16 and saved["compute"] == compute
+    summary = json.loads((root / "temporal" / "summary.json").read_text())
+    assert summary["compute"] == t_counts
 
     # A rerun resumes: every stage is reused and the results are the same.
     assert run_miniature(cfg)["iterations"] == results["iterations"]

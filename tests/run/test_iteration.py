@@ -38,6 +38,18 @@ def test_pair_counts():
     assert counts["chosen_roles"] == {"future": 1, "present": 1}
 
 
+def test_candidate_counts_sum_the_engine_token_counts(tmp_path):
+    from temporal_ray.stages.generate import candidate_counts
+
+    rows = [{"prompt_id": "p0", "prompt_tokens": 12, "response_tokens": 5},
+            {"prompt_id": "p0", "prompt_tokens": 12, "response_tokens": 7},
+            {"prompt_id": "p1", "prompt_tokens": 9, "response_tokens": 0}]
+    write_rows(rows, str(tmp_path / "data" / "c.parquet"))
+    counts = candidate_counts(str(tmp_path / "data"))
+    assert counts == {"rows": 3, "mean_response_tokens": 4.0,
+                      "generated_prompt_tokens": 33, "generated_tokens": 12}
+
+
 def test_too_few_valid_judgements_stop_with_examples(tmp_path):
     rows = [{"role": "present", "score": None, "judgements": ["I think it is fine."]},
             {"role": "present", "score": None, "judgements": ["Score: 12"]},

@@ -41,6 +41,9 @@ def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys):
     assert metrics["examples"] == 16 and metrics["world_size"] == 2
     assert metrics["optimizer_steps"] == 16 // 8 * 3
     assert metrics["loss_after"] < 0.8 * metrics["loss_before"]
+    # 16 examples over 2 ranks x 4, none repeated, 3 epochs: every response token 3 times.
+    assert metrics["sft_backward_tokens"] == 3 * metrics["response_tokens"]
+    assert 0 < metrics["sft_backward_tokens"] < metrics["sft_forward_tokens"]
     manifest = json.loads((tmp_path / "sft" / "data" / "manifest.json").read_text())
     assert manifest["per_file"] == {str(tmp_path / "ift.jsonl"): 12,
                                     str(tmp_path / "eft.jsonl"): 4}

@@ -65,6 +65,12 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
     # The first optimizer step already trains: no step is wasted at lr 0.
     assert clean["history"][0]["lr"] == pytest.approx(DPO.lr)
     assert json.loads((tmp_path / "faulted" / "metrics.json").read_text())["world_size"] == 2
+    # Tokens count the whole run, restarted or not: 2 epochs of policy forwards, one
+    # precomputed reference pass (by micro-batch or 8 pairs a forward: the same pairs).
+    for key in ("dpo_forward_tokens", "dpo_backward_tokens", "reference_forward_tokens"):
+        assert clean[key] == faulted[key] > 0, key
+    assert clean["dpo_forward_tokens"] == 2 * clean["reference_forward_tokens"]
+    assert clean["dpo_backward_tokens"] < clean["reference_forward_tokens"]
     # The reference log-probs are stored beside the model, one file per rank, every pair once;
     # the restarted run trained against the same ones (from its checkpoint).
     from temporal_ray.storage.files import read_rows

@@ -33,3 +33,16 @@ def test_loss_variants_train_on_the_workers(tiny_model, ray_cluster, tmp_path, l
         {"ipo": (1 / (2 * 0.1)) ** 2, "sigmoid_norm": math.log(2)}[loss], abs=1e-5)
     assert metrics["loss_after"] < metrics["loss_before"]
     assert metrics["margin_after"] > 0
+    # Tokens: 8 pairs over 2 ranks x 4 (no pair repeated), every one each of 2 epochs; the
+    # resident reference scores every training micro-batch too.
+    from transformers import AutoTokenizer
+
+    from temporal_ray.core.batching import pair_tokens, tokenize_pair
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    sizes = [pair_tokens(tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], 64))
+             for p in PAIRS]
+    assert metrics["dpo_forward_tokens"] == 2 * sum(f for f, _ in sizes)
+    assert metrics["dpo_backward_tokens"] == 2 * sum(b for _, b in sizes)
+    assert metrics["reference_forward_tokens"] == metrics["dpo_forward_tokens"]
+    assert 0 < metrics["dpo_backward_tokens"] < metrics["dpo_forward_tokens"]

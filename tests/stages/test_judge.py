@@ -8,6 +8,7 @@ from temporal_ray.core.rubric import ADDITIVE_5_POINT_RUBRIC
 from temporal_ray.miniature.rules import known_words
 from temporal_ray.stages.judge import (
     aggregate_judgements,
+    engine_tokens,
     judge_requests,
     load_rule,
     score_with_rule,
@@ -88,3 +89,12 @@ def test_aggregate_groups_many_candidates_in_key_order():
     assert [(r["prompt_id"], r["sample_index"], r["judge_scores"]) for r in scored] == [
         ("p1", 0, [4.0]), ("p1", 1, [2.0, 4.0]), ("p2", 0, [3.0, 5.0])]
     assert [r["score"] for r in scored] == [4.0, 3.0, 4.0]
+
+
+def test_engine_tokens_sum_the_engines_own_counts():
+    outputs = pd.DataFrame([{"num_input_tokens": 40, "num_generated_tokens": 3},
+                            {"num_input_tokens": 42, "num_generated_tokens": 8}])
+    assert engine_tokens(outputs) == {"judge_prompt_tokens": 82, "judge_generated_tokens": 11}
+    # Nothing sent (every request over the judge's context): nothing counted.
+    assert engine_tokens(pd.DataFrame()) == {"judge_prompt_tokens": 0,
+                                             "judge_generated_tokens": 0}

@@ -28,9 +28,14 @@ def test_llm_judge_scores_every_candidate_once(tiny_model, ray_cluster, tmp_path
     # 512-token context, so with it every request would be (rightly) left unsent.
     judge = JudgeConfig(kind="llm", samples=2, max_new_tokens=8,
                         prompt_template=TOY_JUDGE_TEMPLATE)
-    judge_candidates([str(tmp_path / "candidates")], tiny_model, judge,
-                     EnginePool(EngineConfig(actors=2, batch_size=4)), seed=0,
-                     out_dir=str(tmp_path / "scores"))
+    counts = judge_candidates([str(tmp_path / "candidates")], tiny_model, judge,
+                              EnginePool(EngineConfig(actors=2, batch_size=4)), seed=0,
+                              out_dir=str(tmp_path / "scores"))
+    # The judge's tokens, as the engine counted them: 12 candidates x 2 judgements sent (the
+    # long one was not), each a rubric prompt and at most max_new_tokens generated.
+    sent = (len(candidates) - 1) * judge.samples
+    assert sent * 20 < counts["judge_prompt_tokens"] < sent * 512
+    assert 0 < counts["judge_generated_tokens"] <= sent * judge.max_new_tokens
 
     rows = read_rows(str(tmp_path / "scores"))
     keys = sorted((r["role"], r["prompt_id"], r["sample_index"]) for r in rows)
