@@ -50,3 +50,9 @@ def fake_seed(s: int) -> dict[str, Any]:
 @pytest.fixture
 def seed_results() -> list[dict[str, Any]]:
     return [fake_seed(s) for s in range(3)]
+
+
+@pytest.fixture
+def make_seed_results():
+    """fake_seed itself, for tests that write a seed's results.json."""
+    return fake_seed
