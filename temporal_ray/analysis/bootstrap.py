@@ -1,7 +1,7 @@
 """The mean over seeds and its 95% percentile bootstrap interval, and the same for paired
 differences (the same seed under two methods).
 
-In:  one number per seed; None where a seed has no value (an undefined statistic).
+In:  one number per seed; None (or NaN) where a seed has no value (an undefined statistic).
 Out: an `Interval`. Deterministic: the resamples come from a fixed RNG seed, so the same values
      always give the same interval.
 Undefined cases are None, never NaN: no values give mean None; one value gives its mean and
@@ -11,6 +11,7 @@ Pure: numbers in, numbers out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,9 +44,9 @@ class Interval:
 
 def bootstrap_mean(values: Sequence[float | None], resamples: int = RESAMPLES,
                    level: float = LEVEL, seed: int = RNG_SEED) -> Interval:
-    """The mean of the non-None `values` and the percentile interval of the means of
+    """The mean of the defined `values` and the percentile interval of the means of
     `resamples` resamples drawn with replacement (numpy's linear quantiles)."""
-    kept = np.array([v for v in values if v is not None], dtype=float)
+    kept = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     n = len(kept)
     if n == 0:
         return Interval(None, None, None, 0)
@@ -67,5 +68,5 @@ def paired_difference(a: Sequence[float | None], b: Sequence[float | None],
     resampling seeds keeps each seed's pair together."""
     if len(a) != len(b):
         raise ValueError(f"paired values need one of each per seed: {len(a)} against {len(b)}")
-    diffs = [x - y for x, y in zip(a, b) if x is not None and y is not None]
+    diffs = [x - y for x, y in zip(a, b) if x is not None and y is not None]  # NaN: dropped below
     return bootstrap_mean(diffs, resamples, level, seed)

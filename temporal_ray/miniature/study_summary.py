@@ -150,8 +150,7 @@ def claims(results: list[Results]) -> list[dict[str, Any]]:
     sr_gap, sr_cos = change(results, SR, METRICS["gap"]), change(results, SR, METRICS["cosine"])
     survival = paired_difference([_relative_gap(r, TEMPORAL) for r in results],
                                  [_relative_gap(r, SR) for r in results])
-    final_acc = compare_finals(results)["metrics"]["accuracy"]
-    final_acc = Interval(**final_acc)
+    final_acc = Interval(**compare_finals(results)["metrics"]["accuracy"])
     rows = [
         ("a", "Under Self-Rewarding the chosen-rejected gap shrinks and the feature cosine rises",
          [("Self-Rewarding gap, last - first iteration", sr_gap, -1),

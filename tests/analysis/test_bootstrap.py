@@ -15,6 +15,7 @@ def test_all_equal_values_give_a_zero_width_interval():
 def test_one_value_gives_its_mean_and_no_interval():
     assert bootstrap_mean([0.7]) == Interval(0.7, None, None, 1)
     assert bootstrap_mean([None, 0.7]) == Interval(0.7, None, None, 1)
+    assert bootstrap_mean([float("nan"), 0.7]) == Interval(0.7, None, None, 1)
     assert bootstrap_mean([]) == Interval(None, None, None, 0)
     assert bootstrap_mean([None]).n == 0
 
