@@ -73,7 +73,7 @@ def claims_table(summary: dict[str, Any]) -> str:
             sign = "> 0" if evidence["direction"] > 0 else "< 0"
             lines.append(f"| {'(' + claim['claim'] + ')' if first else ''} | "
                          f"{claim['statement'] if first else ''} | {evidence['label']}: "
-                         f"{interval_text(evidence)} | {sign} | "
+                         f"{interval_text(evidence, '.4f')} | {sign} | "
                          f"{claim['verdict'] if first else ''} |")
     return "\n".join(lines)
 
@@ -103,7 +103,8 @@ def markdown(summary: dict[str, Any], image: str = "study.png") -> str:
         "(10,000 resamples of the seeds); one seed gives no interval.\n" + setting_lines,
         "## The paper's claims\nA claim is *reproduced* only when every interval it rests on "
         "lies wholly on the claimed side of 0, *not reproduced* when one lies wholly on the "
-        "other side, and *inconclusive* otherwise.",
+        "other side, and *inconclusive* otherwise. A change over iterations needs two or more "
+        "iterations of the method; \"-\" marks a measure no seed could give.",
         claims_table(summary),
         "## Final checkpoints, paired by seed\n" + comparison_table(summary),
         f"![means and 95% intervals over seeds]({image})",
