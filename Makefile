@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TINY   := runs/tiny-model
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run eval smoke test test-fast chaos lint bench clean
+.PHONY: install run study eval smoke test test-fast chaos lint bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ $(TINY): | $(STAMP)
 # A tiny model made on the spot, synthetic tasks, SFT to M0, both methods, report + plots.
 run: $(STAMP)
 	$(BIN)/temporal-ray miniature configs/miniature.yaml $(ARGS)
+
+# The miniature over 5 seeds (--seeds N in ARGS): means and 95% bootstrap intervals, the paired
+# comparison of the final checkpoints, the paper's claims; runs/miniature-study/study.md.
+study: $(STAMP)
+	$(BIN)/temporal-ray study configs/miniature.yaml $(ARGS)
 
 # After `make run`: every checkpoint against M0 (exact pairwise judge, win rates with length
 # control, HumanEval in the sandbox), a table and a plot in runs/miniature/evaluation/.

@@ -3,6 +3,8 @@
     temporal-ray run CONFIG [section.field=value ...] [--force] [--until STAGE] [--redo STAGE]
     temporal-ray sft CONFIG [overrides ...] [--force]     M0 = SFT(sft.base_model, sft.data)
     temporal-ray miniature CONFIG [overrides ...] [--force]   the paper in miniature (make run)
+    temporal-ray study CONFIG [overrides ...] [--seeds N] [--out DIR] [--force]
+                                    the miniature over N seeds, with intervals (make study)
     temporal-ray eval CONFIG [overrides ...] [--force]   checkpoints vs M0: win rates, HumanEval
     temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
     temporal-ray serve CHECKPOINT [--name N] [--port P] [--engine hf|vllm] [--device D]
@@ -65,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "resume even though the sft config differs from the run directory's")
     _config_command(commands, "miniature", "the paper in miniature: tiny model, synthetic "
                                            "tasks, both methods, a report", RESUME_HELP)
+    study = _config_command(commands, "study", "the miniature over N seeds: means, 95% "
+                                               "bootstrap intervals, the paired comparison",
+                            "resume even though the config differs from the study's")
+    study.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    study.add_argument("--out", help="the study directory (default: storage.run_dir + "
+                                     "'-study'); seed s runs in OUT/seed_<s>")
     _config_command(commands, "eval", "every checkpoint of a run against a reference: win "
                                       "rates, HumanEval, lm-eval; table and plot",
                     "resume even though the eval section differs from the one the "
@@ -168,6 +176,13 @@ def _miniature(args: argparse.Namespace) -> int:
     return _exit_code(lambda: run_miniature(cfg, force=args.force))
 
 
+def _study(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    from temporal_ray.miniature.study import run_study
+
+    return _exit_code(lambda: run_study(cfg, seeds=args.seeds, out=args.out, force=args.force))
+
+
 def _eval(args: argparse.Namespace) -> int:
     cfg = _load(args)
     from temporal_ray.evaluate.driver import run_eval
@@ -176,7 +191,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": _run, "sft": _sft, "miniature": _miniature, "eval": _eval, "plan": _plan,
+    "run": _run, "sft": _sft, "miniature": _miniature, "study": _study,
+    "eval": _eval, "plan": _plan,
     "show-config": _show_config, "serve": _serve, "tiny-model": _tiny_model,
 }
 
