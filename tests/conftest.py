@@ -103,8 +103,7 @@ def _assert_trained_checkpoint(model_dir: Path, start_model: str) -> None:
 RAY_ENV = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}}
 
 
-@pytest.fixture
-def ray_cluster():
+def start_local_ray() -> None:
     """A real local Ray cluster; 4 logical CPUs so 2 engine actors or 2 trainer workers fit.
     Started once and shared; started again after a test that used a multi-node cluster
     (tests/cluster/test_multinode.py). address="local": never join another process's cluster.
@@ -113,7 +112,21 @@ def ray_cluster():
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=4, include_dashboard=False, runtime_env=RAY_ENV)
+
+
+@pytest.fixture
+def ray_cluster():
+    """The shared local Ray cluster (start_local_ray)."""
+    start_local_ray()
     yield
+
+
+@pytest.fixture(scope="session")
+def ray_for_session_fixtures():
+    """The same cluster, for a session-scoped fixture that runs work once for several tests
+    (a test that goes on using Ray asks for ray_cluster too: the cluster may have been
+    restarted in between)."""
+    start_local_ray()
 
 
 # ------------------------------------------------------------------ fault-injection table

@@ -1,10 +1,66 @@
-"""Hand-made per-seed results.json dicts for the study's summary and report tests."""
+"""The miniature at CI size, run once for the tests that read it (the recipe's, the study's,
+determinism), and hand-made per-seed results.json dicts for the study's summary and report
+tests."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "miniature.yaml"
+CI_PROMPTS = 8
+CI_SAMPLES = 3
+
+
+def ci_overrides(run_dir: Path) -> list[str]:
+    """The paper in miniature shortened for CI: small data, a short SFT, and the smallest
+    pair of runs at equal compute (2 Self-Rewarding iterations against 1 temporal one: two
+    DPO runs each, run/methods.py)."""
+    return [
+        f"storage.run_dir={run_dir}", "miniature.ift=300", "miniature.eft=300",
+        "miniature.heldout=16", "miniature.iterations={self_rewarding: 2, temporal: 1}",
+        f"data.prompts_per_iteration={CI_PROMPTS}", f"generation.samples={CI_SAMPLES}",
+        "sft.epochs=4", "sft.batch_size=32", "sft.micro_batch_size=16",
+        "judge.min_valid_share=0.0",  # a briefly trained judge: the pipeline is under test
+        "engine.batch_size=16",
+    ]
+
+
+def ci_config(run_dir: Path):
+    from temporal_ray.config import load_config
+    from temporal_ray.miniature.config import MiniatureRunConfig
+
+    return load_config(CONFIG, ci_overrides(run_dir), schema=MiniatureRunConfig)
+
+
+@dataclass
+class CIRun:
+    root: Path
+    cfg: Any
+    results: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def ci_miniature(ray_for_session_fixtures, tmp_path_factory) -> CIRun:
+    """One run of the CI-sized miniature (seed 0), as run_miniature returned it."""
+    from temporal_ray.miniature.recipe import run_miniature
+
+    root = tmp_path_factory.mktemp("ci-miniature") / "mini"
+    cfg = ci_config(root)
+    return CIRun(root, cfg, run_miniature(cfg))
+
+
+@pytest.fixture(scope="session")
+def ci_study(ray_for_session_fixtures, tmp_path_factory) -> CIRun:
+    """A two-seed study of the same CI-sized miniature; its seed 0 has ci_miniature's config."""
+    from temporal_ray.miniature.study import run_study
+
+    base = tmp_path_factory.mktemp("ci-study")
+    cfg = ci_config(base / "mini")
+    return CIRun(base / "study", cfg, run_study(cfg, seeds=2, out=str(base / "study")))
 
 
 def _checkpoint(method: str, index: int, compute: int, accuracy: float,

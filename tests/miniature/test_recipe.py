@@ -1,18 +1,17 @@
 """The paper in miniature, shortened for CI: the real recipe end to end (tiny base model,
-synthetic data, SFT to M0 on two DeepSpeed workers, one iteration of each method with the model as
-its own judge, ground-truth checks, collapse measurements, the report). Also covers the
-Self-Rewarding and the temporal iteration's stages and checkpoints, and replaying a stage
-(--redo / --until)."""
+synthetic data, SFT to M0 on two DeepSpeed workers, two Self-Rewarding iterations and one
+temporal one at equal compute with the model as its own judge, ground-truth checks, collapse
+measurements, compute counts, the report). Also covers the Self-Rewarding and the temporal
+iteration's stages and checkpoints, and replaying a stage (--redo / --until). The run itself
+is conftest.py's ci_miniature, which the study's determinism test also reads."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from temporal_ray.config import Method, load_config
-from temporal_ray.miniature.config import MiniatureRunConfig
+from temporal_ray.config import Method
 from temporal_ray.miniature.recipe import miniature_config, run_miniature
 from temporal_ray.run.compare import method_config
 from temporal_ray.run.driver import run_experiment
@@ -20,23 +19,13 @@ from temporal_ray.storage.files import read_rows
 
 pytestmark = pytest.mark.slow
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "miniature.yaml"
-PROMPTS = 8
+PROMPTS = 8  # conftest.py's CI_PROMPTS and CI_SAMPLES
 SAMPLES = 3
 
 
-def test_miniature_writes_a_report_with_every_section(ray_cluster, tmp_path,
+def test_miniature_writes_a_report_with_every_section(ci_miniature, ray_cluster,
                                                       assert_trained_checkpoint):
-    root = tmp_path / "mini"
-    cfg = load_config(CONFIG, [
-        f"storage.run_dir={root}", "miniature.ift=300", "miniature.eft=300",
-        "miniature.heldout=16", "miniature.iterations={self_rewarding: 1, temporal: 1}",
-        f"data.prompts_per_iteration={PROMPTS}", f"generation.samples={SAMPLES}",
-        "sft.epochs=4", "sft.batch_size=32", "sft.micro_batch_size=16",
-        "judge.min_valid_share=0.0",  # a briefly trained judge: the pipeline is under test
-        "engine.batch_size=16",
-    ], schema=MiniatureRunConfig)
-    results = run_miniature(cfg)
+    root, cfg, results = ci_miniature.root, ci_miniature.cfg, ci_miniature.results
 
     # M0 came from the SFT stage and both methods started from it.
     m0 = str(root / "sft" / "model")
@@ -79,10 +68,11 @@ def test_miniature_writes_a_report_with_every_section(ray_cluster, tmp_path,
     assert_trained_checkpoint(temporal / "model_future", m0)
     assert_trained_checkpoint(temporal / "model", m0)
 
-    # Ground truth for M0 and each method's M1; collapse measurements for each iteration.
+    # Ground truth for M0 and each method's checkpoints; collapse measurements for each
+    # iteration.
     assert sorted((c["method"], c["index"], c["compute"]) for c in results["checkpoints"]) == [
-        ("self_rewarding", 0, 0), ("self_rewarding", 1, 1), ("temporal", 0, 0),
-        ("temporal", 1, 2)]
+        ("self_rewarding", 0, 0), ("self_rewarding", 1, 1), ("self_rewarding", 2, 2),
+        ("temporal", 0, 0), ("temporal", 1, 2)]
     for checkpoint in results["checkpoints"]:
         assert checkpoint["answers"]["answers"] == 16
         assert 0.0 <= checkpoint["answers"]["accuracy"] <= 1.0
@@ -90,37 +80,40 @@ def test_miniature_writes_a_report_with_every_section(ray_cluster, tmp_path,
     for row in results["iterations"]:
         pairs_stage = "pairs" if row["method"] == "self_rewarding" else "pairs_future_guided"
         assert row["count"] == len(read_rows(str(
-            root / row["method"] / "iter_0" / pairs_stage / "data")))
+            root / row["method"] / f"iter_{row['iteration']}" / pairs_stage / "data")))
         assert -1.0 <= row["cosine"] <= 1.0
         assert row["mean_gap"] > 0 and row["dpo_mean_grad_norm"] > 0
 
     # Compute, measured from each method's own stages (the ground-truth checks under eval/
-    # are not counted): temporal generates for 3 roles on the same prompts (the same prompt
-    # tokens 3 times) and trains twice.
+    # are not counted): temporal generates for 3 roles on Self-Rewarding's first prompt chunk
+    # (its prompt tokens 3 times) and trains twice in its one iteration.
     compute = results["compute"]
     assert set(compute) == {"self_rewarding", "temporal"}
     max_new = cfg.generation.max_new_tokens
     for method, counts in compute.items():
-        assert counts["stages_without_counts"] == [] and counts["iterations"] == 1
+        iterations = 2 if method == "self_rewarding" else 1
+        assert counts["stages_without_counts"] == [] and counts["iterations"] == iterations
         for key in ("generated_prompt_tokens", "generated_tokens", "judge_prompt_tokens",
                     "judge_generated_tokens", "dpo_forward_tokens", "dpo_backward_tokens",
                     "reference_forward_tokens"):
             assert isinstance(counts[key], int) and counts[key] > 0, (method, key)
         roles = 3 if method == "temporal" else 1
-        assert counts["generated_tokens"] <= roles * PROMPTS * SAMPLES * max_new
+        assert counts["generated_tokens"] <= iterations * roles * PROMPTS * SAMPLES * max_new
         assert counts["dpo_backward_tokens"] < counts["dpo_forward_tokens"]
-        candidates = [r for stage in (root / method / "iter_0").glob("candidates_*")
+        candidates = [r for stage in (root / method).glob("iter_*/candidates_*")
                       for r in read_rows(str(stage / "data"))]
         assert counts["generated_tokens"] == sum(r["response_tokens"] for r in candidates)
     sr_counts, t_counts = compute["self_rewarding"], compute["temporal"]
-    assert t_counts["generated_prompt_tokens"] == 3 * sr_counts["generated_prompt_tokens"]
-    assert (sr_counts["dpo_runs"], t_counts["dpo_runs"]) == (1, 2)
-    assert 1.5 < t_counts["judge_prompt_tokens"] / sr_counts["judge_prompt_tokens"] < 4.5
+    sr_first = json.loads((root / "self_rewarding" / "iter_0" / "candidates_present" /
+                           "manifest.json").read_text())
+    assert t_counts["generated_prompt_tokens"] == 3 * sr_first["generated_prompt_tokens"]
+    assert (sr_counts["dpo_runs"], t_counts["dpo_runs"]) == (2, 2)
+    assert 0.75 < t_counts["judge_prompt_tokens"] / sr_counts["judge_prompt_tokens"] < 2.25
 
     report = (root / "report.md").read_text()
     for section in ("## Findings", "## Checkpoints", "## Iterations", "report.png",
-                    "## Compute per method", "| DPO runs | 1 | 2 | - |",
-                    "| M0 (SFT) |", "| Self-Rewarding M1 |", "| Temporal M1 |",
+                    "## Compute per method", "| DPO runs | 2 | 2 | - |",
+                    "| M0 (SFT) |", "| Self-Rewarding M2 |", "| Temporal M1 |",
                     "| Self-Rewarding | 0 |", "| Temporal | 0 |"):
         assert section in report
     assert (root / "report.png").read_bytes()[:4] == b"\x89PNG"
