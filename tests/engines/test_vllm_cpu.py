@@ -38,7 +38,7 @@ def prompts(ray_cluster, tmp_path):
 
 
 def test_the_generate_stage_runs_on_vllm_with_seeded_samples(prompts, tiny_model, tmp_path,
-                                                             engine_texts):
+                                                             engine_texts, same_texts):
     """Every request once, the candidate columns, and the same texts from a second engine:
     each row samples with its own seed. The hf engine draws the same samples: torch's
     multinomial and vLLM's sampler both pick argmax(p / q) with q ~ Exp(1) from the row's
@@ -51,7 +51,7 @@ def test_the_generate_stage_runs_on_vllm_with_seeded_samples(prompts, tiny_model
     assert sum(bool(text.strip()) for text in first.values()) >= len(first) // 2
     assert generate(tmp_path, tiny_model, "second", generation) == first
     hf_texts = engine_texts(tiny_model, PROMPTS, "present", generation)
-    same = sum(first[key] == hf_texts[key] for key in hf_texts)
+    same = same_texts(first, hf_texts)
     print(f"sampled texts equal in both engines: {same}/{len(hf_texts)}")
     assert same >= 7 * len(hf_texts) // 8
 
@@ -83,7 +83,7 @@ def test_the_judge_stage_runs_on_vllm(prompts, tiny_model, tmp_path):
 
 def test_past_and_present_come_from_one_vllm_engine_by_lora_request(prompts, tiny_model,
                                                                     lora_checkpoint, tmp_path,
-                                                                    engine_texts):
+                                                                    engine_texts, same_texts):
     """LoRA on one base: one engine loads M0 once and serves the present model (an adapter in
     the run directory) by LoRA request, in the same pass as the past model. Greedy texts
     match the hf engine on the base (the past role: plain greedy vLLM against transformers,
@@ -102,7 +102,7 @@ def test_past_and_present_come_from_one_vllm_engine_by_lora_request(prompts, tin
         mine = {(r["prompt_id"], r["sample_index"]): r["response"]
                 for r in rows if r["role"] == role}
         expected = engine_texts(model, PROMPTS, role, generation)
-        same = sum(mine[key] == expected[key] for key in expected)
+        same = same_texts(mine, expected)
         print(f"{role}: greedy texts equal in both engines: {same}/{len(expected)}")
         assert same >= 7 * len(expected) // 8
     # The adapter changes what the model writes: the two roles' texts are not the same.
