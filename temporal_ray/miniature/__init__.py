@@ -8,4 +8,7 @@ rules.py         a rule judge for the tiny model
 ground_truth.py  held-out accuracy and judge agreement per checkpoint
 report.py        the comparison report: tables, findings, plot
 recipe.py        the recipe: data, M0, both methods, checks, report
+study.py         `temporal-ray study`: the recipe over N seeds, resumable per seed
+study_summary.py means and 95% intervals over seeds, the paired comparison, the claims
+study_report.py  study.md and study.png
 """

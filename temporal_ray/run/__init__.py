@@ -6,5 +6,6 @@ methods.py    the two methods, read line by line against method.md
 driver.py     M_{i+1} = iteration(M_i) over the prompt chunks (`temporal-ray run`)
 report.py     what a run prints, from the stages' manifests
 compare.py    both methods at equal compute from one M0
+compute.py    a method's tokens, summed over its stages' counts (equal compute, measured)
 sft.py        `temporal-ray sft`: M0 from a base model
 """
