@@ -3,6 +3,7 @@ everything else, that nothing below it knows of.
 
 config.py        its config section, and the full config with it (what the CLI loads)
 tasks.py         the synthetic task domain with exact ground truth
+toy_data.py      its data files: IFT, EFT, prompts, held-out tasks, judge checks
 tiny_model.py    the tiny Llama and tokenizer built on the spot (also `temporal-ray tiny-model`)
 rules.py         a rule judge for the tiny model
 ground_truth.py  held-out accuracy and judge agreement per checkpoint

@@ -23,8 +23,8 @@ from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.miniature.config import MiniatureRunConfig
 from temporal_ray.miniature.ground_truth import check_checkpoint, form_only_judge
 from temporal_ray.miniature.report import markdown, plot, terminal_summary
-from temporal_ray.miniature.tasks import (
-    answer_key,
+from temporal_ray.miniature.tasks import answer_key
+from temporal_ray.miniature.toy_data import (
     build_toy_data,
     judge_check_rows,
     load_tasks,

@@ -39,6 +39,7 @@ def tokenizer_text() -> list[str]:
     its long judge prompts, take few tokens. No reversed or sorted words: their spellings must
     not become single tokens (digits are single tokens anyway)."""
     from temporal_ray.miniature import tasks as toytask
+    from temporal_ray.miniature.toy_data import eft_response, judge_prompt
 
     rng = random.Random(0)
     judge_template = (resources.files("temporal_ray") / "assets" / "toy_judge.txt").read_text(
@@ -47,9 +48,9 @@ def tokenizer_text() -> list[str]:
     for task in toytask.make_tasks(2000, seed=12345, families=toytask.KNOWN_FAMILIES):
         quality = rng.choice(list(toytask.Quality))
         response = toytask.corrupt(task, rng, quality)
-        lines += [task.prompt, toytask.eft_response(quality)]
+        lines += [task.prompt, eft_response(quality)]
         if task.family in ("add", "count", "sortd"):  # responses free of word spellings
-            lines += [response, toytask.judge_prompt(task.prompt, response, judge_template)]
+            lines += [response, judge_prompt(task.prompt, response, judge_template)]
     return lines
 
 

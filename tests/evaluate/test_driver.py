@@ -12,7 +12,8 @@ import yaml
 
 from temporal_ray.config import load_config
 from temporal_ray.evaluate.winrate import order_score
-from temporal_ray.miniature.tasks import Task, grade, heldout_rows, make_tasks, write_jsonl
+from temporal_ray.miniature.tasks import Task, grade, make_tasks
+from temporal_ray.miniature.toy_data import heldout_rows, write_jsonl
 from temporal_ray.storage.files import read_rows
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The synthetic domain: deterministic data, exact grading, EFT scores the judge parser reads."""
+"""The synthetic domain (tasks.py) and its data files (toy_data.py): deterministic data, exact
+grading, EFT scores the judge parser reads."""
 
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ from temporal_ray.miniature.tasks import (
     Quality,
     Task,
     answer_key,
-    build_toy_data,
     corrupt,
-    eft_rows,
     grade,
-    ift_rows,
     is_correct,
-    load_tasks,
     make_tasks,
+)
+from temporal_ray.miniature.toy_data import (
+    build_toy_data,
+    eft_rows,
+    ift_rows,
+    load_tasks,
     prompt_rows,
     split_tasks,
     write_jsonl,
@@ -219,7 +222,7 @@ def test_write_jsonl_replaces_atomically(tmp_path):
 
 
 def test_judge_check_rows_are_balanced_and_scored_by_the_rubric():
-    from temporal_ray.miniature.tasks import judge_check_rows
+    from temporal_ray.miniature.toy_data import judge_check_rows
 
     tasks = make_tasks(40, seed=3)
     rows = judge_check_rows(tasks, seed=9)
