@@ -36,7 +36,7 @@ class MiniatureConfig(Section):
 
     seed: int = 0
     """Seeds the synthetic data and the tiny base model."""
-    ift: int = Field(1200, gt=0)
+    ift: int = Field(600, gt=0)
     """IFT rows (instructions with answers, a share of them flawed on purpose)."""
     families: list[str] = ["sortd"]
     """Task families (tasks.py): `sortd` sorts digits, where checking is easier than solving;

@@ -5,7 +5,8 @@ request rows and judge parsing as training) and stored as one resumable stage:
 - answers: a greedy answer to each held-out task, graded exactly by `toytask.grade` ->
   accuracy, per family, and the mix of qualities;
 - judge check: the checkpoint judges held-out answers of known quality with the run's judge
-  prompt and sampling -> `metrics.judge_agreement` with the rubric's scores, and the
+  prompt and sampling -> `metrics.judge_agreement` of the averaged scores with the rubric's,
+  the same share over single judgements (`single_agreement`), and the
   correct-vs-wrong AUC: among on-topic answers, the chance that a correct one scores above a
   wrong one. Agreement alone can mislead: a judge that reads only the form (off topic, bare or
   wordy) agrees on 3 of 4 balanced answers without checking any (`form_only_judge`).
@@ -60,6 +61,16 @@ def judge_measures(judge_scores: list[float | None], true_scores: list[int]) -> 
             "correct_vs_wrong_auc": ranking_auc(
                 [j for j, t in pairs if t in correct],
                 [j for j, t in pairs if t == RUBRIC_SCORE[Quality.WRONG_ON_TOPIC]])}
+
+
+def single_judgement_agreement(judged: list[dict[str, Any]], truth: dict[str, int],
+                               samples: int) -> float | None:
+    """The share of single judgements (each of a candidate's J `samples`; an unparsed one is a
+    miss) that give the rubric's score. The averaged score (`agreement`) misses wherever the J
+    samples split: a 5 and a 2 average to 3.5, no rubric score at all."""
+    hits = sum(abs(s - truth[row["prompt_id"]]) <= 0.5
+               for row in judged for s in row["judge_scores"] if s is not None)
+    return hits / (len(judged) * samples) if judged else None
 
 
 def form_only_judge(check: list[dict[str, Any]], tasks: dict[str, Task]) -> dict[str, Any]:
@@ -123,6 +134,8 @@ def check_checkpoint(run: RunDir, stage: str, model: str, heldout: list[dict[str
                                 judge.max_score)["roles"][CHECK_ROLE]
         return {"answers": answer_summary(answer_rows, tasks),
                 "judge": {**judge_measures([scores.get(i) for i in ids], [truth[i] for i in ids]),
+                          "single_agreement": single_judgement_agreement(
+                              judged, truth, judge.samples),
                           "no_score": failures["no_score"],
                           "out_of_range": failures["out_of_range"]}}
 

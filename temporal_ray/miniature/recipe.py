@@ -80,7 +80,8 @@ def miniature_config(cfg: MiniatureRunConfig, root: str, base_model: str,
                      data: str) -> MiniatureRunConfig:
     """The paths the recipe owns: the SFT inputs and output, M0 and the prompt file."""
     judge = cfg.judge
-    if judge.kind == "llm" and not judge.prompt_template:
+    # With a rule judge too: the ground-truth check still measures the model's own judging.
+    if not judge.prompt_template:
         judge = judge.model_copy(update={"prompt_template": TOY_JUDGE_TEMPLATE})
     return cfg.model_copy(update={
         "sft": cfg.sft.model_copy(update={

@@ -23,9 +23,9 @@ from temporal_ray.run.compute import compute_ratios
 def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
     """Markdown: one row per checkpoint (M0 once, then each method's M_k)."""
     lines = ["| model | DPO runs | held-out accuracy | clean answers | off-topic answers | "
-             "mean answer tokens | judge agreement | judge Spearman | "
+             "mean answer tokens | judge agreement | single judgements agreeing | judge Spearman | "
              "judge correct-vs-wrong AUC | judge unparsed |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     seen_m0 = False
     for row in checkpoints:
         if row["index"] == 0:
@@ -39,7 +39,8 @@ def checkpoint_table(checkpoints: list[dict[str, Any]]) -> str:
         lines.append(f"| {name} | {row['compute']} | {fmt(a['accuracy'])} | "
                      f"{fmt(a['clean_accuracy'])} | {fmt(off_topic)} | "
                      f"{fmt(a['mean_answer_tokens'], '.1f')} | "
-                     f"{fmt(j['agreement'])} | {fmt(j['spearman'])} | "
+                     f"{fmt(j['agreement'])} | {fmt(j.get('single_agreement'))} | "
+                     f"{fmt(j['spearman'])} | "
                      f"{fmt(j.get('correct_vs_wrong_auc'))} | {fmt(j['unparsed_share'])} |")
     return "\n".join(lines)
 
@@ -209,8 +210,10 @@ def markdown(results: dict[str, Any], image: str = "report.png") -> str:
         "\n".join(f"- {line}" for line in findings(results)),
         f"![measurements per iteration]({image})",
         "## Checkpoints\nHeld-out accuracy: greedy answers graded exactly (correct = clean or "
-        "with extra words). Judge agreement: share of answers of known quality the model "
-        "scores exactly as the rubric does (an unparsed judgement counts as a miss). "
+        "with extra words). Judge agreement: share of answers of known quality whose averaged "
+        "judge score is the rubric's (an unparsed judgement counts as a miss); single "
+        "judgements agreeing: the same over each of the J judgements (J samples that split, "
+        "a 5 and a 2, average to no rubric score). "
         "Correct-vs-wrong AUC: among the on-topic answers, the chance that a correct one "
         "scores above a wrong one (0.5: the judge does not check correctness). "
         + form_only_line(results),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from temporal_ray.miniature.tasks import RUBRIC_SCORE, grade, task_from_prompt
 from temporal_ray.miniature.tiny_model import bundled_text
 
 _WORD = re.compile(r"[a-z]+")
@@ -30,3 +31,10 @@ def known_words(prompt: str, response: str) -> float:
         return 0.0
     vocabulary = _vocabulary()
     return 5.0 * sum(word in vocabulary for word in words) / len(words)
+
+
+def answer_key_score(prompt: str, response: str) -> float:
+    """0-5: the rubric score of the response's ground-truth quality on the synthetic domain
+    (tasks.grade). An oracle judge: the miniature run with it shows what DPO does with pairs
+    that are always right, against the self-judge's noisy ones."""
+    return float(RUBRIC_SCORE[grade(task_from_prompt(prompt), response)])

@@ -44,6 +44,8 @@ class Metric:
 CHECKPOINT_METRICS = [
     Metric("accuracy", "held-out accuracy", lambda r: r["answers"]["accuracy"]),
     Metric("judge_agreement", "judge agreement", lambda r: r["judge"]["agreement"]),
+    Metric("judge_single_agreement", "single judgements agreeing",
+           lambda r: r["judge"]["single_agreement"]),
     Metric("judge_spearman", "judge Spearman", lambda r: r["judge"]["spearman"]),
     Metric("judge_auc", "judge correct-vs-wrong AUC",
            lambda r: r["judge"]["correct_vs_wrong_auc"]),

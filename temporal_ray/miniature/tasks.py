@@ -166,6 +166,28 @@ def make_tasks(n: int, seed: int, families: Sequence[str] = FAMILIES,
     return tasks
 
 
+_PROMPT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("sortd", re.compile(r"Sort the digits: (\d+)")),
+    ("sort", re.compile(r"Sort the letters: ([a-z]+)")),
+    ("reverse", re.compile(r"Reverse the word: ([a-z]+)")),
+    ("count", re.compile(r"How many letters in: ([a-z]+)\?")),
+    ("add", re.compile(r"What is (\d+) \+ (\d+)\?")),
+)
+
+
+def task_from_prompt(prompt: str) -> Task:
+    """The `Task` a prompt text asks (every family's answer follows from its prompt), for
+    judges that see only the prompt and the response."""
+    for family, pattern in _PROMPT_PATTERNS:
+        match = pattern.fullmatch(prompt.strip())
+        if match:
+            groups = match.groups()
+            value = (int(groups[0]), int(groups[1])) if family == "add" else groups[0]
+            return _task(family, value)
+    families = ", ".join(KNOWN_FAMILIES)
+    raise ValueError(f"{prompt!r} is not a prompt of the synthetic domain ({families})")
+
+
 # ------------------------------------------------------------------ grading
 def _tokens(text: str) -> list[str]:
     return re.findall(r"[a-z]+|\d+", text.lower())

@@ -67,7 +67,8 @@ def _checkpoint(method: str, index: int, compute: int, accuracy: float,
                 agreement: float) -> dict[str, Any]:
     return {"method": method, "index": index, "compute": compute, "model": f"{method}/m{index}",
             "answers": {"answers": 8, "accuracy": accuracy, "clean_accuracy": accuracy},
-            "judge": {"count": 8, "agreement": agreement, "spearman": agreement - 0.1,
+            "judge": {"count": 8, "agreement": agreement, "single_agreement": agreement + 0.05,
+                      "spearman": agreement - 0.1,
                       "correct_vs_wrong_auc": 0.5 + agreement / 10, "unparsed_share": 0.0}}
 
 

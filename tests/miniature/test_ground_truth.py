@@ -73,3 +73,13 @@ def test_judge_measures_and_the_form_only_baseline_by_hand():
     assert base["agreement"] == pytest.approx(3 / 4)  # right on form, wrong on the wrong answer
     # The bare wrong "132" scores 5: a tie with the clean answer (1/2), above the verbose (0).
     assert base["correct_vs_wrong_auc"] == pytest.approx(1 / 4)
+
+
+def test_single_judgements_count_every_sample_and_unparsed_ones_as_misses():
+    from temporal_ray.miniature.ground_truth import single_judgement_agreement
+
+    truth = {"a": 5, "b": 2}
+    judged = [{"prompt_id": "a", "judge_scores": [5.0, 2.0]},  # split: averages to 3.5
+              {"prompt_id": "b", "judge_scores": [2.0]}]       # one of two samples unparsed
+    assert single_judgement_agreement(judged, truth, samples=2) == 2 / 4
+    assert single_judgement_agreement([], truth, samples=2) is None

@@ -26,8 +26,8 @@ def test_checkpoints_have_means_and_ordered_intervals(seed_results):
     assert rows["temporal", 2]["metrics"]["accuracy"]["mean"] == pytest.approx(0.6)
     assert rows["temporal", 2]["metrics"]["judge_agreement"]["mean"] == pytest.approx(0.6)
     for row in summary["checkpoints"]:
-        assert set(row["metrics"]) == {"accuracy", "judge_agreement", "judge_spearman",
-                                       "judge_auc"}
+        assert set(row["metrics"]) == {"accuracy", "judge_agreement", "judge_single_agreement",
+                                       "judge_spearman", "judge_auc"}
         for interval in row["metrics"].values():
             _bracketed(interval)
 

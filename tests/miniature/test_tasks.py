@@ -11,8 +11,10 @@ import pytest
 
 from temporal_ray.core.judging import parse_judgement
 from temporal_ray.core.rubric import ADDITIVE_5_POINT_RUBRIC, judge_messages
+from temporal_ray.miniature.rules import answer_key_score
 from temporal_ray.miniature.tasks import (
     FAMILIES,
+    KNOWN_FAMILIES,
     RUBRIC_SCORE,
     WORDS,
     Quality,
@@ -22,6 +24,7 @@ from temporal_ray.miniature.tasks import (
     grade,
     is_correct,
     make_tasks,
+    task_from_prompt,
 )
 from temporal_ray.miniature.toy_data import (
     build_toy_data,
@@ -32,6 +35,7 @@ from temporal_ray.miniature.toy_data import (
     split_tasks,
     write_jsonl,
 )
+from temporal_ray.stages.judge import load_rule
 
 SCORE_PATTERN = r"Score:\s*(\d+(?:\.\d+)?)"
 C, V, W, OFF = (Quality.CORRECT_CLEAN, Quality.CORRECT_VERBOSE, Quality.WRONG_ON_TOPIC,
@@ -290,3 +294,19 @@ def test_build_toy_data_with_the_sortd_family(tmp_path):
     assert {t.family for t in held} == {"sortd"} and {len(t.answer) for t in held} == {4}
     eft = [json.loads(line)["response"] for line in open(paths["eft"], encoding="utf-8")]
     assert Counter(r[-1] for r in eft) == {"2": 20, "5": 20}
+
+
+def test_every_family_s_task_is_read_back_from_its_prompt():
+    for family in KNOWN_FAMILIES:
+        for task in make_tasks(30, seed=4, families=[family]):
+            assert task_from_prompt(task.prompt) == task
+    with pytest.raises(ValueError, match="not a prompt of the synthetic domain"):
+        task_from_prompt("Sort the colours: red blue")
+
+
+def test_the_answer_key_rule_scores_by_the_rubric():
+    prompt = "Sort the digits: 75517"
+    assert [answer_key_score(prompt, r) for r in ("15577", "Sorted: 15577.", "15557", "hello")] == [
+        RUBRIC_SCORE[q] for q in (Quality.CORRECT_CLEAN, Quality.CORRECT_VERBOSE,
+                                  Quality.WRONG_ON_TOPIC, Quality.OFF_TOPIC)]
+    assert load_rule("temporal_ray.miniature.rules:answer_key_score") is answer_key_score
