@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from temporal_ray.run.session import LOCAL_TRAIN_ENV
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -100,7 +102,9 @@ def _assert_trained_checkpoint(model_dir: Path, start_model: str) -> None:
     assert out.shape[1] > ids.shape[1]
 
 
-RAY_ENV = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}}
+# As start_ray's local cluster: Ray Train without a preemption watcher, a short health check.
+RAY_ENV = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+                        **LOCAL_TRAIN_ENV}}
 
 
 def start_local_ray() -> None:

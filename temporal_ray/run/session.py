@@ -17,6 +17,14 @@ class ConfigChangedError(RuntimeError):
     """The run directory holds stages made with another config."""
 
 
+# Ray Train settings for a local cluster of our own, read by each training run's controller:
+# no preemption watcher (one machine, never preempted: an actor process less to start per run)
+# and a 0.25 s health check instead of 2 s (the controller then notices a finished or failed
+# worker group ~1 s sooner, each run; a poll is two tiny actor calls).
+LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                   "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
+
+
 def start_ray(cfg: Config) -> None:
     import ray
 
@@ -30,7 +38,8 @@ def start_ray(cfg: Config) -> None:
         # A local cluster of our own: "local" never joins another process's cluster, nor
         # trips over the address file a killed cluster left behind.
         ray.init(address="local", num_cpus=cfg.ray.num_cpus,
-                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
+                                           **LOCAL_TRAIN_ENV}})
 
 
 def check_config(run: RunDir, cfg: Config, force: bool,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from temporal_ray.config import DPOConfig
 from temporal_ray.training.loop import (
     Outcome,
+    Phases,
     Setup,
     TrainingLoop,
     join_group,
@@ -80,7 +81,7 @@ class DPORecipe:
         self.frozen_reference: Any = None
         self.tokens: dict[str, int] = {}
 
-    def setup(self) -> Setup:
+    def setup(self, phases: Phases) -> Setup:
         import pyarrow.parquet as pq
         from transformers import AutoTokenizer
 
@@ -90,7 +91,7 @@ class DPORecipe:
         from temporal_ray.training.deepspeed_setup import build_frozen_engine
 
         job, cfg = self.job, self.cfg
-        place = join_group(cfg)
+        place = join_group(cfg, phases)
         start = ensure_local(job.start_model)
         tokenizer = AutoTokenizer.from_pretrained(start)
         # The weights to build: the start model, or with lora.base 'initial' the base it is an
@@ -107,7 +108,7 @@ class DPORecipe:
         self.examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"],
                                        cfg.max_length) for p in pairs]
         self.built = prepare(cfg, place, tokenizer, [e.length for e in self.examples], base,
-                             adapter, base_uri)
+                             phases, adapter, base_uri)
         # The reference is the starting model. Precomputed: its log-probs, in one pass before
         # any update. Resident: scored batch by batch by a frozen copy (with LoRA: the adapter
         # off).

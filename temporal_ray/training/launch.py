@@ -3,12 +3,14 @@
 In:  a per-worker loop function, its config dict, the `TrainingConfig` that sizes the group,
      and where Ray Train keeps the run's checkpoints (`storage_path`/`name`).
 Out: the metrics.json that rank 0 wrote into `output_dir` (Ray Train V2 returns no metrics
-     without a reported checkpoint, so the loop writes them beside the model).
+     without a reported checkpoint, so the loop writes them beside the model), its `phases`
+     (seconds per phase of the run) completed with Ray Train's start and stop.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +47,7 @@ def fit_on_workers(loop: Callable[[dict[str, Any]], None], loop_config: dict[str
     A run with the same `name` under `storage_path` resumes from its latest checkpoint, so the
     name must change when the inputs do.
     """
+    began = time.time()
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -62,6 +65,21 @@ def fit_on_workers(loop: Callable[[dict[str, Any]], None], loop_config: dict[str
             checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
     trainer.fit()
+    ended = time.time()
     fs, path = resolve(f"{output_dir}/metrics.json")
     with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
+        return with_driver_phases(json.loads(f.read()), began, ended)
+
+
+def with_driver_phases(metrics: dict[str, Any], began: float, ended: float) -> dict[str, Any]:
+    """`metrics` with Ray Train's own share of the run's wall time added to the workers'
+    `phases`: start_workers (from the call: the trainer, the controller and the worker group
+    up, until the last attempt's loop began; failed attempts included) and stop_workers
+    (after the export: metrics.json, the last barrier, the group's shutdown)."""
+    started = metrics.pop("worker_started", None)
+    if started is None or "phases" not in metrics:
+        return metrics
+    worker = metrics["phases"]
+    metrics["phases"] = {"start_workers": round(started - began, 3), **worker,
+                         "stop_workers": round(ended - started - sum(worker.values()), 3)}
+    return metrics

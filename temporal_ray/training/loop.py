@@ -11,6 +11,9 @@ loss; `TrainingLoop` drives it through the steps every run takes:
   3. a final evaluation, the recipe's side files, the export of the trained model
      (`training.export`), metrics.json from rank 0 (uploaded when the output is remote), and a
      last barrier.
+`Phases` times each of these (and the set-up's imports, process group, data, model load and
+deepspeed.initialize) into metrics.json's `phases`; on a small model nearly all of a stage's
+time is start-up, and this shows which part.
 Imports of torch, deepspeed and ray.train stay inside the functions: the driver never needs them.
 """
 
@@ -85,11 +88,28 @@ class Outcome:
         return time.time() - self.started
 
 
+class Phases:
+    """Seconds per phase of one worker's run, in order: metrics.json's `phases`, so a slow
+    stage shows where its time went (a restarted run's: its last attempt's)."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        """When the worker's loop began (the driver takes Ray Train's start-up from it)."""
+        self.seconds: dict[str, float] = {}
+        self._last = self.started
+
+    def mark(self, name: str) -> None:
+        """Phase `name` ended now: it took the time since the previous mark."""
+        now = time.time()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 3)
+        self._last = now
+
+
 class Recipe(Protocol):
     """The steps that make a loop SFT or DPO; `TrainingLoop` calls them in order."""
 
-    def setup(self) -> Setup:
-        """Join the group, read and tokenize the data, build the engine."""
+    def setup(self, phases: Phases) -> Setup:
+        """Join the group, read and tokenize the data, build the engine (marking `phases`)."""
 
     def begin(self) -> dict[str, float]:
         """A fresh run's measurements before any update (history[0])."""
@@ -118,22 +138,26 @@ class Recipe(Protocol):
     def metrics(self, outcome: Outcome) -> dict[str, Any]: ...
 
 
-def join_group(cfg: TrainingConfig) -> Place:
+def join_group(cfg: TrainingConfig, phases: Phases) -> Place:
     """This worker's place; seeds torch and joins the process group."""
     import deepspeed
     import ray.train
     import torch
+    import transformers  # noqa: F401  (its import is the phase's largest part)
+
+    phases.mark("imports")
 
     context = ray.train.get_context()
     place = Place(context.get_world_rank(), context.get_world_size(),
                   ray.train.torch.get_device())
     torch.manual_seed(cfg.seed)
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
+    phases.mark("process_group")
     return place
 
 
 def prepare(cfg: TrainingConfig, place: Place, tokenizer: Any, lengths: list[int], base: str,
-            adapter: str | None = None, base_uri: str | None = None) -> Setup:
+            phases: Phases, adapter: str | None = None, base_uri: str | None = None) -> Setup:
     """This rank's share of the examples in micro-batches, and the policy's engine built from
     `base` (with `adapter` loaded, if given)."""
     from temporal_ray.core.batching import bucket_by_length, random_micro_batches, shard_indices
@@ -148,8 +172,11 @@ def prepare(cfg: TrainingConfig, place: Place, tokenizer: Any, lengths: list[int
                      else random_micro_batches(mine, cfg.micro_batch_size, cfg.seed + place.rank))
     total_steps = len(mine) // per_rank_step * cfg.epochs
     ds_config = deepspeed_config(cfg, place.world)
-    engine = build_engine(load_model(base, cfg, ds_config, adapter), cfg, ds_config,
-                          total_steps)
+    phases.mark("data")
+    model = load_model(base, cfg, ds_config, adapter)
+    phases.mark("model_load")
+    engine = build_engine(model, cfg, ds_config, total_steps)
+    phases.mark("deepspeed_initialize")
     return Setup(cfg, place, tokenizer, engine, mine, micro_batches, total_steps, base,
                  base_uri)
 
@@ -183,11 +210,13 @@ class TrainingLoop:
         self.output_dir = output_dir
         self.fail_once_at_step = fail_once_at_step
         self.built: Setup  # what the recipe set up, once `run` has called it
+        self.phases = Phases()
 
     def run(self) -> None:
         import torch.distributed as dist
 
-        self.built = self.recipe.setup()
+        self.built = self.recipe.setup(self.phases)
+        self.phases.mark("setup")  # what the recipe's set-up did after its engine
         started = time.time()
         state = self.start()
         train_started = time.time()  # after the reference pass: throughput counts training only
@@ -196,7 +225,9 @@ class TrainingLoop:
             window = self.epoch(state, window)
             state.epoch, state.position = state.epoch + 1, 0
         train_seconds = time.time() - train_started
+        self.phases.mark("train")
         after = self.recipe.evaluate()
+        self.phases.mark("evaluate")
         self.finish(Outcome(state.history[1:], state.history[0], after, started,
                             train_started - started, train_seconds))
         dist.barrier()
@@ -207,9 +238,12 @@ class TrainingLoop:
         restored = resume.restore(self.built.engine, self.built.place.rank,
                                   frozen_base=self.built.cfg.lora.enabled)
         if restored is None:
-            return LoopState(history=[{"step": 0, **self.recipe.begin()}])
+            state = LoopState(history=[{"step": 0, **self.recipe.begin()}])
+            self.phases.mark("begin")
+            return state
         state, rank_state = restored
         self.recipe.resume(state, rank_state)
+        self.phases.mark("resume")
         return state
 
     def epoch(self, state: LoopState,
@@ -248,7 +282,9 @@ class TrainingLoop:
             _fail_once(self.output_dir)
         every = self.built.cfg.checkpoint_every
         if every and entry["step"] % every == 0:
+            self.phases.mark("train")
             self.checkpoint(state, entry["step"])
+            self.phases.mark("checkpoints")
 
     def checkpoint(self, state: LoopState, step: int) -> None:
         # Saved as the place of the next micro-batch: after an epoch's last, the next epoch.
@@ -264,13 +300,17 @@ class TrainingLoop:
 
         s, out = self.built, self.output_dir
         self.recipe.save_extras(out)
+        self.phases.mark("extras")
         local_out = out if "://" not in out else tempfile.mkdtemp()
         save_trained(s.engine, s.tokenizer, local_out, s.base, s.cfg.zero_stage,
                      s.cfg.lora.enabled, s.place.rank, base_uri=s.base_uri)
+        self.phases.mark("export")
         if s.place.rank != 0:
             return
+        metrics = {**self.recipe.metrics(outcome), "phases": self.phases.seconds,
+                   "worker_started": self.phases.started}
         with open(os.path.join(local_out, "metrics.json"), "w") as f:
-            json.dump(self.recipe.metrics(outcome), f, indent=2)
+            json.dump(metrics, f, indent=2)
         if local_out != out:
             upload_dir(local_out, out)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from temporal_ray.config import SFTConfig
 from temporal_ray.training.loop import (
     Outcome,
+    Phases,
     Setup,
     TrainingLoop,
     join_group,
@@ -62,7 +63,7 @@ class SFTRecipe:
         self.built: Setup  # by `setup`
         self.tokens: dict[str, int] = {}
 
-    def setup(self) -> Setup:
+    def setup(self, phases: Phases) -> Setup:
         import pyarrow.parquet as pq
         from transformers import AutoTokenizer
 
@@ -70,14 +71,15 @@ class SFTRecipe:
         from temporal_ray.storage.files import ensure_local, resolve
 
         cfg = self.cfg
-        place = join_group(cfg)
+        place = join_group(cfg, phases)
         base = ensure_local(self.job.base_model)
         tokenizer = AutoTokenizer.from_pretrained(base)
         fs, data_file = resolve(self.job.data_path)
         rows = pq.read_table(data_file, filesystem=fs).to_pylist()
         self.examples = [tokenize_example(tokenizer, r["prompt"], r["response"], cfg.max_length)
                          for r in rows]
-        self.built = prepare(cfg, place, tokenizer, [e.length for e in self.examples], base)
+        self.built = prepare(cfg, place, tokenizer, [e.length for e in self.examples], base,
+                             phases)
         self.tokens = sum_over_ranks(self.token_counts(), place)
         return self.built
 

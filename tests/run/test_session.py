@@ -4,7 +4,13 @@ import pytest
 import yaml
 
 from temporal_ray.config import load_config
-from temporal_ray.run.session import ConfigChangedError, absolute_paths, check_config, start_ray
+from temporal_ray.run.session import (
+    LOCAL_TRAIN_ENV,
+    ConfigChangedError,
+    absolute_paths,
+    check_config,
+    start_ray,
+)
 from temporal_ray.storage.run_dir import RunDir
 
 
@@ -73,4 +79,6 @@ def test_inside_a_job_ray_init_gets_no_runtime_env_of_its_own(tmp_path, monkeypa
     start_ray(config(tmp_path, "ray.num_cpus=3"))
     assert calls[0] == {"address": None}
     assert calls[1]["num_cpus"] == 3 and "runtime_env" in calls[1]
+    # Only a local cluster of our own gets the Ray Train settings for one machine.
+    assert LOCAL_TRAIN_ENV.items() <= calls[1]["runtime_env"]["env_vars"].items()
     assert calls[1]["address"] == "local"  # its own cluster, never a stale or foreign one

@@ -8,6 +8,7 @@ Adam, restored from the checkpoint after the fault). None of these may change a 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,9 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
                          fail_once_at_step=fail_at)
 
     # The clean run saves no checkpoints (nothing to resume; a checkpoint is seconds here).
+    began = time.time()
     clean = train("clean", None, DPO.model_copy(update={"checkpoint_every": 0}))
+    wall = time.time() - began
     # The faulted run also computes its reference log-probs 8 pairs a forward instead of 2,
     # gathers per module and offloads: the same numbers, so everything below must agree.
     faulted = train("faulted", fail_at=2,
@@ -83,3 +86,16 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
         assert row["chosen_logp"] < 0 and row["rejected_logp"] < 0
         # Other batch widths may round differently: a float32 ulp at |56| is 3.8e-6.
         assert row["chosen_logp"] == pytest.approx(refs["faulted"][i]["chosen_logp"], rel=1e-6)
+
+    # Where the time went: Ray Train's start and stop around the workers' phases, which
+    # together make up the call's wall time. The faulted run's last attempt resumed from its
+    # checkpoint instead of taking the reference pass, and wrote checkpoints of its own.
+    phases = clean["phases"]
+    assert list(phases)[:6] == ["start_workers", "imports", "process_group", "data",
+                                "model_load", "deepspeed_initialize"]
+    assert list(phases)[-4:] == ["evaluate", "extras", "export", "stop_workers"]
+    assert "begin" in phases and "checkpoints" not in phases
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert sum(phases.values()) == pytest.approx(wall, abs=1.0)
+    assert "resume" in faulted["phases"] and "begin" not in faulted["phases"]
+    assert faulted["phases"]["checkpoints"] > 0
