@@ -8,6 +8,7 @@ base.py        the `Section` base model and the `Method` names
 engine.py      EngineConfig: how generation and judging run
 training.py    LoRA, DeepSpeed training, DPO and SFT
 evaluation.py  `temporal-ray eval` and its pairwise judge
+tracking.py    TrackingConfig: MLflow, TensorBoard, W&B
 experiment.py  the root `Config` and the run's other sections
 loading.py     YAML files with `base:`, overrides, `ConfigError`, resume comparisons
 
@@ -37,12 +38,19 @@ from temporal_ray.config.loading import (
     load_config,
     with_defaults,
 )
+from temporal_ray.config.tracking import (
+    MlflowConfig,
+    TensorBoardConfig,
+    TrackingConfig,
+    WandbConfig,
+)
 from temporal_ray.config.training import DPOConfig, LoraConfig, SFTConfig, TrainingConfig
 
 __all__ = [
     "Config", "ConfigError", "DataConfig", "DPOConfig",
     "EngineConfig", "EvalConfig", "GenerationConfig", "JudgeConfig", "LoraConfig", "Method",
-    "MethodConfig", "ModelConfig", "PairwiseJudgeConfig", "RayConfig", "Section", "SFTConfig",
-    "StorageConfig", "TrainingConfig", "apply_override", "changed_fields", "load_config",
+    "MethodConfig", "MlflowConfig", "ModelConfig", "PairwiseJudgeConfig", "RayConfig",
+    "Section", "SFTConfig", "StorageConfig", "TensorBoardConfig", "TrackingConfig",
+    "TrainingConfig", "WandbConfig", "apply_override", "changed_fields", "load_config",
     "with_defaults",
 ]

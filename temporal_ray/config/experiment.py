@@ -1,8 +1,8 @@
 """The root `Config` and the sections of an experiment that have no module of their own: the
 model, the prompts, the method, sampling, the judge, Ray and storage.
 
-An experiment of its own subclasses `Config` to add its section; the root's `pools` and `eval`
-still end the file, and `run_sections()` names the subclass's sections too.
+An experiment of its own subclasses `Config` to add its section; the root's `pools`, `tracking`
+and `eval` still end the file, and `run_sections()` names the subclass's sections too.
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ from pydantic import (
 from temporal_ray.config.base import Method, Section
 from temporal_ray.config.engine import EngineConfig
 from temporal_ray.config.evaluation import EvalConfig
+from temporal_ray.config.tracking import TrackingConfig
 from temporal_ray.config.training import DPOConfig, SFTConfig
 from temporal_ray.core.roles import Role
 
 # The sections that end a config file, after any section an experiment's subclass adds
 # (pydantic puts a subclass's fields last): a file, a dump and a run's config.yaml keep the
 # order they had when every section was the root's own.
-CLOSING_SECTIONS = ("pools", "eval")
+CLOSING_SECTIONS = ("pools", "tracking", "eval")
+# How a run is evaluated and logged: what its stages compute never depends on these.
+OBSERVING_SECTIONS = ("tracking", "eval")
 
 
 class ModelConfig(Section):
@@ -134,6 +137,8 @@ class Config(Section):
     """Per-role changes to `engine` for the generation pools, e.g. `{past: {actors: 2},
     future: {actors: 4, max_actors: 8}}`: a role's pool is `engine` with those fields
     changed. Roles: past (M0), present (M_i), future (M_f). The judge has `judge.engine`."""
+    tracking: TrackingConfig = TrackingConfig()
+    """Experiment tracking: MLflow (on: a file store in the run directory), TensorBoard."""
     eval: EvalConfig = EvalConfig()
 
     def engine_for(self, role: Role) -> EngineConfig:
@@ -162,9 +167,10 @@ class Config(Section):
                 *CLOSING_SECTIONS)
 
     def run_sections(self) -> tuple[str, ...]:
-        """What a training run's stages depend on: every section but eval, so changing how a
-        run is evaluated never invalidates (or refuses to resume) the run itself."""
-        return tuple(name for name in self.section_names() if name != "eval")
+        """What a training run's stages depend on: every section but eval and tracking, so
+        changing how a run is evaluated or logged never invalidates (or refuses to resume)
+        the run itself."""
+        return tuple(name for name in self.section_names() if name not in OBSERVING_SECTIONS)
 
     @model_serializer(mode="wrap")
     def _in_section_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

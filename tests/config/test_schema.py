@@ -34,9 +34,10 @@ def test_the_schema_reads_its_own_section_and_the_core_config_refuses_it():
 
 def test_a_subclass_section_comes_before_pools_and_eval():
     cfg = load_config(None, BASE, schema=ToyConfig)
-    core = [name for name in Config.model_fields if name not in ("pools", "eval")]
-    assert list(cfg.model_dump()) == [*core, "toy", "pools", "eval"]
-    assert list(yaml.safe_load(cfg.to_yaml())) == [*core, "toy", "pools", "eval"]
+    closing = ("pools", "tracking", "eval")
+    core = [name for name in Config.model_fields if name not in closing]
+    assert list(cfg.model_dump()) == [*core, "toy", *closing]
+    assert list(yaml.safe_load(cfg.to_yaml())) == [*core, "toy", *closing]
     assert cfg.run_sections() == (*core, "toy", "pools")
     assert load_config(None, BASE).run_sections() == (*core, "pools")
 
@@ -45,8 +46,9 @@ def test_run_sections_hash_sees_the_subclass_section():
     cfg = load_config(None, BASE, schema=ToyConfig)
     other = load_config(None, [*BASE, "toy.size=4"], schema=ToyConfig)
     assert other.hash(*other.run_sections()) != cfg.hash(*cfg.run_sections())
-    assert load_config(None, [*BASE, "eval.max_new_tokens=7"], schema=ToyConfig).hash(
-        *cfg.run_sections()) == cfg.hash(*cfg.run_sections())
+    for observing in ("eval.max_new_tokens=7", "tracking.mlflow.enabled=false"):
+        assert load_config(None, [*BASE, observing], schema=ToyConfig).hash(
+            *cfg.run_sections()) == cfg.hash(*cfg.run_sections())
 
 
 def test_with_defaults_fills_the_subclass_section_from_its_schema():
