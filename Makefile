@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TINY   := runs/tiny-model
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run study eval smoke test test-fast chaos lint bench clean
+.PHONY: install run study eval smoke test test-fast chaos lint bench clean mlflow-ui
 
 install: $(STAMP)
 
@@ -72,5 +72,15 @@ bench: $(STAMP)
 	if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python bench/mfu.py; \
 	else echo "bench/mfu.py (DPO model FLOPs utilisation) needs a GPU: skipped"; fi
 
+# After `make run`: MLflow's UI on the run's store, http://127.0.0.1:5000 (RUN=runs/tiny after
+# `make smoke`). The server (full mlflow, which pins pyarrow<26) gets a venv of its own; MLflow
+# 3 opens a file store only when MLFLOW_ALLOW_FILE_STORE is set.
+RUN          ?= runs/miniature
+MLFLOW_VENV  := .venv-mlflow
+mlflow-ui:
+	test -x $(MLFLOW_VENV)/bin/mlflow || { $(PYTHON) -m venv $(MLFLOW_VENV) && \
+	  $(MLFLOW_VENV)/bin/pip install -q "mlflow>=3.17,<4"; }
+	MLFLOW_ALLOW_FILE_STORE=true $(MLFLOW_VENV)/bin/mlflow ui --backend-store-uri $(RUN)/mlruns
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) runs .pytest_cache

@@ -37,6 +37,7 @@ from temporal_ray.run.session import absolute, start_ray
 from temporal_ray.run.sft import run_sft
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.tracking import Tracker
 
 # The judge prompt of the miniature: the tiny model's context (512 tokens) cannot hold the
 # additive rubric (~900 tokens), so a short one with the same "Score: k" ending stands in.
@@ -98,13 +99,18 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 def evaluate(cfg: MiniatureRunConfig, root: str, data: str,
-             checkpoints: dict[Method, list[str]], pools: KeptPools) -> dict[str, Any]:
-    """Ground truth per checkpoint (M0 once) and the collapse measurements per iteration."""
+             checkpoints: dict[Method, list[str]], pools: KeptPools,
+             tracker: Tracker | None = None) -> dict[str, Any]:
+    """Ground truth per checkpoint (M0 once) and the collapse measurements per iteration;
+    tracked in each method's run: eval/... per checkpoint (step k: M_k), collapse/... per
+    iteration (step i)."""
+    tracker = tracker or Tracker.off()
     evals = RunDir(f"{root}/eval")
     heldout = _read_jsonl(f"{data}/heldout.jsonl")
     check = _read_jsonl(f"{data}/judge_check.jsonl")
     rows, iterations = [], []
     for method, models in checkpoints.items():
+        tracked = tracker.child(method.value, {"method": method.value}, method=method.value)
         for k, model in enumerate(models):
             name = "m0" if k == 0 else f"{method.value}/m{k}"
             if evals.finished(name) is None:
@@ -114,10 +120,14 @@ def evaluate(cfg: MiniatureRunConfig, root: str, data: str,
                          "compute": k * METHODS[method.value].dpo_runs,
                          "model": model, "answers": checks["answers"],
                          "judge": checks["judge"]})
+            tracked.log_metrics("eval", {"answers": checks["answers"],
+                                         "judge": checks["judge"]}, step=k)
         run = RunDir(method_config(cfg, method, len(models) - 1).storage.run_dir)
         for i in range(len(models) - 1):
             iterations.append({"method": method.value, **iteration_collapse(
                 run, method.value, i, models[i], cfg.engine)})
+            tracked.log_metrics("collapse", iterations[-1], step=i)
+        tracked.finish()
     return {"checkpoints": rows, "iterations": iterations}
 
 
@@ -141,12 +151,13 @@ def run_miniature(cfg: MiniatureRunConfig, force: bool = False) -> dict[str, Any
     run = RunDir(root)
     with RunLock(run):
         base_model, data = _base_model(run, cfg), _data(run, cfg)
-    cfg = miniature_config(cfg, root, base_model, data)
+        cfg = miniature_config(cfg, root, base_model, data)
+        tracker = Tracker.open(cfg, run, "miniature", {"kind": "miniature"})
     start_ray(cfg)
-    run_sft(cfg, force=force)
-    checkpoints = run_comparison(cfg, cfg.miniature.iterations, force=force)
+    run_sft(cfg, force=force, parent=tracker)
+    checkpoints = run_comparison(cfg, cfg.miniature.iterations, force=force, parent=tracker)
     with KeptPools() as pools:
-        results = evaluate(cfg, root, data, checkpoints, pools)
+        results = evaluate(cfg, root, data, checkpoints, pools, tracker)
     results["form_only_judge"] = _data_manifest(run).get("form_only_judge")
     results["compute"] = measured_compute(cfg, checkpoints)
     mini = cfg.miniature
@@ -167,6 +178,9 @@ def run_miniature(cfg: MiniatureRunConfig, force: bool = False) -> dict[str, Any
         run.write_text("results.json", json.dumps(results, indent=2, default=str))
         run.write_text("report.md", markdown(results))
         plot(results, f"{root}/report.png")
+        for name in ("report.png", "report.md", "results.json"):
+            tracker.log_artifact(f"{root}/{name}")
+        tracker.finish()
     print(terminal_summary(results), flush=True)
     print(f"report: {root}/report.md", flush=True)
     return results

@@ -11,6 +11,7 @@ from __future__ import annotations
 from temporal_ray.config import Config, Method
 from temporal_ray.run.driver import run_experiment
 from temporal_ray.run.session import absolute
+from temporal_ray.tracking import Tracker
 
 
 def method_config(cfg: Config, method: Method, iterations: int) -> Config:
@@ -22,13 +23,14 @@ def method_config(cfg: Config, method: Method, iterations: int) -> Config:
     })
 
 
-def run_comparison(cfg: Config, iterations: dict[Method, int],
-                   force: bool = False) -> dict[Method, list[str]]:
+def run_comparison(cfg: Config, iterations: dict[Method, int], force: bool = False,
+                   parent: Tracker | None = None) -> dict[Method, list[str]]:
     """Run (or resume) every method from cfg.model.path; returns each method's checkpoints,
-    M0 first."""
+    M0 first. Each method's run is tracked nested in `parent`'s, when given."""
     checkpoints = {}
     for method, count in iterations.items():
         print(f"== {method.value}: {count} iterations from M0", flush=True)
-        summary = run_experiment(method_config(cfg, method, count), force=force)
+        summary = run_experiment(method_config(cfg, method, count), force=force,
+                                 parent=parent)
         checkpoints[method] = [absolute(cfg.model.path)] + [s["model"] for s in summary]
     return checkpoints

@@ -25,16 +25,19 @@ from temporal_ray.run.report import describe_compute, describe_engines, format_i
 from temporal_ray.run.session import absolute_paths, check_config, start_ray
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.tracking import Tracker
 from temporal_ray.training.plan import check_fits
 
 
 def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
-                   redo: str | None = None) -> list[dict[str, Any]]:
+                   redo: str | None = None,
+                   parent: Tracker | None = None) -> list[dict[str, Any]]:
     """Run (or resume) an experiment; returns one summary record per iteration.
 
     `redo` (e.g. "iter_0/scores_present_past") first deletes that finished stage and every
     stage that finished after it; `until` stops once the named stage has finished. Together
-    they replay one stage, to debug it."""
+    they replay one stage, to debug it. The run is tracked (cfg.tracking) as a run of its
+    own, or nested in `parent`'s (an experiment that runs several methods)."""
     cfg = absolute_paths(cfg)
     prompt_set = load_prompts(cfg.data.prompts, cfg.data.prompt_field)
     check_model(cfg.model.path)
@@ -52,21 +55,31 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
         check_config(run, cfg, force, sections=cfg.run_sections())
         if redo:
             print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
+        method = cfg.method.name.value
+        tracker = (parent.child(method, {"method": method}, method=method) if parent
+                   else Tracker.open(cfg, run, method, {"method": method}, method=method))
+        tracker.log_config(cfg)  # nested: this method's own (name, iterations, run_dir)
         start_ray(cfg)
         with KeptPools() as pools:
-            return iterate_method(cfg, run, pools, rows, dropped, until)
+            summary = iterate_method(cfg, run, pools, rows, dropped, until, tracker)
+        if len(summary) == cfg.method.iterations:
+            tracker.log_artifact(run.path("summary.json"))
+            tracker.finish()
+        return summary
 
 
 def iterate_method(cfg: Config, run: RunDir, pools: KeptPools,
                    prompts_rows: list[dict[str, str]], prompts_dropped: dict[str, int],
-                   until: str | None = None) -> list[dict[str, Any]]:
+                   until: str | None = None,
+                   tracker: Tracker | None = None) -> list[dict[str, Any]]:
     """M_{i+1} = iteration(M_i) for each prompt chunk; one summary record per iteration."""
+    tracker = tracker or Tracker.off()
     iterate = METHODS[cfg.method.name.value].iteration
     past = present = cfg.model.path
     summary = []
     for i in range(cfg.method.iterations):
         started = time.time()
-        stages = IterationStages(cfg, run, i, pools, until)
+        stages = IterationStages(cfg, run, i, pools, until, tracker)
         try:
             prompts = stages.prompts(iteration_chunk(prompts_rows, i,
                                                      cfg.data.prompts_per_iteration))
@@ -78,6 +91,7 @@ def iterate_method(cfg: Config, run: RunDir, pools: KeptPools,
         print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
         summary.append({"iteration": i, "model": present, "stages": stages.records,
                         "seconds": round(time.time() - started, 1)})
+        tracker.log_metrics("iteration", {"seconds": summary[-1]["seconds"]}, step=i)
         run.write_text("summary.json", json.dumps(
             {"method": cfg.method.name.value, "prompts_dropped": prompts_dropped,
              "engines": pools.counts(), "iterations": summary,

@@ -39,6 +39,7 @@ from temporal_ray.stages.generate import (
 from temporal_ray.stages.judge import judge_candidates
 from temporal_ray.storage.files import read_rows, resolve, write_rows
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.tracking import Tracker
 from temporal_ray.training.launch import job_resources
 
 
@@ -72,13 +73,16 @@ class IterationStages:
     """The stages of iteration `iteration` of a run: what a method's iteration calls."""
 
     def __init__(self, cfg: Config, run: RunDir, iteration: int, pools: KeptPools,
-                 until: str | None = None):
+                 until: str | None = None, tracker: Tracker | None = None):
         self.cfg = cfg
         self.run = run
         self.iteration = iteration
         self.pools = pools
         """The driver's kept pools (engine.keep_alive), released before each DPO stage."""
         self.until = until
+        self.tracker = tracker or Tracker.off()
+        """Every stage, finished now or before, is logged as it is passed (once: a stage
+        logged before is not logged again)."""
         self.records: list[dict[str, Any]] = []
 
     def _stage(self, name: str, produce: Callable[[str], dict[str, Any]],
@@ -88,6 +92,7 @@ class IterationStages:
                                     config_hash=self.cfg.hash(*self.cfg.run_sections()),
                                     **manifest)
         self.records.append({**result.manifest, "reused": result.reused})
+        self.tracker.log_stage(stage, result.manifest, result.path)
         if stage == self.until:
             raise StopAfterStage(stage)
         return result.path

@@ -18,11 +18,13 @@ from temporal_ray.stages.sft import train_sft
 from temporal_ray.storage.files import write_rows
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.tracking import Tracker
 from temporal_ray.training.plan import check_fits
 
 
-def run_sft(cfg: Config, force: bool = False) -> str:
-    """Run (or resume) SFT; returns the URI of the trained model directory."""
+def run_sft(cfg: Config, force: bool = False, parent: Tracker | None = None) -> str:
+    """Run (or resume) SFT; returns the URI of the trained model directory. Tracked as a run
+    of its own, or nested in `parent`'s."""
     from temporal_ray.run.session import absolute, check_config, start_ray
 
     sft = cfg.sft
@@ -35,6 +37,9 @@ def run_sft(cfg: Config, force: bool = False) -> str:
     run = RunDir(output)
     with RunLock(run):
         check_config(run, cfg, force, sections=("sft",))
+        tracker = (parent.child("sft", {"kind": "sft"}) if parent
+                   else Tracker.open(cfg, run, "sft", {"kind": "sft"}))
+        tracker.log_config(cfg)
         start_ray(cfg)
 
         def write_data(tmp: str) -> dict[str, Any]:
@@ -45,6 +50,7 @@ def run_sft(cfg: Config, force: bool = False) -> str:
             return {"examples": len(rows), "per_file": sources}
 
         data = run.run_stage("data", write_data, kind="sft_data")
+        tracker.log_stage("data", data.manifest, data.path)
 
         def train(tmp: str) -> dict[str, Any]:
             metrics = train_sft(f"{data.path}/rows.parquet", base, tmp, sft,
@@ -53,6 +59,8 @@ def run_sft(cfg: Config, force: bool = False) -> str:
             return {k: v for k, v in metrics.items() if k != "history"}
 
         model = run.run_stage("model", train, kind="sft", base_model=base)
+        tracker.log_stage("model", model.manifest, model.path)
+        tracker.finish()
         m = model.manifest
         print(f"sft: {m['examples']} examples, {m['optimizer_steps']} steps, response-token "
               f"loss {m['loss_before']:.4f} -> {m['loss_after']:.4f}  {m['seconds']:.1f} s"

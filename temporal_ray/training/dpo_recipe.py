@@ -244,6 +244,11 @@ class DPORecipe:
             "rejected_logps": rejected.mean().item(),
         }
 
+    def tokens(self, number: int) -> int:
+        from temporal_ray.core.batching import pair_tokens
+
+        return sum(pair_tokens(self.examples[i])[0] for i in self.built.micro_batches[number])
+
     def summarise(self, outputs: list) -> dict[str, float]:
         """Loss, reward margin and accuracy over this rank's micro-batches, averaged over ranks."""
         return mean_over_ranks({

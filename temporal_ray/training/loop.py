@@ -6,8 +6,8 @@ loss; `TrainingLoop` drives it through the steps every run takes:
   1. resume from the run's latest in-run checkpoint (`training.resume`), or else take the
      recipe's first measurements (DPO: after its reference pass) as history[0],
   2. epochs of shuffled micro-batches, one optimizer step per gradient accumulation boundary:
-     its measurements averaged over ranks, logged by rank 0, a checkpoint every
-     `checkpoint_every` steps,
+     its measurements averaged over ranks (its tokens summed, and their rate), logged by
+     rank 0, a checkpoint every `checkpoint_every` steps,
   3. a final evaluation, the recipe's side files, the export of the trained model
      (`training.export`), metrics.json from rank 0 (uploaded when the output is remote), and a
      last barrier.
@@ -122,6 +122,9 @@ class Recipe(Protocol):
 
     def measure(self, outputs: Any) -> dict[str, float]: ...
 
+    def tokens(self, number: int) -> int:
+        """Input tokens of micro-batch `number` (no padding): a step's tokens/s counts them."""
+
     def history_entry(self, means: dict[str, float], step: int, epoch: int,
                       grad_norm: float, lr: float) -> dict[str, float]: ...
 
@@ -211,6 +214,8 @@ class TrainingLoop:
         self.fail_once_at_step = fail_once_at_step
         self.built: Setup  # what the recipe set up, once `run` has called it
         self.phases = Phases()
+        self.step_started = 0.0
+        """When the current optimizer step's first micro-batch began (for tokens/s)."""
 
     def run(self) -> None:
         import torch.distributed as dist
@@ -220,6 +225,7 @@ class TrainingLoop:
         started = time.time()
         state = self.start()
         train_started = time.time()  # after the reference pass: throughput counts training only
+        self.step_started = train_started
         window: list[dict[str, float]] = []
         while state.epoch < self.built.cfg.epochs:
             window = self.epoch(state, window)
@@ -261,7 +267,8 @@ class TrainingLoop:
             boundary = engine.is_gradient_accumulation_boundary()
             lr = float(engine.get_lr()[0])  # the rate this step applies
             engine.step()
-            window.append(self.recipe.measure(outputs))
+            window.append({**self.recipe.measure(outputs),
+                           "tokens": float(self.recipe.tokens(number))})
             if boundary:
                 self.end_step(state, window, lr)
                 window = []
@@ -272,9 +279,14 @@ class TrainingLoop:
         """An optimizer step is done: record it, log it, checkpoint if due."""
         means = mean_over_ranks({k: mean([w[k] for w in window]) for k in window[0]},
                                 self.built.place)
+        # Every rank ran as many micro-batches: the mean times them all is the step's sum.
+        tokens = round(means.pop("tokens") * len(window) * self.built.place.world)
         entry = self.recipe.history_entry(
             means, step=len(state.history), epoch=state.epoch,
             grad_norm=float(self.built.engine.get_global_grad_norm() or 0.0), lr=lr)
+        now = time.time()
+        entry.update(tokens=tokens, tokens_per_s=tokens / max(now - self.step_started, 1e-9))
+        self.step_started = now
         state.history.append(entry)
         if self.built.place.rank == 0:
             log(self.recipe.step_line(entry, self.built.total_steps))
@@ -285,6 +297,7 @@ class TrainingLoop:
             self.phases.mark("train")
             self.checkpoint(state, entry["step"])
             self.phases.mark("checkpoints")
+            self.step_started = time.time()  # a checkpoint's time is no step's
 
     def checkpoint(self, state: LoopState, step: int) -> None:
         # Saved as the place of the next micro-batch: after an epoch's last, the next epoch.
