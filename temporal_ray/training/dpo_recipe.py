@@ -244,7 +244,7 @@ class DPORecipe:
             "rejected_logps": rejected.mean().item(),
         }
 
-    def tokens(self, number: int) -> int:
+    def micro_batch_tokens(self, number: int) -> int:
         from temporal_ray.core.batching import pair_tokens
 
         return sum(pair_tokens(self.examples[i])[0] for i in self.built.micro_batches[number])

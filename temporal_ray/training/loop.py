@@ -122,7 +122,7 @@ class Recipe(Protocol):
 
     def measure(self, outputs: Any) -> dict[str, float]: ...
 
-    def tokens(self, number: int) -> int:
+    def micro_batch_tokens(self, number: int) -> int:
         """Input tokens of micro-batch `number` (no padding): a step's tokens/s counts them."""
 
     def history_entry(self, means: dict[str, float], step: int, epoch: int,
@@ -268,7 +268,7 @@ class TrainingLoop:
             lr = float(engine.get_lr()[0])  # the rate this step applies
             engine.step()
             window.append({**self.recipe.measure(outputs),
-                           "tokens": float(self.recipe.tokens(number))})
+                           "tokens": float(self.recipe.micro_batch_tokens(number))})
             if boundary:
                 self.end_step(state, window, lr)
                 window = []

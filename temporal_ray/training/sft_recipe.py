@@ -109,7 +109,7 @@ class SFTRecipe:
     def measure(self, outputs: Any) -> dict[str, float]:
         return {"loss": outputs.item()}
 
-    def tokens(self, number: int) -> int:
+    def micro_batch_tokens(self, number: int) -> int:
         return sum(self.examples[i].length for i in self.built.micro_batches[number])
 
     def evaluate(self) -> dict[str, float]:

@@ -122,8 +122,12 @@ def test_miniature_writes_a_report_with_every_section(ci_miniature, ray_cluster,
     summary = json.loads((root / "temporal" / "summary.json").read_text())
     assert summary["compute"] == t_counts
 
-    # A rerun resumes: every stage is reused and the results are the same.
+    assert_tracked_in_mlflow(root, results)
+
+    # A rerun resumes: every stage is reused and the results are the same, and it continues
+    # the same tracked runs without logging a point twice.
     assert run_miniature(cfg)["iterations"] == results["iterations"]
+    assert_tracked_in_mlflow(root, results)
 
     # Replay one stage of a method's run: --redo deletes it and every stage that finished
     # after it (they read it), --until stops once the named stage is done.
@@ -138,3 +142,55 @@ def test_miniature_writes_a_report_with_every_section(ci_miniature, ray_cluster,
     assert {stage for stage in after if after[stage] != before[stage]} == {
         "scores_future", "pairs_future_guided"}
     assert len(read_rows(str(temporal / "scores_future" / "data"))) == per_role
+
+
+def assert_tracked_in_mlflow(root, results):
+    """The miniature's MLflow store (<run_dir>/mlruns), read with MLflow's client: one run for
+    the experiment, SFT and each method nested in it, each stage nested in those; every DPO
+    and SFT step as rank 0's metrics.json has it; the collapse measures and the ground truth
+    per iteration and checkpoint; the report as artifacts; no (metric, step) twice."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"file://{root / 'mlruns'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == root.name]
+    runs = client.search_runs([experiment.experiment_id])
+    by_id = {r.info.run_id: r for r in runs}
+    (top,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert top.info.run_name == "miniature" and top.info.status == "FINISHED"
+    assert top.data.params["miniature.ift"] == "300"
+    assert {a.path for a in client.list_artifacts(top.info.run_id)} >= {
+        "report.png", "report.md", "results.json"}
+    nested = {r.info.run_name: r for r in runs
+              if r.data.tags.get("mlflow.parentRunId") == top.info.run_id}
+    assert set(nested) == {"sft", "self_rewarding", "temporal"}
+
+    def history(stage_dir):
+        return json.loads((stage_dir / "metrics.json").read_text())["history"]
+
+    def points(run, key):
+        found = [(p.step, p.value) for p in client.get_metric_history(run.info.run_id, key)]
+        assert len({step for step, _ in found}) == len(found), (run.info.run_name, key)
+        return sorted(found)
+
+    for stage_dir in [root / "sft" / "model", *root.glob("*/iter_*/model*")]:
+        kind = "sft" if stage_dir.parent.name == "sft" else "dpo"
+        method = stage_dir.parents[1].name
+        (stage,) = [r for r in runs if r.data.tags.get("stage") == stage_dir.name
+                    and r.data.tags.get("iteration") in (None, stage_dir.parent.name[5:])
+                    and by_id[r.data.tags["mlflow.parentRunId"]].info.run_name
+                    == ("sft" if kind == "sft" else method)]
+        steps = history(stage_dir)
+        assert steps and points(stage, f"{kind}/loss") == [(h["step"], h["loss"])
+                                                           for h in steps]
+        assert len(points(stage, f"{kind}/tokens_per_s")) == len(steps)
+    for method, run in nested.items():
+        if method == "sft":
+            continue
+        dpo_steps = sum(len(history(d)) for d in (root / method).glob("iter_*/model*"))
+        assert [s for s, _ in points(run, "dpo/loss")] == list(range(1, dpo_steps + 1))
+        collapse = [r for r in results["iterations"] if r["method"] == method]
+        assert points(run, "collapse/mean_gap") == [(r["iteration"], r["mean_gap"])
+                                                    for r in collapse]
+        checks = sorted((c["index"], c["answers"]["accuracy"])
+                        for c in results["checkpoints"] if c["method"] == method)
+        assert points(run, "eval/answers.accuracy") == checks

@@ -1,6 +1,7 @@
 """`temporal-ray sft` end to end: 2 real Ray Train workers, DeepSpeed ZeRO-3 over gloo, the
-tiny model learns its SFT data; the rerun reuses the finished stages; bad data stops it before
-any training starts."""
+tiny model learns its SFT data; every step is tracked in MLflow (read back with its client);
+the rerun reuses the finished stages and logs no point twice; bad data stops it before any
+training starts."""
 
 from __future__ import annotations
 
@@ -49,10 +50,32 @@ def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys):
                                     str(tmp_path / "eft.jsonl"): 4}
     AutoModelForCausalLM.from_pretrained(model)  # a plain HF checkpoint
 
-    # The same command again: both stages are reused, nothing retrains.
+    assert_sft_steps_tracked(tmp_path / "sft", metrics["history"])
+
+    # The same command again: both stages are reused, nothing retrains nor is logged twice.
     capsys.readouterr()
     run_sft(cfg)
     assert "(reused)" in capsys.readouterr().out
+    assert_sft_steps_tracked(tmp_path / "sft", metrics["history"])
+
+
+def assert_sft_steps_tracked(output, history):
+    """The MLflow store in the SFT output holds one run, its `model` stage nested with every
+    step of rank 0's history, each once."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"file://{output / 'mlruns'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "sft"]
+    runs = client.search_runs([experiment.experiment_id])
+    (root,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert root.data.params["sft.epochs"] == "3" and root.info.status == "FINISHED"
+    (model,) = [r for r in runs if r.data.tags.get("stage") == "model"]
+    assert model.data.tags["kind"] == "sft"
+    for key in ("loss", "grad_norm", "lr", "tokens_per_s"):
+        for run in (model, root):  # the stage's own curve, and the run-wide one
+            points = client.get_metric_history(run.info.run_id, f"sft/{key}")
+            assert [(p.step, p.value) for p in points] == [(h["step"], h[key]) for h in history]
+    assert all(h["tokens"] > 0 and h["tokens_per_s"] > 0 for h in history)
 
 
 def test_bad_sft_data_stops_before_training(tiny_model, tmp_path, capsys):
