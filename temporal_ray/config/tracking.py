@@ -25,14 +25,15 @@ class MlflowConfig(Section):
 
 class TensorBoardConfig(Section):
     enabled: bool = False
-    """Write TensorBoard event files (`tensorboard --logdir <log_dir>`)."""
+    """Write TensorBoard event files (`tensorboard --logdir <log_dir>`); needs the
+    tensorboard package (the `tensorboard` extra; `dev` has it)."""
     log_dir: str | None = None
     """Empty means <storage.run_dir>/tensorboard."""
 
 
 class WandbConfig(Section):
     enabled: bool = False
-    """Log to Weights & Biases (not logged yet: this increment logs MLflow and TensorBoard)."""
+    """Log to Weights & Biases: not implemented yet (a run that turns it on is told so)."""
     project: str = "temporal-ray"
     entity: str | None = None
     mode: Literal["auto", "online", "offline"] = "auto"

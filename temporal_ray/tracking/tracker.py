@@ -1,4 +1,5 @@
-"""`Tracker`: one tracked run on every enabled backend, and what the run logs into it.
+"""`Tracker`: one tracked run on every enabled backend (mlflow_store, tensorboard_store), and
+what the run logs into it.
 
     tracker = Tracker.open(cfg, run_dir, name="temporal", tags={"method": "temporal"})
     tracker.log_stage("iter_0/model", manifest, stage_path)   # a nested run, DPO steps too
@@ -67,18 +68,10 @@ class Tracker:
              method: str | None = None) -> Tracker:
         """The root run of `run` on every backend `cfg.tracking` enables, with the config
         as parameters."""
-        from temporal_ray.tracking.mlflow_store import MlflowRun, store_uri
-
         tags = {**(tags or {}), "run_dir": run.uri}
-        runs: list[TrackedRun] = []
-        mlflow = cfg.tracking.mlflow
-        uri = store_uri(mlflow.uri, run) if mlflow.enabled else None
-        if mlflow.enabled and uri is None:
-            print(f"tracking.mlflow: {run.uri} is not local and tracking.mlflow.uri is not "
-                  "set: MLflow logs nothing", flush=True)
-        elif uri is not None:
-            experiment = mlflow.experiment or run.root.rstrip("/").rsplit("/", 1)[-1]
-            runs.append(MlflowRun.open_root(uri, experiment, run, name, tags))
+        if cfg.tracking.wandb.enabled:
+            print("tracking.wandb: not implemented yet; MLflow and TensorBoard are", flush=True)
+        runs = [*_mlflow_root(cfg, run, name, tags), *_tensorboard_root(cfg, run, name, tags)]
         tracker = cls(runs, method)
         tracker.log_config(cfg)
         return tracker
@@ -137,6 +130,39 @@ class Tracker:
     def finish(self) -> None:
         for run in self.runs:
             run.finish()
+
+
+def _mlflow_root(cfg: Config, run: RunDir, name: str,
+                 tags: dict[str, str]) -> list[TrackedRun]:
+    from temporal_ray.tracking.mlflow_store import MlflowRun, store_uri
+
+    mlflow = cfg.tracking.mlflow
+    if not mlflow.enabled:
+        return []
+    uri = store_uri(mlflow.uri, run)
+    if uri is None:
+        print(f"tracking.mlflow: {run.uri} is not local and tracking.mlflow.uri is not set: "
+              "MLflow logs nothing", flush=True)
+        return []
+    experiment = mlflow.experiment or run.root.rstrip("/").rsplit("/", 1)[-1]
+    return [MlflowRun.open_root(uri, experiment, run, name, tags)]
+
+
+def _tensorboard_root(cfg: Config, run: RunDir, name: str,
+                      tags: dict[str, str]) -> list[TrackedRun]:
+    from temporal_ray.tracking.tensorboard_store import TensorBoardRun
+
+    tensorboard = cfg.tracking.tensorboard
+    if not tensorboard.enabled:
+        return []
+    if tensorboard.log_dir is None and not run.is_local():
+        print(f"tracking.tensorboard: {run.uri} is not local and tracking.tensorboard.log_dir "
+              "is not set: TensorBoard logs nothing", flush=True)
+        return []
+    root = TensorBoardRun(f"{tensorboard.log_dir or run.path('tensorboard')}/{name}")
+    root.reopen()
+    root.log_tags(tags)
+    return [root]
 
 
 def read_history(stage_path: str) -> list[dict[str, Any]]:

@@ -8,58 +8,12 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
-from temporal_ray.config import load_config
 from temporal_ray.storage.run_dir import RunDir
 from temporal_ray.tracking import Tracker
 from temporal_ray.tracking.mlflow_store import FILE_STORE
 
 STEP_KEYS = ("loss", "reward_margin", "reward_accuracy", "chosen_logps", "rejected_logps",
              "grad_norm", "lr", "tokens_per_s")
-
-
-def history(steps: int, start: float) -> list[dict[str, float]]:
-    """A DPO metrics.json history as training/loop.py writes it."""
-    return [{"step": s, "epoch": (s - 1) // 2, "loss": start - 0.01 * s, "reward_margin": 0.1 * s,
-             "reward_accuracy": 0.5 + 0.1 * s, "chosen_logps": -20.0 + s,
-             "rejected_logps": -21.0 - s, "grad_norm": 1.0 / s, "lr": 1e-3, "tokens": 100,
-             "tokens_per_s": 50.0 * s} for s in range(1, steps + 1)]
-
-
-def publish_dpo(run: RunDir, stage: str, steps: int, start: float):
-    def produce(tmp: str) -> dict:
-        metrics = {"optimizer_steps": steps, "loss_before": 0.6931,
-                   "history": history(steps, start)}
-        with open(f"{tmp}/metrics.json", "w") as f:
-            json.dump(metrics, f)
-        return {k: v for k, v in metrics.items() if k != "history"}
-    return run.run_stage(stage, produce, kind="dpo", start_model="/m0")
-
-
-def publish_pairs(run: RunDir, stage: str):
-    return run.run_stage(stage, lambda tmp: {"pairs": 6, "dropped": {"tie": 2, "no_score": 0}},
-                         kind="pairs")
-
-
-def run_stages(cfg, run: RunDir) -> Tracker:
-    """What the driver does: open the run's tracker, pass each stage, finish."""
-    tracker = Tracker.open(cfg, run, "temporal", {"method": "temporal"}, method="temporal")
-    for stage in ("iter_0/pairs_anchored", "iter_0/model_future", "iter_0/model"):
-        result = (publish_pairs(run, stage) if "pairs" in stage
-                  else publish_dpo(run, stage, steps=4, start=0.69))
-        tracker.log_stage(stage, result.manifest, result.path)
-    tracker.log_metrics("collapse", {"mean_gap": 0.5, "dropped": {"tie": 2}}, step=0)
-    tracker.finish()
-    return tracker
-
-
-@pytest.fixture
-def setup(tmp_path):
-    run = RunDir(str(tmp_path / "run"))
-    cfg = load_config(None, ["model.path=/m0", "data.prompts=/p.jsonl", "dpo.beta=0.2",
-                             f"storage.run_dir={tmp_path / 'run'}"])
-    return cfg, run
 
 
 def client_for(run: RunDir):
@@ -73,7 +27,7 @@ def all_runs(client):
     return experiment.experiment_id, client.search_runs([experiment.experiment_id])
 
 
-def test_stages_steps_and_config_read_back_from_the_store(setup):
+def test_stages_steps_and_config_read_back_from_the_store(setup, run_stages):
     cfg, run = setup
     run_stages(cfg, run)
     client = client_for(run)
@@ -111,7 +65,7 @@ def test_stages_steps_and_config_read_back_from_the_store(setup):
         assert json.load(f)["optimizer_steps"] == 4
 
 
-def test_a_resumed_run_continues_the_same_runs_without_duplicates(setup):
+def test_a_resumed_run_continues_the_same_runs_without_duplicates(setup, run_stages):
     cfg, run = setup
     run_stages(cfg, run)
     client = client_for(run)
@@ -127,7 +81,8 @@ def test_a_resumed_run_continues_the_same_runs_without_duplicates(setup):
     assert len(client.get_metric_history(root.info.run_id, "dpo/loss")) == 8
 
 
-def test_a_redone_stage_replaces_its_nested_run(setup):
+def test_a_redone_stage_replaces_its_nested_run(setup, run_stages, publish_dpo,
+                                                 dpo_history):
     cfg, run = setup
     run_stages(cfg, run)
     run.discard_from("iter_0/model")
@@ -138,10 +93,10 @@ def test_a_redone_stage_replaces_its_nested_run(setup):
     experiment_id, _ = all_runs(client)
     (model,) = client.search_runs([experiment_id], "tags.stage = 'model'")
     assert [p.value for p in client.get_metric_history(model.info.run_id, "dpo/loss")] == [
-        h["loss"] for h in history(4, 0.5)]
+        h["loss"] for h in dpo_history(4, 0.5)]
 
 
-def test_mlflow_off_writes_no_store(setup):
+def test_mlflow_off_writes_no_store(setup, run_stages):
     cfg, run = setup
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={
         "mlflow": cfg.tracking.mlflow.model_copy(update={"enabled": False})})})
