@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from temporal_ray.config.base import Section
 
 
@@ -33,11 +35,19 @@ class TensorBoardConfig(Section):
 
 class WandbConfig(Section):
     enabled: bool = False
-    """Log to Weights & Biases: not implemented yet (a run that turns it on is told so)."""
+    """Log to Weights & Biases: not built yet, so turning it on is refused."""
     project: str = "temporal-ray"
     entity: str | None = None
     mode: Literal["auto", "online", "offline"] = "auto"
     """`auto`: online with WANDB_API_KEY set, else offline (WANDB_MODE=offline forces it)."""
+
+    @model_validator(mode="after")
+    def _not_built_yet(self) -> WandbConfig:
+        if self.enabled:
+            raise ValueError("tracking.wandb is not built yet: log to MLflow "
+                             "(tracking.mlflow.enabled, on by default) or TensorBoard "
+                             "(tracking.tensorboard.enabled=true)")
+        return self
 
 
 class TrackingConfig(Section):

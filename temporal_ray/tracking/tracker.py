@@ -69,8 +69,6 @@ class Tracker:
         """The root run of `run` on every backend `cfg.tracking` enables, with the config
         as parameters."""
         tags = {**(tags or {}), "run_dir": run.uri}
-        if cfg.tracking.wandb.enabled:
-            print("tracking.wandb: not implemented yet; MLflow and TensorBoard are", flush=True)
         runs = [*_mlflow_root(cfg, run, name, tags), *_tensorboard_root(cfg, run, name, tags)]
         tracker = cls(runs, method)
         tracker.log_config(cfg)

@@ -64,3 +64,8 @@ def test_the_cli_reads_the_miniature_section(capsys):
     assert main(["show-config", str(ROOT / "configs" / "miniature.yaml"),
                  "miniature.ift=5"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["miniature"]["ift"] == 5
+
+
+def test_wandb_tracking_is_refused_until_it_is_built():
+    with pytest.raises(ConfigError, match="tracking.wandb is not built yet"):
+        load_config(ROOT / "configs" / "tiny.yaml", ["tracking.wandb.enabled=true"])

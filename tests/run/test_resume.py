@@ -1,7 +1,9 @@
 """A driver killed mid-iteration (SIGKILL of `temporal-ray run`): the same command resumes
 from the last finished stage and ends with the prompt sets and counts of a complete run.
 While the first run is alive, a second one on the same run directory is refused by name; once
-it is killed, its lock does not keep the rerun out."""
+it is killed, its lock does not keep the rerun out. The run's MLflow store (the embedded
+default, read back with MLflow's own client) continues the killed run's tracked run: every stage
+a nested run once, every DPO step of rank 0's metrics.json, no point twice."""
 
 from __future__ import annotations
 
@@ -88,3 +90,30 @@ def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path
     chaos_record("driver SIGKILL mid-iteration, rerun", 1, second.returncode == 0, lost)
     assert (run_dir / "model" / "model.safetensors").exists()
     assert not list(run_dir.glob("*.tmp-*")), "a temporary stage directory was left behind"
+    check_tracked_once(tmp_path / "run")
+
+
+STAGES = {"prompts", "candidates_present", "scores_present", "pairs", "model"}
+
+
+def check_tracked_once(run: Path) -> None:
+    from mlflow import MlflowClient
+
+    history = json.loads((run / "iter_0" / "model" / "metrics.json").read_text())["history"]
+    client = MlflowClient(tracking_uri=f"file://{run / 'mlruns'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == run.name]
+    runs = client.search_runs([experiment.experiment_id])
+    (top,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert top.info.status == "FINISHED" and top.data.params["dpo.epochs"] == "1"
+    assert top.data.tags["method"] == "self_rewarding"
+    assert "summary.json" in {a.path for a in client.list_artifacts(top.info.run_id)}
+    stages = [r.data.tags["stage"] for r in runs if r is not top]
+    assert sorted(stages) == sorted(STAGES)  # the killed run's stages are not logged again
+    (model,) = [r for r in runs if r.data.tags.get("stage") == "model"]
+    assert model.data.tags["iteration"] == "0"
+    for key in ("loss", "reward_margin", "reward_accuracy", "chosen_logps", "rejected_logps",
+                "grad_norm", "lr", "tokens_per_s"):
+        for tracked in (model, top):
+            points = client.get_metric_history(tracked.info.run_id, f"dpo/{key}")
+            assert [(p.step, p.value) for p in points] == [(h["step"], h[key])
+                                                           for h in history], key
