@@ -99,6 +99,9 @@ STAGES = {"prompts", "candidates_present", "scores_present", "pairs", "model"}
 def check_tracked_once(run: Path) -> None:
     from mlflow import MlflowClient
 
+    # MLflow 3 reads a file store only when asked to (the run's own tracker asks, in its
+    # process; this reader is another one).
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     history = json.loads((run / "iter_0" / "model" / "metrics.json").read_text())["history"]
     client = MlflowClient(tracking_uri=f"file://{run / 'mlruns'}")
     (experiment,) = [e for e in client.search_experiments() if e.name == run.name]
