@@ -11,6 +11,7 @@
                                                             OpenAI API
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
+    temporal-ray status RUN_DIR [--json]   stages finished, running and remaining; the lock
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--stage", choices=["dpo", "sft"], default="dpo")
     _config_command(commands, "show-config", "print the resolved config")
     _add_serve(commands)
+    status = commands.add_parser("status", help="a run's stages (finished, running, remaining) "
+                                                "and its lock, from its directory alone")
+    status.add_argument("run_dir", help="a run directory: a path or a URI (s3://...); a "
+                                        "miniature's root lists its parts")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     tiny = commands.add_parser("tiny-model", help="build the tiny embedded model")
     tiny.add_argument("out_dir")
     return parser
@@ -114,6 +120,19 @@ def _serve(args: argparse.Namespace) -> int:
                          args.tensor_parallel_size, device=args.device)
     except ModelCheckError as err:
         return _error(err)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """0 once the directory is read, whatever the run's state (the state is in the output);
+    2 when there is no such directory."""
+    from temporal_ray.run.status import NotARunError, format_status, read_status
+
+    try:
+        status = read_status(args.run_dir)
+    except NotARunError as err:
+        return _error(err)
+    print(status.to_json() if args.json else format_status(status))
     return 0
 
 
@@ -194,6 +213,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run, "sft": _sft, "miniature": _miniature, "study": _study,
     "eval": _eval, "plan": _plan,
     "show-config": _show_config, "serve": _serve, "tiny-model": _tiny_model,
+    "status": _status,
 }
 
 

@@ -55,6 +55,8 @@ class StopAfterStage(Exception):  # noqa: N818 (control flow, not an error)
     """Raised once the stage named by `until` has finished (`temporal-ray run --until`)."""
 
 
+PROMPTS = "prompts"
+"""The first stage of every iteration: its prompt chunk (the driver's, before the method's)."""
 SELECTIONS = "selections.parquet"
 """Beside a phase-1 pair stage's data: each prompt's selection, which phase 2 starts from."""
 SHARED_PASS = ".shared_pass"
@@ -108,7 +110,7 @@ class IterationStages:
         def produce(tmp: str) -> dict[str, Any]:
             write_rows(rows, f"{tmp}/data/prompts.parquet")
             return {"rows": len(rows)}
-        return self._stage("prompts", produce, kind="prompts") + "/data"
+        return self._stage(PROMPTS, produce, kind="prompts") + "/data"
 
     def generate(self, role: Role, model: str, prompts: str) -> str:
         """Sample K responses per prompt from `model` playing `role`."""

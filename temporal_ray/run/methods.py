@@ -58,9 +58,19 @@ class MethodSpec:
     """The pair stage whose pairs train M_{i+1}: what the collapse measurements look at."""
     dpo_runs: int
     """DPO runs per iteration: the compute behind a checkpoint (M_k took k x dpo_runs)."""
+    stages: tuple[str, ...]
+    """The stages `iteration` makes, in order, after the driver's `prompts` stage: what
+    `temporal-ray status` expects of an iteration (tests/run/test_methods.py replays each
+    iteration function over finished stages and checks it passes exactly these)."""
 
 
 METHODS: dict[str, MethodSpec] = {
-    "temporal": MethodSpec(temporal_iteration, "pairs_future_guided", dpo_runs=2),
-    "self_rewarding": MethodSpec(self_rewarding_iteration, "pairs", dpo_runs=1),
+    "temporal": MethodSpec(
+        temporal_iteration, "pairs_future_guided", dpo_runs=2,
+        stages=("candidates_past", "candidates_present", "scores_present_past",
+                "pairs_anchored", "model_future", "candidates_future", "scores_future",
+                "pairs_future_guided", "model")),
+    "self_rewarding": MethodSpec(
+        self_rewarding_iteration, "pairs", dpo_runs=1,
+        stages=("candidates_present", "scores_present", "pairs", "model")),
 }

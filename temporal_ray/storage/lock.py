@@ -13,6 +13,8 @@ from typing import Any
 from temporal_ray.storage.run_dir import RunDir
 
 LOCK = "run.lock"
+STALE_AFTER = 120.0
+"""Seconds without a heartbeat after which a lock is a crashed run's (6 missed beats)."""
 
 
 class RunLockedError(RuntimeError):
@@ -27,7 +29,7 @@ class RunLock:
     owner was a process on this host that no longer exists) and the next run takes it over.
     """
 
-    def __init__(self, run: RunDir, stale_after: float = 120.0, beat_every: float = 20.0):
+    def __init__(self, run: RunDir, stale_after: float = STALE_AFTER, beat_every: float = 20.0):
         self.run, self.stale_after, self.beat_every = run, stale_after, beat_every
         self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
         self._stop = threading.Event()
@@ -38,9 +40,7 @@ class RunLock:
         return json.loads(text) if text else None
 
     def _is_live(self, holder: dict[str, Any]) -> bool:
-        if holder["host"] == self.owner["host"] and not _pid_alive(holder["pid"]):
-            return False
-        return time.time() - holder["beat"] < self.stale_after
+        return stale_reason(holder, self.stale_after) is None
 
     def _beat(self) -> None:
         self.run.write_text(LOCK, json.dumps({**self.owner, "beat": time.time()}))
@@ -75,6 +75,19 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def stale_reason(holder: dict[str, Any], stale_after: float = STALE_AFTER,
+                 now: float | None = None) -> str | None:
+    """None when the lock `holder` (run.lock's content) belongs to a live run, else why it is
+    stale. One rule for RunLock and `temporal-ray status`: a process on this host that no
+    longer exists, or a heartbeat older than `stale_after` (the only test across hosts)."""
+    age = (time.time() if now is None else now) - holder["beat"]
+    if holder["host"] == socket.gethostname() and not _pid_alive(holder["pid"]):
+        return f"process {holder['pid']} on this host is gone"
+    if age >= stale_after:
+        return f"no heartbeat for {age:.0f} s (stale after {stale_after:.0f} s)"
+    return None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -2,7 +2,8 @@
 
     runs/<name>/config.yaml                    resolved config of the run
     runs/<name>/iter_<i>/<stage>/              one finished stage: data files + manifest.json
-    runs/<name>/iter_<i>/<stage>.tmp-<uuid>/   a stage being written (ignored, cleaned up)
+    runs/<name>/iter_<i>/<stage>.tmp-<start>-<uuid>/   a stage being written since <start>
+                                               (Unix seconds; ignored, cleaned up)
 
 A stage is finished exactly when its directory exists under its final name and holds
 `manifest.json`: outputs are written into a temporary sibling, the manifest is written last,
@@ -129,9 +130,11 @@ class RunDir:
         for info in self.fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
             if info.base_name.startswith(f"{name}.tmp-") or info.base_name == name:
                 _delete(self.fs, info)
-        tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
-        self.fs.create_dir(tmp, recursive=True)
         started = time.time()
+        # The start time in the name: `temporal-ray status` reads a running stage's age from
+        # it on any filesystem (object stores keep no directory times).
+        tmp = f"{final}.tmp-{int(started)}-{uuid.uuid4().hex[:8]}"
+        self.fs.create_dir(tmp, recursive=True)
         counts = produce(self.uri_of(tmp))
         record = {"stage": stage, **manifest, **counts,
                   "seconds": round(time.time() - started, 2), "finished_at": time.time()}
