@@ -32,7 +32,7 @@ from temporal_ray.run.iteration import PROMPTS
 from temporal_ray.run.methods import METHODS
 from temporal_ray.storage.files import resolve
 from temporal_ray.storage.lock import LOCK, STALE_AFTER, stale_reason
-from temporal_ray.storage.run_dir import MANIFEST
+from temporal_ray.storage.run_dir import MANIFEST, TMP, temporary_stage
 
 SCRATCH = {"ray_train", "tensorboard", "mlruns", ".shared_pass", "eval_answers"}
 """Directories of a run that hold no stages (training checkpoints, logs): not walked."""
@@ -131,7 +131,7 @@ def _describe(fs: pafs.FileSystem, path: str, now: float, depth: int) -> RunStat
     lock = _read_lock(fs, path, now)
     config = _read_yaml(fs, f"{path}/config.yaml") if "config.yaml" in names else {}
     files = sorted(e.base_name for e in entries if e.type == pafs.FileType.File
-                   and e.base_name not in {"config.yaml", LOCK} and ".tmp-" not in e.base_name)
+                   and e.base_name not in {"config.yaml", LOCK} and TMP not in e.base_name)
     if "method" in config or any(n.startswith("iter_") for n in names):
         status = _method_run(fs, path, entries, config, lock, now)
     else:
@@ -194,7 +194,7 @@ def _stages_dir(fs: pafs.FileSystem, path: str, entries: list[pafs.FileInfo],
     if depth < MAX_DEPTH:
         for entry in entries:
             name = entry.base_name
-            if (entry.type != pafs.FileType.Directory or name in stages or ".tmp-" in name
+            if (entry.type != pafs.FileType.Directory or name in stages or TMP in name
                     or name in SCRATCH or name.startswith(".")):
                 continue
             part = _describe(fs, entry.path, now, depth + 1)
@@ -238,16 +238,18 @@ def _stages_in(fs: pafs.FileSystem, path: str, live: bool, now: float,
     dirs = [e for e in entries if e.type == pafs.FileType.Directory]
     stages: dict[str, StageStatus] = {}
     for entry in sorted(dirs, key=lambda e: e.base_name):
-        if ".tmp-" in entry.base_name:
-            name, _, tail = entry.base_name.partition(".tmp-")
-            started = _started(tail, entry)
+        temporary = temporary_stage(entry.base_name)
+        if temporary is not None:
+            name, started = temporary
+            if started is None and entry.mtime is not None:  # an earlier version's name
+                started = entry.mtime.timestamp()
             previous = stages.get(name)
             if previous is None or (previous.state != "finished"
                                     and (previous.started_at or 0) < (started or 0)):
                 stages[name] = StageStatus(name, "running" if live else "interrupted",
                                            started_at=started)
     manifests = fs.get_file_info([f"{e.path}/{MANIFEST}" for e in dirs
-                                  if ".tmp-" not in e.base_name])
+                                  if TMP not in e.base_name])
     for info in manifests:
         if info.type == pafs.FileType.File:
             manifest = _read_json(fs, info.path)
@@ -255,15 +257,6 @@ def _stages_in(fs: pafs.FileSystem, path: str, live: bool, now: float,
             stages[name] = StageStatus(name, "finished", manifest.get("seconds"),
                                        manifest.get("finished_at"))
     return stages
-
-
-def _started(tail: str, entry: pafs.FileInfo) -> float | None:
-    """A .tmp- directory's start: `<start>-<id>` (run_dir.py), else its mtime where the
-    filesystem keeps one (a directory of an earlier version's naming)."""
-    start = tail.split("-", 1)[0]
-    if "-" in tail and start.isdigit():
-        return float(start)
-    return entry.mtime.timestamp() if entry.mtime is not None else None
 
 
 def _progress(fs: pafs.FileSystem, run: str, iteration: int, stage: StageStatus,
@@ -278,7 +271,7 @@ def _progress(fs: pafs.FileSystem, run: str, iteration: int, stage: StageStatus,
                  if e.base_name.startswith("checkpoint_")]
         return f"{len(saved)} checkpoints saved" if saved else "training (progress unknown)"
     tmp = [e for e in _list(fs, f"{run}/iter_{iteration}")
-           if e.base_name.startswith(f"{stage.name}.tmp-")]
+           if e.base_name.startswith(f"{stage.name}{TMP}")]
     rows = sum(_parquet_rows(fs, e.path) for e in tmp)
     expected = None
     prompts = _read_json(fs, f"{run}/iter_{iteration}/{PROMPTS}/{MANIFEST}")

@@ -26,6 +26,25 @@ from pyarrow import fs as pafs
 from temporal_ray.storage.files import resolve
 
 MANIFEST = "manifest.json"
+TMP = ".tmp-"
+"""What marks a stage's directory as being written: `<stage>.tmp-<start>-<id>`."""
+
+
+def temporary_name(stage: str, started: float) -> str:
+    """The name a stage is written under since `started`: the start time in the name lets
+    `temporal-ray status` tell a running stage's age on any filesystem (object stores keep no
+    directory times)."""
+    return f"{stage}{TMP}{int(started)}-{uuid.uuid4().hex[:8]}"
+
+
+def temporary_stage(name: str) -> tuple[str, float | None] | None:
+    """(stage, start time) of a directory name made by `temporary_name`; the start is None
+    for an older name without one; None when `name` is not a stage being written."""
+    if TMP not in name:
+        return None
+    stage, _, tail = name.partition(TMP)
+    start = tail.split("-", 1)[0]
+    return stage, float(start) if "-" in tail and start.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -131,9 +150,7 @@ class RunDir:
             if info.base_name.startswith(f"{name}.tmp-") or info.base_name == name:
                 _delete(self.fs, info)
         started = time.time()
-        # The start time in the name: `temporal-ray status` reads a running stage's age from
-        # it on any filesystem (object stores keep no directory times).
-        tmp = f"{final}.tmp-{int(started)}-{uuid.uuid4().hex[:8]}"
+        tmp = f"{parent}/{temporary_name(name, started)}"
         self.fs.create_dir(tmp, recursive=True)
         counts = produce(self.uri_of(tmp))
         record = {"stage": stage, **manifest, **counts,
