@@ -13,9 +13,14 @@ Out: pair rows {prompt_id, prompt, chosen, rejected, chosen_score, rejected_scor
 - `future_guided` (temporal, phase 2): the future model's best replaces the chosen when it
   scores higher than the present's best; the rejected stays; gives D2.
 
-A pair is kept only when score(chosen) > score(rejected): ties are dropped. Ties between
-equal scores are broken deterministically: the chosen is the lowest sample index, the rejected
-prefers the past model, then the lowest sample index. Pure: no Ray, no models.
+A pair is kept only when score(chosen) > score(rejected): ties are dropped. The rejected is
+never the chosen's own text: a small model often samples one answer several times, and the
+sampled judge scores its copies differently; such a pair has no DPO gradient (the chosen and
+rejected log-ratios cancel) yet would count in the score gap. So the rejected is the worst
+candidate whose text differs from the chosen's, and a prompt whose candidates are all one text
+is dropped as `same_text`. Ties between equal scores are broken deterministically: the chosen
+is the lowest sample index, the rejected prefers the past model, then the lowest sample index.
+Pure: no Ray, no models.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ Row = dict[str, Any]
 TOO_FEW_SCORED = "too_few_scored"
 NO_SCORED_PRESENT = "no_scored_present"
 TIE = "tie"
+SAME_TEXT = "same_text"
 
 
 @dataclass
@@ -62,8 +68,12 @@ def _best(rows: list[Row]) -> Row:
     return min(rows, key=lambda r: (-r["score"], r["sample_index"]))
 
 
-def _worst(rows: list[Row]) -> Row:
-    return min(rows, key=lambda r: (r["score"], r["role"] != "past", r["sample_index"]))
+def _worst(rows: list[Row], unlike: Row) -> Row | None:
+    """The lowest-scored candidate whose text differs from `unlike` (the chosen), or None."""
+    others = [r for r in rows if r["response"] != unlike["response"]]
+    if not others:
+        return None
+    return min(others, key=lambda r: (r["score"], r["role"] != "past", r["sample_index"]))
 
 
 def _pair(chosen: Row, rejected: Row) -> PairRow:
@@ -82,7 +92,9 @@ def _pair(chosen: Row, rejected: Row) -> PairRow:
 def _keep_if_ordered(selections: dict[str, Selection], result: PairSet) -> PairSet:
     for prompt_id in sorted(selections):
         chosen, rejected = selections[prompt_id].chosen, selections[prompt_id].rejected
-        if chosen["score"] > rejected["score"]:
+        if rejected["response"] == chosen["response"]:  # phase 2's future best may be it
+            result.dropped[SAME_TEXT] += 1
+        elif chosen["score"] > rejected["score"]:
             result.pairs.append(_pair(chosen, rejected))
         else:
             result.dropped[TIE] += 1
@@ -98,7 +110,11 @@ def best_vs_worst(scored: list[Row]) -> PairSet:
             result.dropped[TOO_FEW_SCORED] += 1
             continue
         best = _best(rows)
-        selections[prompt_id] = Selection(best, _worst(rows), best["score"])
+        worst = _worst(rows, unlike=best)
+        if worst is None:
+            result.dropped[SAME_TEXT] += 1
+            continue
+        selections[prompt_id] = Selection(best, worst, best["score"])
     return _keep_if_ordered(selections, result)
 
 
@@ -123,7 +139,11 @@ def anchored_rejection(present: list[Row], past: list[Row]) -> PhaseOne:
             result.dropped[TOO_FEW_SCORED] += 1
             continue
         best = _best(mine)
-        selections[prompt_id] = Selection(best, _worst(mine + old), best["score"])
+        worst = _worst(mine + old, unlike=best)
+        if worst is None:
+            result.dropped[SAME_TEXT] += 1
+            continue
+        selections[prompt_id] = Selection(best, worst, best["score"])
     return PhaseOne(selections, _keep_if_ordered(selections, result))
 
 

@@ -51,6 +51,7 @@ CHECKPOINT_METRICS = [
            lambda r: r["judge"]["correct_vs_wrong_auc"]),
 ]
 ITERATION_METRICS = [
+    Metric("pairs", "DPO pairs kept", lambda r: r["count"]),
     Metric("gap", "chosen - rejected score gap", lambda r: r["mean_gap"]),
     Metric("cosine", "chosen-rejected feature cosine", lambda r: r["cosine"]),
     Metric("dpo_reward_margin", "DPO reward margin", lambda r: r["dpo_reward_margin"]),

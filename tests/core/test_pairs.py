@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from temporal_ray.core.pairs import (
     NO_SCORED_PRESENT,
+    SAME_TEXT,
     TIE,
     TOO_FEW_SCORED,
     anchored_rejection,
@@ -107,6 +108,34 @@ def test_best_vs_worst_counts_drops_by_reason_and_sorts_pairs():
     assert nonzero(result.dropped) == {TIE: 2, TOO_FEW_SCORED: 1}
 
 
+def with_texts(candidates: list[dict], texts: list[str]) -> list[dict]:
+    """The candidates with these responses (one model sampling the same answer twice)."""
+    return [{**row, "response": text} for row, text in zip(candidates, texts, strict=True)]
+
+
+def test_best_vs_worst_rejected_is_never_the_chosen_text():
+    # "A" sampled twice and scored 5 and 1 by the sampled judge: the pair (A, A) has no DPO
+    # gradient, so the rejected is the worst other text, B (3).
+    table = with_texts(rows("a", "present", [5, 1, 3]), ["A", "A", "B"])
+    pair = by_prompt(best_vs_worst(table))["a"]
+    assert (pair["chosen"], pair["rejected"]) == ("A", "B")
+    assert (pair["chosen_score"], pair["rejected_score"]) == (5.0, 3.0)
+
+
+def test_best_vs_worst_one_text_is_dropped_as_same_text():
+    table = (with_texts(rows("a", "present", [5, 1, 3, 2]), ["A"] * 4)
+             + rows("b", "present", [4, 1]))
+    result = best_vs_worst(table)
+    assert [p["prompt_id"] for p in result.pairs] == ["b"]
+    assert nonzero(result.dropped) == {SAME_TEXT: 1}
+
+
+def test_best_vs_worst_other_text_scoring_as_high_is_a_tie():
+    table = with_texts(rows("a", "present", [4, 1, 4]), ["A", "A", "B"])
+    result = best_vs_worst(table)
+    assert result.pairs == [] and nonzero(result.dropped) == {TIE: 1}
+
+
 # ----------------------------------------------------- anchored_rejection (temporal phase 1)
 
 
@@ -160,12 +189,12 @@ def test_anchored_one_present_and_one_past_is_enough():
 
 
 def test_anchored_single_present_below_past_is_a_tie():
-    # chosen = the only present sample (1); rejected = lowest over both pools = that same
-    # sample, so score(chosen) == score(rejected): dropped.
+    # chosen = the only present sample (1); the rejected is never the chosen's own text, so it
+    # is the past sample (3): score(chosen) < score(rejected), dropped.
     selections, d1 = anchored_rejection(rows("a", "present", [1]), rows("a", "past", [3]))
     assert d1.pairs == []
     assert nonzero(d1.dropped) == {TIE: 1}
-    assert selections["a"].chosen is selections["a"].rejected
+    assert selections["a"].rejected["response"] == "past-a-0"
 
 
 def test_anchored_all_equal_is_a_tie():
@@ -285,6 +314,35 @@ def test_future_phase_one_tie_without_upgrade_stays_a_tie():
     d2 = future_guided(selections, rows("a", "future", [3, 1]))
     assert d2.pairs == []
     assert nonzero(d2.dropped) == {TIE: 1}
+
+
+def test_anchored_rejected_skips_past_copies_of_the_chosen_text():
+    # M0 also wrote the chosen answer "A" (scored 2, the lowest): the rejected is the worst
+    # other text, past "B" (3).
+    present = with_texts(rows("a", "present", [4, 3.5]), ["A", "C"])
+    past = with_texts(rows("a", "past", [2, 3]), ["A", "B"])
+    _, d1 = anchored_rejection(present, past)
+    pair = by_prompt(d1)["a"]
+    assert (pair["chosen"], pair["rejected"], pair["rejected_role"]) == ("A", "B", "past")
+
+
+def test_anchored_one_text_over_both_pools_is_same_text_and_stays_dropped():
+    present = with_texts(rows("a", "present", [4, 3]), ["A", "A"])
+    past = with_texts(rows("a", "past", [1]), ["A"])
+    selections, d1 = anchored_rejection(present, past)
+    assert "a" not in selections and nonzero(d1.dropped) == {SAME_TEXT: 1}
+    d2 = future_guided(anchored_rejection(present, past),
+                       with_texts(rows("a", "future", [5]), ["D"]))
+    assert d2.pairs == [] and nonzero(d2.dropped) == {SAME_TEXT: 1}
+
+
+def test_future_best_with_the_rejected_text_is_same_text():
+    # M_f's best (5) is the very answer phase 1 rejected: no pair.
+    present = with_texts(rows("a", "present", [4, 3]), ["A", "C"])
+    past = with_texts(rows("a", "past", [1]), ["B"])
+    d2 = future_guided(anchored_rejection(present, past),
+                       with_texts(rows("a", "future", [5]), ["B"]))
+    assert d2.pairs == [] and nonzero(d2.dropped) == {SAME_TEXT: 1}
 
 
 def test_future_prompt_without_phase_one_selection_is_dropped():
