@@ -42,6 +42,7 @@ from temporal_ray.stages.judge import load_rule
 from temporal_ray.storage.files import read_rows, write_rows
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.tracking import Tracker
 
 HELDOUT, HUMANEVAL = "heldout", "humaneval"
 
@@ -329,6 +330,31 @@ def write_report(out: RunDir, results: dict[str, Any]) -> None:
             out.write_bytes("report.png", f.read())
 
 
+REPORT_FILES = ("report.png", "report.md", "results.json")
+
+
+def track_results(cfg: Config, root: str, out: RunDir, results: dict[str, Any]) -> None:
+    """The evaluation as a tracked run in the training run's store (named after
+    eval.output): per method a nested run with each checkpoint's numbers as `eval/...` at
+    step = its DPO runs, so they line up with the training curves; the report as artifacts.
+    Run again, it logs nothing twice (the backends skip known points)."""
+    tracker = Tracker.open(cfg, out, cfg.eval.output, {"kind": "eval"}, store=RunDir(root))
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for row in results["checkpoints"]:
+        methods.setdefault(row["method"] or row["name"], []).append(row)  # M0: ""
+    for method, rows in methods.items():
+        tracked = tracker.child(method, {"method": method, "kind": "eval"}, method=method)
+        for row in rows:
+            tracked.log_metrics("eval", {key: row[key] for key in
+                                         ("answers", "winrate", "humaneval", "lm_eval")
+                                         if row[key]}, step=row["dpo_runs"])
+        tracked.finish()
+    if out.is_local():  # the backends upload local files
+        for name in REPORT_FILES:
+            tracker.log_artifact(out.path(name))
+    tracker.finish()
+
+
 def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Evaluate (or resume evaluating) the run in storage.run_dir; returns the results."""
     ev = cfg.eval
@@ -350,6 +376,7 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
         results = {"settings": describe_settings(cfg, root, reference, inputs),
                    "reference": reference.name, "checkpoints": rows, "notes": inputs.notes}
         write_report(out, results)
+        track_results(cfg, root, out, results)
     print(table(results), flush=True)
     for note in inputs.notes:
         print(f"note: {note}", flush=True)

@@ -65,11 +65,15 @@ class Tracker:
 
     @classmethod
     def open(cls, cfg: Config, run: RunDir, name: str, tags: dict[str, str] | None = None,
-             method: str | None = None) -> Tracker:
+             method: str | None = None, store: RunDir | None = None) -> Tracker:
         """The root run of `run` on every backend `cfg.tracking` enables, with the config
-        as parameters."""
+        as parameters. The backends' files (mlruns/, tensorboard/) are in `store`, by
+        default `run` itself: an evaluation output keeps its run ids but logs into the
+        training run's store, so one `mlflow ui` shows both."""
         tags = {**(tags or {}), "run_dir": run.uri}
-        runs = [*_mlflow_root(cfg, run, name, tags), *_tensorboard_root(cfg, run, name, tags)]
+        store = store or run
+        runs = [*_mlflow_root(cfg, run, name, tags, store),
+                *_tensorboard_root(cfg, name, tags, store)]
         tracker = cls(runs, method)
         tracker.log_config(cfg)
         return tracker
@@ -130,34 +134,34 @@ class Tracker:
             run.finish()
 
 
-def _mlflow_root(cfg: Config, run: RunDir, name: str,
-                 tags: dict[str, str]) -> list[TrackedRun]:
+def _mlflow_root(cfg: Config, run: RunDir, name: str, tags: dict[str, str],
+                 store: RunDir) -> list[TrackedRun]:
     from temporal_ray.tracking.mlflow_store import MlflowRun, store_uri
 
     mlflow = cfg.tracking.mlflow
     if not mlflow.enabled:
         return []
-    uri = store_uri(mlflow.uri, run)
+    uri = store_uri(mlflow.uri, store)
     if uri is None:
-        print(f"tracking.mlflow: {run.uri} is not local and tracking.mlflow.uri is not set: "
+        print(f"tracking.mlflow: {store.uri} is not local and tracking.mlflow.uri is not set: "
               "MLflow logs nothing", flush=True)
         return []
-    experiment = mlflow.experiment or run.root.rstrip("/").rsplit("/", 1)[-1]
+    experiment = mlflow.experiment or store.root.rstrip("/").rsplit("/", 1)[-1]
     return [MlflowRun.open_root(uri, experiment, run, name, tags)]
 
 
-def _tensorboard_root(cfg: Config, run: RunDir, name: str,
-                      tags: dict[str, str]) -> list[TrackedRun]:
+def _tensorboard_root(cfg: Config, name: str, tags: dict[str, str],
+                      store: RunDir) -> list[TrackedRun]:
     from temporal_ray.tracking.tensorboard_store import TensorBoardRun
 
     tensorboard = cfg.tracking.tensorboard
     if not tensorboard.enabled:
         return []
-    if tensorboard.log_dir is None and not run.is_local():
-        print(f"tracking.tensorboard: {run.uri} is not local and tracking.tensorboard.log_dir "
+    if tensorboard.log_dir is None and not store.is_local():
+        print(f"tracking.tensorboard: {store.uri} is not local and tracking.tensorboard.log_dir "
               "is not set: TensorBoard logs nothing", flush=True)
         return []
-    root = TensorBoardRun(f"{tensorboard.log_dir or run.path('tensorboard')}/{name}")
+    root = TensorBoardRun(f"{tensorboard.log_dir or store.path('tensorboard')}/{name}")
     root.reopen()
     root.log_tags(tags)
     return [root]

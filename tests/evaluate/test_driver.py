@@ -26,6 +26,22 @@ def make_run(root, m0: str, m1: str) -> None:
         {"iteration": 0, "model": m1}]}))
 
 
+def tracked_eval(run_dir, method: str, metric: str) -> list[tuple[int, float]]:
+    """(step, value) of `metric` in the evaluation's nested run of `method`, read with the
+    MLflow client from the run's file store; the evaluation run holds the report files."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"file://{run_dir / 'mlruns'}")
+    (experiment,) = client.search_experiments(filter_string=f"name = '{run_dir.name}'")
+    runs = client.search_runs([experiment.experiment_id])
+    (evaluation,) = [r for r in runs if r.info.run_name == "evaluation"]
+    assert {a.path for a in client.list_artifacts(evaluation.info.run_id)} == {
+        "report.png", "report.md", "results.json"}
+    (nested,) = [r for r in runs if r.data.tags.get("kind") == "eval"
+                 and r.data.tags.get("method") == method]
+    return [(m.step, m.value) for m in client.get_metric_history(nested.info.run_id, metric)]
+
+
 def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     from temporal_ray.evaluate.driver import run_eval
     from temporal_ray.miniature.tiny_model import build_tiny_model
@@ -83,7 +99,12 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     assert "| Self-Rewarding M1 | 1 |" in report and "![evaluation](report.png)" in report
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
 
-    # A rerun reuses every stage; a changed eval section is refused.
+    # Tracked in the run's MLflow store: M1's numbers at its DPO runs, the report attached.
+    eval_curve = tracked_eval(run_dir, "self_rewarding", "eval/winrate.win_rate")
+    assert eval_curve == [(1, rate["win_rate"])]
+    assert tracked_eval(run_dir, "m0", "eval/humaneval.pass_at_1") == [(0, 0.0)]
+
+    # A rerun reuses every stage and logs no point twice; a changed eval section is refused.
     def manifests() -> dict:
         return {p: p.read_text() for p in run_dir.glob("eval*/**/manifest.json")}
 
@@ -91,6 +112,7 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     assert len(finished) == 2 + 1 + 2  # answers x2, verdicts x1, humaneval x2
     assert run_eval(load_config(None, base + rule))["checkpoints"] == results["checkpoints"]
     assert manifests() == finished
+    assert tracked_eval(run_dir, "self_rewarding", "eval/winrate.win_rate") == eval_curve
     with pytest.raises(ConfigChangedError, match="eval.max_new_tokens"):
         run_eval(load_config(None, base + rule[:2] + ["eval.max_new_tokens=9"]))
 
