@@ -138,7 +138,7 @@ class Config(Section):
     future: {actors: 4, max_actors: 8}}`: a role's pool is `engine` with those fields
     changed. Roles: past (M0), present (M_i), future (M_f). The judge has `judge.engine`."""
     tracking: TrackingConfig = TrackingConfig()
-    """Experiment tracking: MLflow (on: a file store in the run directory), TensorBoard."""
+    """Experiment tracking: MLflow (on: a file store in the run directory), TensorBoard, W&B."""
     eval: EvalConfig = EvalConfig()
 
     def engine_for(self, role: Role) -> EngineConfig:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
-
 from temporal_ray.config.base import Section
 
 
@@ -35,19 +33,15 @@ class TensorBoardConfig(Section):
 
 class WandbConfig(Section):
     enabled: bool = False
-    """Log to Weights & Biases: not built yet, so turning it on is refused."""
+    """Log to Weights & Biases: one W&B run per experiment, stages as metric prefixes
+    (iter_0/model/dpo/loss); needs the wandb package (the `wandb` extra; `dev` has it)."""
     project: str = "temporal-ray"
     entity: str | None = None
+    """The W&B team or user; empty means the API key's default entity."""
     mode: Literal["auto", "online", "offline"] = "auto"
-    """`auto`: online with WANDB_API_KEY set, else offline (WANDB_MODE=offline forces it)."""
-
-    @model_validator(mode="after")
-    def _not_built_yet(self) -> WandbConfig:
-        if self.enabled:
-            raise ValueError("tracking.wandb is not built yet: log to MLflow "
-                             "(tracking.mlflow.enabled, on by default) or TensorBoard "
-                             "(tracking.tensorboard.enabled=true)")
-        return self
+    """`auto`: online with WANDB_API_KEY set, else offline; `online` without WANDB_API_KEY is
+    refused when the run starts. WANDB_MODE=offline forces offline. Offline runs are files
+    under <storage.run_dir>/wandb (or WANDB_DIR): upload them with `wandb sync`."""
 
 
 class TrackingConfig(Section):

@@ -1,5 +1,5 @@
-"""`Tracker`: one tracked run on every enabled backend (mlflow_store, tensorboard_store), and
-what the run logs into it.
+"""`Tracker`: one tracked run on every enabled backend (mlflow_store, tensorboard_store,
+wandb_store), and what the run logs into it.
 
     tracker = Tracker.open(cfg, run_dir, name="temporal", tags={"method": "temporal"})
     tracker.log_stage("iter_0/model", manifest, stage_path)   # a nested run, DPO steps too
@@ -15,10 +15,12 @@ and whatever storage the run directory is on. Each run also gets a run-wide curv
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from typing import Any, Protocol
 
-from temporal_ray.config import Config
+from temporal_ray.config import Config, ConfigError
 from temporal_ray.storage.files import resolve
 from temporal_ray.storage.run_dir import RunDir
 from temporal_ray.tracking.names import (
@@ -67,13 +69,14 @@ class Tracker:
     def open(cls, cfg: Config, run: RunDir, name: str, tags: dict[str, str] | None = None,
              method: str | None = None, store: RunDir | None = None) -> Tracker:
         """The root run of `run` on every backend `cfg.tracking` enables, with the config
-        as parameters. The backends' files (mlruns/, tensorboard/) are in `store`, by
+        as parameters. The backends' files (mlruns/, tensorboard/, wandb/) are in `store`, by
         default `run` itself: an evaluation output keeps its run ids but logs into the
         training run's store, so one `mlflow ui` shows both."""
         tags = {**(tags or {}), "run_dir": run.uri}
         store = store or run
+        wandb = _wandb_root(cfg, run, name, tags, store)  # first: it may refuse (no API key)
         runs = [*_mlflow_root(cfg, run, name, tags, store),
-                *_tensorboard_root(cfg, name, tags, store)]
+                *_tensorboard_root(cfg, name, tags, store), *wandb]
         tracker = cls(runs, method)
         tracker.log_config(cfg)
         return tracker
@@ -165,6 +168,26 @@ def _tensorboard_root(cfg: Config, name: str, tags: dict[str, str],
     root.reopen()
     root.log_tags(tags)
     return [root]
+
+
+def _wandb_root(cfg: Config, run: RunDir, name: str, tags: dict[str, str],
+                store: RunDir) -> list[TrackedRun]:
+    wandb = cfg.tracking.wandb
+    if not wandb.enabled:
+        return []
+    from temporal_ray.tracking.wandb_store import WandbRun, files_dir, resolve_mode
+
+    mode = resolve_mode(wandb.mode, os.environ)
+    if mode == "disabled":
+        print("tracking.wandb: WANDB_MODE=disabled: W&B logs nothing", flush=True)
+        return []
+    if importlib.util.find_spec("wandb") is None:
+        raise ConfigError("tracking.wandb.enabled needs the wandb package: pip install "
+                          "'temporal-ray[wandb]' (on a Ray cluster, add wandb to the runtime "
+                          "env's pip list)")
+    group = store.root.rstrip("/").rsplit("/", 1)[-1]  # as MLflow's default experiment
+    return [WandbRun.open_root(run, name, tags, project=wandb.project, entity=wandb.entity,
+                               group=group, mode=mode, directory=files_dir(store, os.environ))]
 
 
 def read_history(stage_path: str) -> list[dict[str, Any]]:

@@ -66,6 +66,11 @@ def test_the_cli_reads_the_miniature_section(capsys):
     assert yaml.safe_load(capsys.readouterr().out)["miniature"]["ift"] == 5
 
 
-def test_wandb_tracking_is_refused_until_it_is_built():
-    with pytest.raises(ConfigError, match="tracking.wandb is not built yet"):
-        load_config(ROOT / "configs" / "tiny.yaml", ["tracking.wandb.enabled=true"])
+def test_wandb_tracking_is_a_config_switch():
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", [
+        "tracking.wandb.enabled=true", "tracking.wandb.mode=offline",
+        "tracking.wandb.entity=team"])
+    assert cfg.tracking.wandb.enabled and cfg.tracking.wandb.project == "temporal-ray"
+    assert (cfg.tracking.wandb.mode, cfg.tracking.wandb.entity) == ("offline", "team")
+    with pytest.raises(ConfigError, match="tracking.wandb.mode"):
+        load_config(ROOT / "configs" / "tiny.yaml", ["tracking.wandb.mode=sometimes"])
