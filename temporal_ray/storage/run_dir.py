@@ -69,6 +69,10 @@ class RunDir:
         self.scheme = uri.split("://", 1)[0] + "://" if "://" in uri else ""
         self.uri = self.scheme + self.root
         self.fs.create_dir(self.root, recursive=True)
+        self.guard: Callable[[], None] | None = None
+        """Called before a stage starts and before it is published; raises to stop the run.
+        The run lock sets it while held (`RunLock.check`): a run that lost its lock to
+        another run must not publish into that run's directory."""
 
     def path(self, *parts: str) -> str:
         """Path inside this run's filesystem (what `self.fs` takes)."""
@@ -143,6 +147,7 @@ class RunDir:
         done = self.finished(stage)
         if done is not None:
             return StageResult(done.path, done.manifest, reused=True)
+        self._check_guard()
         final = self.path(stage)
         parent, name = final.rsplit("/", 1)
         self.fs.create_dir(parent, recursive=True)
@@ -157,8 +162,13 @@ class RunDir:
                   "seconds": round(time.time() - started, 2), "finished_at": time.time()}
         with self.fs.open_output_stream(f"{tmp}/{MANIFEST}") as out:
             out.write(json.dumps(record, indent=2, default=str).encode("utf-8"))
+        self._check_guard()
         self.fs.move(tmp, final)
         return StageResult(self.uri_of(final), record)
+
+    def _check_guard(self) -> None:
+        if self.guard is not None:
+            self.guard()
 
 
 

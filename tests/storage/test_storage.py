@@ -78,44 +78,6 @@ def test_write_text_is_atomic_and_readable(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
 
 
-def test_second_run_on_the_same_directory_is_refused(tmp_path):
-    from temporal_ray.storage.lock import RunLock, RunLockedError
-
-    run = RunDir(str(tmp_path))
-    with RunLock(run):
-        with pytest.raises(RunLockedError, match="in use by process"):
-            RunLock(run).acquire()
-    assert not (tmp_path / "run.lock").exists()
-    with RunLock(run):  # released: the next run gets it
-        pass
-
-
-def test_lock_of_a_dead_process_is_taken_over(tmp_path):
-    import socket
-    import subprocess
-    import time
-
-    from temporal_ray.storage.lock import RunLock
-
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (tmp_path / "run.lock").write_text(json.dumps(
-        {"host": socket.gethostname(), "pid": dead.pid, "token": "x", "beat": time.time()}))
-    with RunLock(RunDir(str(tmp_path))) as lock:
-        assert json.loads((tmp_path / "run.lock").read_text())["token"] == lock.owner["token"]
-
-
-def test_lock_with_a_stale_heartbeat_is_taken_over(tmp_path):
-    import time
-
-    from temporal_ray.storage.lock import RunLock
-
-    (tmp_path / "run.lock").write_text(json.dumps(
-        {"host": "another-node", "pid": 1, "token": "x", "beat": time.time() - 600}))
-    with RunLock(RunDir(str(tmp_path)), stale_after=120):
-        pass
-
-
 def test_discard_from_deletes_a_stage_and_everything_after_it(tmp_path):
     from temporal_ray.storage.run_dir import UnknownStageError
 
