@@ -124,7 +124,7 @@ class IterationStages:
             update={"seed": derive_seed(self.cfg.generation.seed, self.iteration)})
         pools = {role: self.pool_for(self.cfg.engine_for(role)) for role in models}
         todo = [role for role in models
-                if self.run.finished(f"iter_{self.iteration}/candidates_{role.value}") is None]
+                if self.run.reusable(f"iter_{self.iteration}/candidates_{role.value}") is None]
         shared = None
         if can_share_a_pass({role.value: pools[role] for role in todo}):
             shared = self._shared_pass({role: models[role] for role in todo}, prompts,

@@ -10,6 +10,10 @@ A stage is finished exactly when its directory exists under its final name and h
 then the directory is renamed into place. A crash at any point leaves either nothing or a
 `.tmp-` directory, never a half stage under the final name. The run directory is any path that
 pyarrow's filesystems open (local, a mounted volume, s3://, gs://).
+
+The manifest records each file's size and SHA-256 (integrity.py). A rerun reuses a stage only
+when its files still match; a damaged stage is deleted with every stage of this run directory
+that finished after it (they may have been built from it), and redone.
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ from typing import Any
 from pyarrow import fs as pafs
 
 from temporal_ray.storage.files import resolve
+from temporal_ray.storage.integrity import (
+    Damage,
+    check_files,
+    list_files,
+    record_files,
+    verify_mode,
+)
 
 MANIFEST = "manifest.json"
 TMP = ".tmp-"
@@ -55,6 +66,9 @@ class StageResult:
     manifest: dict[str, Any]
     reused: bool = False
     """True when the stage had finished in an earlier attempt and was not run again."""
+    files: dict[str, dict[str, Any]] | None = None
+    """The manifest's record of each file's size and SHA-256, kept apart from `manifest`
+    (which is logged and summarised); None in a manifest written before files were recorded."""
 
 
 class UnknownStageError(ValueError):
@@ -73,6 +87,10 @@ class RunDir:
         """Called before a stage starts and before it is published; raises to stop the run.
         The run lock sets it while held (`RunLock.check`): a run that lost its lock to
         another run must not publish into that run's directory."""
+        self.verify = verify_mode()
+        self._trusted: set[str] = set()
+        """Stages this process published or verified: not checked again, and not deleted when
+        an earlier stage turns out damaged (their paths are handed out already)."""
 
     def path(self, *parts: str) -> str:
         """Path inside this run's filesystem (what `self.fs` takes)."""
@@ -109,7 +127,50 @@ class RunDir:
         text = self.read_text(f"{stage}/{MANIFEST}")
         if text is None:
             return None
-        return StageResult(self.uri_of(self.path(stage)), json.loads(text))
+        manifest = json.loads(text)
+        files = manifest.pop("files", None)
+        return StageResult(self.uri_of(self.path(stage)), manifest, files=files)
+
+    def reusable(self, stage: str) -> StageResult | None:
+        """The finished `stage` if its files are as its manifest records, else None: a
+        damaged stage is deleted, with every stage that finished after it."""
+        done = self.finished(stage)
+        # A manifest written before files were recorded has nothing to check: trusted.
+        if done is None or stage in self._trusted or done.files is None:
+            return done
+        damage = check_files(self.fs, self.path(stage), done.files, self.verify)
+        if damage is None:
+            self._trusted.add(stage)
+            return done
+        self._discard_damaged(stage, done.manifest["finished_at"], damage)
+        return None
+
+    def _discard_damaged(self, stage: str, finished_at: float, damage: Damage) -> None:
+        """Delete a damaged stage and the stages that finished after it: they may have read
+        it, and a redone stage may differ (sampling). Deleted, not just skipped, so a rerun
+        that crashes before redoing them still does not reuse them."""
+        self._check_guard()
+        later = [s for s, at in self.own_stages().items()
+                 if at > finished_at and s != stage and s not in self._trusted]
+        print(f"stage {stage} is damaged: {damage.file} {damage.what}; redoing it"
+              + (f" and the stages finished after it: {', '.join(later)}" if later else ""),
+              flush=True)
+        for name in [*reversed(later), stage]:
+            self.fs.delete_dir(self.path(name))
+
+    def own_stages(self) -> dict[str, float]:
+        """Every finished stage of this run directory, at any depth, and when it finished.
+        A run directory nested inside this one (a miniature's method runs, an evaluation)
+        keeps its own: its manifests name their stage relative to its own root."""
+        found = {}
+        for relative in list_files(self.fs, self.root):
+            stage, _, name = relative.rpartition("/")
+            if name != MANIFEST or not stage or TMP in stage:
+                continue
+            manifest = json.loads(self.read_text(relative) or "{}")
+            if manifest.get("stage") == stage:
+                found[stage] = manifest.get("finished_at", 0.0)
+        return found
 
     def finished_stages(self) -> dict[str, float]:
         """Every finished stage under iter_<i>/ and when it finished, oldest first."""
@@ -144,9 +205,9 @@ class RunDir:
         counts for the manifest (rows, pairs, ...). Leftover temporary directories of this
         stage from a crashed earlier attempt are removed first.
         """
-        done = self.finished(stage)
+        done = self.reusable(stage)
         if done is not None:
-            return StageResult(done.path, done.manifest, reused=True)
+            return StageResult(done.path, done.manifest, reused=True, files=done.files)
         self._check_guard()
         final = self.path(stage)
         parent, name = final.rsplit("/", 1)
@@ -158,13 +219,17 @@ class RunDir:
         tmp = f"{parent}/{temporary_name(name, started)}"
         self.fs.create_dir(tmp, recursive=True)
         counts = produce(self.uri_of(tmp))
+        # Hashed once here, through the filesystem, before the manifest is written.
+        files = record_files(self.fs, tmp, skip=(MANIFEST,))
         record = {"stage": stage, **manifest, **counts,
                   "seconds": round(time.time() - started, 2), "finished_at": time.time()}
         with self.fs.open_output_stream(f"{tmp}/{MANIFEST}") as out:
-            out.write(json.dumps(record, indent=2, default=str).encode("utf-8"))
+            out.write(json.dumps({**record, "files": files}, indent=2,
+                                 default=str).encode("utf-8"))
         self._check_guard()
         self.fs.move(tmp, final)
-        return StageResult(self.uri_of(final), record)
+        self._trusted.add(stage)
+        return StageResult(self.uri_of(final), record, files=files)
 
     def _check_guard(self) -> None:
         if self.guard is not None:

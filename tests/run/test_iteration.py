@@ -2,12 +2,13 @@
 
 import pytest
 
-from temporal_ray.config import JudgeConfig
+from temporal_ray.config import JudgeConfig, load_config
 from temporal_ray.core.judging import judge_counts
 from temporal_ray.core.pairs import PairSet, pair_counts
 from temporal_ray.engines.kept_pool import KeptPools
-from temporal_ray.run.iteration import JudgeFailureError, check_judged_share
-from temporal_ray.storage.files import write_rows
+from temporal_ray.run.iteration import IterationStages, JudgeFailureError, check_judged_share
+from temporal_ray.storage.files import read_rows, write_rows
+from temporal_ray.storage.run_dir import RunDir
 
 PATTERN = JudgeConfig().score_pattern
 
@@ -148,3 +149,30 @@ def test_lora_on_one_base_serves_past_and_present_from_one_pool(tiny_model, lora
             for r in read_rows(scores)} == {
         (r.role, r.prompt_id, r.sample_index): [r.generated_text]
         for r in expected.itertuples()}
+
+
+def test_a_truncated_prompt_stage_is_redone_with_the_pairs_built_from_it(tmp_path, capsys):
+    """The real stages of an iteration: the rerun names the damaged stage and file and redoes
+    it and the pair stage that finished after it; an untouched rerun reuses both."""
+    cfg = load_config(None, ["model.path=/m", "data.prompts=/p.jsonl",
+                             f"storage.run_dir={tmp_path}"])
+    prompts = [{"prompt_id": f"p{i}", "prompt": f"question {i}"} for i in range(20)]
+
+    def iteration() -> dict[str, bool]:
+        stages = IterationStages(cfg, RunDir(str(tmp_path)), 0, KeptPools())
+        rows = read_rows(stages.prompts(prompts))
+        stages.pairs("pairs", lambda: PairSet([
+            {"prompt_id": r["prompt_id"], "prompt": r["prompt"], "chosen": "a",
+             "rejected": "b", "chosen_score": 9.0, "rejected_score": 1.0,
+             "chosen_role": "present", "rejected_role": "present"} for r in rows]))
+        return {r["stage"]: r["reused"] for r in stages.records}
+
+    assert iteration() == {"iter_0/prompts": False, "iter_0/pairs": False}
+    assert iteration() == {"iter_0/prompts": True, "iter_0/pairs": True}
+    parquet = tmp_path / "iter_0" / "prompts" / "data" / "prompts.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:-100])
+    capsys.readouterr()
+    assert iteration() == {"iter_0/prompts": False, "iter_0/pairs": False}
+    assert capsys.readouterr().out.startswith(
+        "stage iter_0/prompts is damaged: data/prompts.parquet has ")
+    assert len(read_rows(str(tmp_path / "iter_0" / "pairs" / "data"))) == 20
