@@ -9,10 +9,13 @@ Out: markdown text, and PNG bytes (the caller publishes both atomically). Decide
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporal_ray.analysis.style import METHOD_STYLE, fmt, method_label
 from temporal_ray.miniature.study_summary import CHECKPOINT_METRICS, ITERATION_METRICS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def interval_text(interval: dict[str, Any], spec: str = ".3f") -> str:
@@ -45,7 +48,7 @@ def iteration_table(summary: dict[str, Any]) -> str:
              + " | ".join(m.label for m in ITERATION_METRICS) + " |",
              "|---|---:|---:|" + "---:|" * len(ITERATION_METRICS)]
     for row in summary["iterations"]:
-        cells = [interval_text(row["metrics"][m.key], ".4f") for m in ITERATION_METRICS]
+        cells = [interval_text(row["metrics"][m.key], m.digits) for m in ITERATION_METRICS]
         lines.append(f"| {method_label(row['method'])} | {row['iteration']} | {row['seeds']} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -138,6 +141,17 @@ def _series(rows: list[dict[str, Any]], key: str, x: str) -> dict[str, list[tupl
 
 def plot(summary: dict[str, Any]) -> bytes:
     """study.png: checkpoints against compute and iteration measurements, error bars = 95%."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(summary)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=100)
+    plt.close(fig)
+    return out.getvalue()
+
+
+def figure(summary: dict[str, Any]) -> Figure:
+    """One panel per measure of the study's tables."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,8 +159,12 @@ def plot(summary: dict[str, Any]) -> bytes:
 
     panels = ([("checkpoints", m, "compute") for m in CHECKPOINT_METRICS]
               + [("iterations", m, "iteration") for m in ITERATION_METRICS])
-    fig, axes = plt.subplots(2, 4, figsize=(18, 8))
-    for ax, (kind, metric, x) in zip(axes.flat, panels):
+    columns = 5
+    rows = -(-len(panels) // columns)  # every measure gets a panel, however many there are
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (kind, metric, x) in zip(axes.flat, panels, strict=False):
         for method, points in _series(summary[kind], metric.key, x).items():
             xs, means, below, above = zip(*sorted(points))
             ax.errorbar(xs, means, yerr=[below, above], capsize=3, label=method_label(method),
@@ -159,7 +177,4 @@ def plot(summary: dict[str, Any]) -> bytes:
     fig.suptitle(f"{summary.get('settings', {}).get('title', 'Comparison')}: mean and 95% "
                  f"interval over {len(summary['seeds'])} seeds")
     fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=100)
-    plt.close(fig)
-    return out.getvalue()
+    return fig

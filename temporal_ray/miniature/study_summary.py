@@ -31,6 +31,8 @@ class Metric:
     key: str
     label: str
     read: Callable[[dict[str, Any]], float | None]
+    digits: str = ".4f"
+    """How the study's tables print it (a count needs no four decimals)."""
 
     def value(self, row: dict[str, Any] | None) -> float | None:
         if row is None:
@@ -51,7 +53,7 @@ CHECKPOINT_METRICS = [
            lambda r: r["judge"]["correct_vs_wrong_auc"]),
 ]
 ITERATION_METRICS = [
-    Metric("pairs", "DPO pairs kept", lambda r: r["count"]),
+    Metric("pairs", "DPO pairs kept", lambda r: r["count"], ".1f"),
     Metric("gap", "chosen - rejected score gap", lambda r: r["mean_gap"]),
     Metric("cosine", "chosen-rejected feature cosine", lambda r: r["cosine"]),
     Metric("dpo_reward_margin", "DPO reward margin", lambda r: r["dpo_reward_margin"]),

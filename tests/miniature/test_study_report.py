@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from temporal_ray.miniature.study_report import interval_text, markdown, plot
-from temporal_ray.miniature.study_summary import summarise
+from temporal_ray.miniature.study_report import figure, interval_text, markdown, plot
+from temporal_ray.miniature.study_summary import CHECKPOINT_METRICS, ITERATION_METRICS, summarise
 
 
 def test_markdown_has_every_table_and_the_verdicts(seed_results):
@@ -29,3 +29,9 @@ def test_one_seed_reads_as_a_mean_without_an_interval(seed_results):
 def test_plot_is_a_png(seed_results):
     assert plot(summarise(seed_results, [0, 1, 2]))[:4] == b"\x89PNG"
     assert plot(summarise(seed_results[:1], [0]))[:4] == b"\x89PNG"
+
+
+def test_every_measure_has_a_panel(seed_results):
+    fig = figure(summarise(seed_results, [0, 1, 2]))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == [m.label for m in CHECKPOINT_METRICS + ITERATION_METRICS]
