@@ -4,13 +4,14 @@
 
 Every field has its default and a docstring under it, in the module of its section:
 
-base.py        the `Section` base model and the `Method` names
+base.py        the `Section` base model, the `Method` names, the `Placement` marker
 engine.py      EngineConfig: how generation and judging run
 training.py    LoRA, DeepSpeed training, DPO and SFT
 evaluation.py  `temporal-ray eval` and its pairwise judge
 tracking.py    TrackingConfig: MLflow, TensorBoard, W&B
 experiment.py  the root `Config` and the run's other sections
 loading.py     YAML files with `base:`, overrides, `ConfigError`, resume comparisons
+resume.py      what a resume may change: `Placement` fields only
 
 An experiment of its own subclasses `Config` with its section and is read with
 `load_config(path, overrides, schema=ThatConfig)`.
@@ -18,7 +19,7 @@ An experiment of its own subclasses `Config` with its section and is read with
 Pure: imports neither ray nor torch.
 """
 
-from temporal_ray.config.base import Method, Section
+from temporal_ray.config.base import Method, Placement, Section
 from temporal_ray.config.engine import EngineConfig
 from temporal_ray.config.evaluation import EvalConfig, PairwiseJudgeConfig
 from temporal_ray.config.experiment import (
@@ -38,6 +39,12 @@ from temporal_ray.config.loading import (
     load_config,
     with_defaults,
 )
+from temporal_ray.config.resume import (
+    ConfigChange,
+    config_changes,
+    is_placement,
+    results_hash,
+)
 from temporal_ray.config.tracking import (
     MlflowConfig,
     TensorBoardConfig,
@@ -47,10 +54,10 @@ from temporal_ray.config.tracking import (
 from temporal_ray.config.training import DPOConfig, LoraConfig, SFTConfig, TrainingConfig
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "DPOConfig",
+    "Config", "ConfigChange", "ConfigError", "DataConfig", "DPOConfig",
     "EngineConfig", "EvalConfig", "GenerationConfig", "JudgeConfig", "LoraConfig", "Method",
-    "MethodConfig", "MlflowConfig", "ModelConfig", "PairwiseJudgeConfig", "RayConfig",
+    "MethodConfig", "MlflowConfig", "ModelConfig", "PairwiseJudgeConfig", "Placement", "RayConfig",
     "Section", "SFTConfig", "StorageConfig", "TensorBoardConfig", "TrackingConfig",
-    "TrainingConfig", "WandbConfig", "apply_override", "changed_fields", "load_config",
-    "with_defaults",
+    "TrainingConfig", "WandbConfig", "apply_override", "changed_fields", "config_changes",
+    "is_placement", "load_config", "results_hash", "with_defaults",
 ]

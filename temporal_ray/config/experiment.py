@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from temporal_ray.config.base import Method, Section
+from temporal_ray.config.base import Method, Placement, Section
 from temporal_ray.config.engine import EngineConfig
 from temporal_ray.config.evaluation import EvalConfig
 from temporal_ray.config.tracking import TrackingConfig
@@ -109,9 +109,9 @@ class JudgeConfig(Section):
 
 
 class RayConfig(Section):
-    address: str | None = None
+    address: Placement[str | None] = None
     """Cluster to join; empty starts a local cluster (or joins the one `ray job submit` gives)."""
-    num_cpus: int | None = None
+    num_cpus: Placement[int | None] = None
     """Logical CPUs of a local cluster; empty means this machine's cores."""
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from temporal_ray.config.base import Section
+from temporal_ray.config.base import Placement, Section
 
 
 class LoraConfig(Section):
@@ -38,6 +38,8 @@ class TrainingConfig(Section):
     epochs: int = Field(1, gt=0)
     batch_size: int = Field(32, gt=0)
     """Global batch of examples (pairs for DPO) per optimizer step, over all workers."""
+    # Micro-batches, ZeRO and offload settings and gradient checkpointing change which
+    # examples share a forward pass, or how and where sums are split: left result-affecting.
     micro_batch_size: int = Field(1, gt=0)
     """Examples per worker per forward pass; the rest is gradient accumulation."""
     length_buckets: bool = True
@@ -66,22 +68,25 @@ class TrainingConfig(Section):
     """Recompute each layer's activations in backward instead of storing them."""
     lora: LoraConfig = LoraConfig()
     workers: int = Field(2, gt=0)
+    """Changes results: each rank takes its own share of a step's examples, in micro-batches
+    shuffled with a seed of its rank."""
     use_gpu: bool = False
     """GPU: bf16 weights, NCCL, one GPU per worker. CPU: fp32 and gloo."""
     cpus_per_worker: float = Field(1, gt=0)
-    resources_per_worker: dict[str, float] = {}
+    """Changes results on CPUs: Ray sets a worker's OMP_NUM_THREADS (torch's threads) from it."""
+    resources_per_worker: Placement[dict[str, float]] = {}
     """Extra Ray resources each worker asks for, e.g. a node type's custom resource, so the
     autoscaler adds (and the scheduler picks) nodes of that type for this stage."""
-    gpus_per_node: int = Field(8, gt=0)
+    gpus_per_node: Placement[int] = Field(8, gt=0)
     """GPUs per node; the plan's offloaded CPU memory is per node."""
-    gpu_memory_gib: float = Field(80, gt=0)
+    gpu_memory_gib: Placement[float] = Field(80, gt=0)
     """Memory of one GPU; `temporal-ray plan` and the pre-run check compare the plan with it."""
     grad_clip: float = Field(1.0, gt=0)
     seed: int = 0
-    checkpoint_every: int = Field(50, ge=0)
+    checkpoint_every: Placement[int] = Field(50, ge=0)
     """Optimizer steps between checkpoints inside a training run (0: none). A restarted worker
     group, or the same command run again, resumes from the latest one."""
-    max_failures: int = Field(2, ge=0)
+    max_failures: Placement[int] = Field(2, ge=0)
     """Worker-group restarts Ray Train may make within one training run."""
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """What every command does before its work: start or join Ray, make local paths absolute (Ray
 workers do not run in the driver's directory), and write the resolved config into the run
-directory or refuse a resume whose config changed (naming the changed fields) unless forced,
-since finished stages would no longer match the config."""
+directory or refuse a resume whose config changed in a field that may change results (naming
+the changed fields) unless forced, since finished stages would no longer match the config; a
+change of where and how the work runs only (pool sizes, resources, Ray settings) goes on."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 
 import yaml
 
-from temporal_ray.config import Config, changed_fields, with_defaults
+from temporal_ray.config import Config, config_changes
 from temporal_ray.storage.run_dir import RunDir
 
 
@@ -45,17 +46,25 @@ def start_ray(cfg: Config) -> None:
 def check_config(run: RunDir, cfg: Config, force: bool,
                  sections: tuple[str, ...] | None = None) -> None:
     """Write the resolved config (only `sections` of it, when given), or refuse a resume
-    whose config changed."""
+    whose config changed in a field that may change results. A resume that changed only
+    where and how the work runs (`Placement` fields: pool sizes, resources, Ray settings)
+    goes on and says what changed. `force` skips the comparison."""
     current = cfg.model_dump(mode="json")
     if sections:
         current = {name: current[name] for name in sections}
     saved = run.read_text("config.yaml")
     if saved is not None and not force:
-        changed = changed_fields(with_defaults(yaml.safe_load(saved), type(cfg)), current)
-        if changed:
+        changes = config_changes(yaml.safe_load(saved), current, type(cfg))
+        refused = [c.field for c in changes if not c.placement]
+        if refused:
+            fine = [c.field for c in changes if c.placement]
             raise ConfigChangedError(
-                f"{run.uri} was started with another config; changed: {', '.join(changed)}. "
-                "Use another storage.run_dir, or pass --force to reuse the finished stages.")
+                f"{run.uri} was started with another config; changed: {', '.join(refused)}"
+                + (f" (and {', '.join(fine)}, which a resume may change)" if fine else "")
+                + ". Use another storage.run_dir, or pass --force to reuse the finished "
+                "stages.")
+        for change in changes:
+            print(f"resume with a new placement: {change}", flush=True)
     run.write_text("config.yaml", yaml.safe_dump(current, sort_keys=False))
 
 

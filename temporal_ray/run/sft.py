@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporal_ray.config import Config, ConfigError
+from temporal_ray.config import Config, ConfigError, results_hash
 from temporal_ray.core.sft_data import load_sft_rows
 from temporal_ray.engines.preflight import check_model
 from temporal_ray.stages.sft import train_sft
@@ -55,7 +55,7 @@ def run_sft(cfg: Config, force: bool = False, parent: Tracker | None = None) -> 
         def train(tmp: str) -> dict[str, Any]:
             metrics = train_sft(f"{data.path}/rows.parquet", base, tmp, sft,
                                 storage_path=run.uri_of(run.path("ray_train")),
-                                name=f"sft_{cfg.hash('sft')}")
+                                name=f"sft_{results_hash(sft)}")
             return {k: v for k, v in metrics.items() if k != "history"}
 
         model = run.run_stage("model", train, kind="sft", base_model=base)

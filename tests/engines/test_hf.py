@@ -37,6 +37,25 @@ def test_a_row_samples_the_same_text_alone_or_in_a_padded_batch(engine):
     assert list(mixed["generated_text"])[2:] == list(alone["generated_text"])
 
 
+def test_a_rows_text_does_not_depend_on_the_batch_size_or_order(engine):
+    """Why engine.batch_size (and the pool sizes and blocks that regroup rows) may change on
+    a resume: 12 sampled rows of prompts of 1 to 12 words, cut into batches of 1, 4 and 12,
+    and shuffled, give every row the same text (96 rows at batch sizes 1, 4, 16 and 96 did
+    too, 2026-12-06)."""
+    words = "the quiet river runs past old stones under a pale morning sky".split()
+    rows = batch([f"Q{i} " + " ".join(words[: 1 + (i * 5) % 12]) + "?" for i in range(6)],
+                 temperature=0.7, max_tokens=6)
+
+    def texts(frame, size):
+        out = pd.concat([engine(frame.iloc[at: at + size]) for at in range(0, len(frame), size)])
+        return {(r.prompt_id, r.sample_index): r.generated_text for r in out.itertuples()}
+
+    alone = texts(rows, 1)
+    assert len(alone) == 12 and len(set(alone.values())) > 1
+    assert texts(rows, 4) == alone and texts(rows, 12) == alone
+    assert texts(rows.sample(frac=1.0, random_state=0), 5) == alone
+
+
 def test_different_seeds_give_different_samples(engine):
     out = engine(batch(["Tell me one fact about the moon."], samples=4))
     assert len(set(out["generated_text"])) > 1

@@ -51,11 +51,44 @@ def test_eval_settings_and_fields_added_later_do_not_block_a_resume(tmp_path):
     del saved["engine"]["max_retries"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     check_config(run, config(tmp_path), force=False, sections=sections)
-    # ...but setting it to something else is a change.
+    # ...but setting a field added later to something else is a change.
+    del saved["generation"]["overlong"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
-    with pytest.raises(ConfigChangedError, match="engine.max_retries"):
-        check_config(run, config(tmp_path, "engine.max_retries=0"), force=False,
+    with pytest.raises(ConfigChangedError, match="generation.overlong"):
+        check_config(run, config(tmp_path, "generation.overlong=truncate"), force=False,
                      sections=sections)
+
+
+def test_a_resume_that_changes_only_placement_goes_on_and_says_what_changed(tmp_path, capsys):
+    run = RunDir(str(tmp_path))
+    sections = config(tmp_path).run_sections()
+    check_config(run, config(tmp_path), force=False, sections=sections)
+    capsys.readouterr()
+    check_config(run, config(tmp_path, "engine.actors=4", "ray.num_cpus=8"), force=False,
+                 sections=sections)
+    out = capsys.readouterr().out
+    assert "engine.actors 1 -> 4" in out and "ray.num_cpus None -> 8" in out
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert (saved["engine"]["actors"], saved["ray"]["num_cpus"]) == (4, 8)
+    check_config(run, config(tmp_path, "engine.actors=4", "ray.num_cpus=8"), force=False,
+                 sections=sections)
+    assert capsys.readouterr().out == ""  # the new config is the one saved
+
+
+def test_a_resume_that_changes_results_is_refused_naming_them_and_the_fine_ones(tmp_path):
+    run = RunDir(str(tmp_path))
+    check_config(run, config(tmp_path), force=False)
+    with pytest.raises(ConfigChangedError) as err:
+        check_config(run, config(tmp_path, "dpo.beta=0.3"), force=False)
+    assert "changed: dpo.beta." in str(err.value)
+    with pytest.raises(ConfigChangedError) as err:
+        check_config(run, config(tmp_path, "dpo.beta=0.3", "engine.actors=4",
+                                 "pools={future: {max_actors: 8}}"), force=False)
+    message = str(err.value)
+    assert "changed: dpo.beta (and engine.actors, pools.future.max_actors, which a resume " \
+           "may change)" in message
+    # Nothing was written: the run's config is still the one it was started with.
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["engine"]["actors"] == 1
 
 
 def test_relative_paths_become_absolute(tmp_path, monkeypatch):

@@ -58,6 +58,11 @@ def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys):
     assert "(reused)" in capsys.readouterr().out
     assert_sft_steps_tracked(tmp_path / "sft", metrics["history"])
 
+    # A resume that changes only where the work runs goes on, says so, and reuses the stages.
+    run_sft(load_config(None, [*overrides, "sft.max_failures=5"]))
+    out = capsys.readouterr().out
+    assert "sft.max_failures 2 -> 5" in out and "(reused)" in out
+
 
 def assert_sft_steps_tracked(output, history):
     """The MLflow store in the SFT output holds one run, its `model` stage nested with every
