@@ -16,6 +16,7 @@ and whatever storage the run directory is on. Each run also gets a run-wide curv
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Protocol
 
 from temporal_ray.config import Config
@@ -28,6 +29,8 @@ from temporal_ray.tracking.names import (
     stage_tags,
     step_points,
 )
+
+logger = logging.getLogger(__name__)
 
 FINISHED_AT_TAG = "temporal_ray.finished_at"
 """A stage's manifest time: a stage redone since it was logged has another one."""
@@ -139,8 +142,8 @@ def _mlflow_root(cfg: Config, run: RunDir, name: str,
         return []
     uri = store_uri(mlflow.uri, run)
     if uri is None:
-        print(f"tracking.mlflow: {run.uri} is not local and tracking.mlflow.uri is not set: "
-              "MLflow logs nothing", flush=True)
+        logger.warning("tracking.mlflow: %s is not local and tracking.mlflow.uri is not set: "
+                       "MLflow logs nothing", run.uri)
         return []
     experiment = mlflow.experiment or run.root.rstrip("/").rsplit("/", 1)[-1]
     return [MlflowRun.open_root(uri, experiment, run, name, tags)]
@@ -154,8 +157,8 @@ def _tensorboard_root(cfg: Config, run: RunDir, name: str,
     if not tensorboard.enabled:
         return []
     if tensorboard.log_dir is None and not run.is_local():
-        print(f"tracking.tensorboard: {run.uri} is not local and tracking.tensorboard.log_dir "
-              "is not set: TensorBoard logs nothing", flush=True)
+        logger.warning("tracking.tensorboard: %s is not local and tracking.tensorboard.log_dir "
+                       "is not set: TensorBoard logs nothing", run.uri)
         return []
     root = TensorBoardRun(f"{tensorboard.log_dir or run.path('tensorboard')}/{name}")
     root.reopen()
