@@ -1,3 +1,4 @@
 """Storage: files on any filesystem pyarrow opens (files.py), the run directory whose stages
-publish atomically (run_dir.py), the run lock (lock.py) and the checkpoint layout
-(checkpoints.py). Below everything that reads or writes a run; knows nothing of models."""
+publish atomically (run_dir.py), the run lock (lock.py), the checkpoint layout
+(checkpoints.py) and a training stage's progress record (progress.py). Below everything that
+reads or writes a run; knows nothing of models."""
