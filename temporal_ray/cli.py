@@ -12,6 +12,12 @@
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
     temporal-ray status RUN_DIR [--json]   stages finished, running and remaining; the lock
+
+The commands that run work (run, sft, miniature, study, eval) take --log-level
+(DEBUG|INFO|WARNING|ERROR, default INFO: stage lines, progress and warnings), --verbose (Ray's
+own INFO lines, its progress bars and every worker's output, prefixed `(pid=..., ip=...)`) and
+--progress (auto|bar|log|off; auto: a bar with an ETA where stderr is a terminal, else a log
+line at each tenth of the work).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from temporal_ray import terminal
 from temporal_ray.config import ConfigError, load_config
 from temporal_ray.core.prompts import PromptFileError
 from temporal_ray.miniature.config import MiniatureRunConfig
@@ -37,6 +44,19 @@ def _config_command(commands: argparse._SubParsersAction, name: str, summary: st
     if force_help:
         command.add_argument("--force", action="store_true", help=force_help)
     return command
+
+
+def _add_terminal_options(command: argparse.ArgumentParser) -> None:
+    """--log-level, --verbose and --progress (terminal.py), for a command that runs work."""
+    command.add_argument("--log-level", type=str.upper, choices=terminal.LEVELS,
+                         default="INFO", help="the package's messages from this level on "
+                                              "(default INFO: stage lines, progress, warnings)")
+    command.add_argument("--verbose", action="store_true",
+                         help="also Ray's own INFO lines, its progress bars and every "
+                              "worker's output, prefixed (pid=..., ip=...)")
+    command.add_argument("--progress", choices=terminal.PROGRESS_MODES, default="auto",
+                         help="auto (default): a bar with an ETA where stderr is a terminal, "
+                              "else a log line at each tenth of the work; bar, log or off")
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -64,20 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop once this stage has finished, e.g. iter_0/pairs_anchored")
     run.add_argument("--redo", metavar="STAGE",
                      help="first delete this finished stage and every later one")
-    _config_command(commands, "sft", "make M0 by supervised fine-tuning (IFT + EFT)",
-                    "resume even though the sft config differs from the run directory's")
-    _config_command(commands, "miniature", "the paper in miniature: tiny model, synthetic "
-                                           "tasks, both methods, a report", RESUME_HELP)
+    sft = _config_command(commands, "sft", "make M0 by supervised fine-tuning (IFT + EFT)",
+                          "resume even though the sft config differs from the run "
+                          "directory's")
+    miniature = _config_command(commands, "miniature", "the paper in miniature: tiny model, "
+                                "synthetic tasks, both methods, a report", RESUME_HELP)
     study = _config_command(commands, "study", "the miniature over N seeds: means, 95% "
                                                "bootstrap intervals, the paired comparison",
                             "resume even though the config differs from the study's")
     study.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     study.add_argument("--out", help="the study directory (default: storage.run_dir + "
                                      "'-study'); seed s runs in OUT/seed_<s>")
-    _config_command(commands, "eval", "every checkpoint of a run against a reference: win "
-                                      "rates, HumanEval, lm-eval; table and plot",
-                    "resume even though the eval section differs from the one the "
-                    "evaluation directory was started with")
+    evaluate = _config_command(commands, "eval", "every checkpoint of a run against a "
+                               "reference: win rates, HumanEval, lm-eval; table and plot",
+                               "resume even though the eval section differs from the one "
+                               "the evaluation directory was started with")
+    for works in (run, sft, miniature, study, evaluate):
+        _add_terminal_options(works)
     plan = _config_command(commands, "plan", "per-GPU memory of a training stage; exit 3 if "
                                              "it does not fit")
     plan.add_argument("--stage", choices=["dpo", "sft"], default="dpo")
@@ -219,6 +242,9 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Every command logs through the package's loggers; those that run work take the options.
+    terminal.configure(getattr(args, "log_level", "INFO"), getattr(args, "verbose", False),
+                       getattr(args, "progress", "auto"))
     try:
         return HANDLERS[args.command](args)
     except (ConfigError, PromptFileError) as err:  # a config or prompt file to fix: exit 2

@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from temporal_ray.engines.openai_chat import RequestError, chat_completion, chat_request_row
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from temporal_ray.config import EngineConfig
@@ -107,7 +110,7 @@ def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf
             "and start this command again")
     if engine == "vllm":
         device = cluster_device() if device == "auto" else device
-        print(f"vLLM on {device.upper()}s", flush=True)
+        logger.info("vLLM on %ss", device.upper())
         app = build_vllm_app(checkpoint, served_model,
                              serve_engine(device, tensor_parallel_size))
     else:

@@ -37,13 +37,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from temporal_ray.config import EngineConfig
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -233,8 +236,8 @@ class KeptPools:
                 break
             time.sleep(0.5)
         released = self.release()
-        print(f"released kept pool(s) {released}: the next job needs {needs}, and only "
-              f"{short} were free beside them", flush=True)
+        logger.info("released kept pool(s) %s: the next job needs %s, and only %s were free "
+                    "beside them", released, needs, short)
         return released
 
     def counts(self) -> dict[str, int]:
@@ -292,8 +295,8 @@ class KeptPools:
         ray.get([actor.__ray_ready__.remote() for actor in actors])
         self._pools[name] = KeptPool(name, current_job(), actors, model_path)
         self.engine_starts += engine.actors
-        print(f"kept pool {name} ({engine.kind}) for {model_path}: {engine.actors} engine(s) "
-              f"started in {time.time() - started:.1f} s", flush=True)
+        logger.info("kept pool %s (%s) for %s: %d engine(s) started in %.1f s", name,
+                    engine.kind, model_path, engine.actors, time.time() - started)
 
     def _load(self, pool: KeptPool, model_path: str) -> None:
         import ray
@@ -302,41 +305,53 @@ class KeptPools:
         ray.get([actor.load.remote(model_path) for actor in pool.actors])
         pool.model = model_path
         self.weight_loads += len(pool.actors)
-        print(f"kept pool {pool.name}: weights of {model_path} loaded in place in "
-              f"{time.time() - started:.2f} s", flush=True)
+        logger.info("kept pool %s: weights of %s loaded in place in %.2f s", pool.name,
+                    model_path, time.time() - started)
 
 
 def dispatch(actors: list[Any], blocks: Iterable[pd.DataFrame], batch_size: int,
-             model_path: str | None = None, queued: int = BLOCKS_QUEUED_PER_ENGINE
-             ) -> list[Any]:
+             model_path: str | None = None, queued: int = BLOCKS_QUEUED_PER_ENGINE,
+             on_rows: Callable[[int], None] | None = None) -> list[Any]:
     """Send each block (for `model_path`) to the first engine with room (`queued` blocks
-    each); returns the output object refs, in no particular order."""
+    each); returns the output object refs, in no particular order. With `on_rows`, waits
+    for every output, calling it with each block's rows as the block comes back."""
     import ray
 
     free = [actor for _ in range(queued) for actor in actors]
-    in_flight: dict[Any, Any] = {}
+    in_flight: dict[Any, tuple[Any, int]] = {}  # output ref -> (its actor, its block's rows)
     done = []
+
+    def one_back() -> Any:
+        (ready,), _ = ray.wait(list(in_flight), num_returns=1)
+        actor, rows = in_flight.pop(ready)
+        done.append(ready)
+        if on_rows is not None:
+            on_rows(rows)
+        return actor
+
     for block in blocks:
         if not free:
-            (ready,), _ = ray.wait(list(in_flight), num_returns=1)
-            free.append(in_flight.pop(ready))
-            done.append(ready)
+            free.append(one_back())
         actor = free.pop(0)
-        in_flight[actor.generate.remote(block, batch_size, model_path)] = actor
+        in_flight[actor.generate.remote(block, batch_size, model_path)] = (actor, len(block))
+    while on_rows is not None and in_flight:
+        one_back()
     return done + list(in_flight)
 
 
 def run_kept_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig,
-                  pools: KeptPools, lora_rank: int | None = None, rows: int | None = None
-                  ) -> ray.data.Dataset:
+                  pools: KeptPools, lora_rank: int | None = None, rows: int | None = None,
+                  on_rows: Callable[[int], None] | None = None) -> ray.data.Dataset:
     """`requests` (`rows` of them, if known) through the kept pool serving `model_path` (with
     `lora_rank`, also the adapters of it the rows name): blocks of `engine.block_rows(rows)`
-    rows to the engines."""
+    rows to the engines. With `on_rows`, the outputs are all back when it returns, each
+    block's rows counted as it came back."""
     import ray.data
 
     name = pools.use(model_path, engine, lora_rank)
     blocks = requests.iter_batches(batch_size=engine.block_rows(rows), batch_format="pandas")
-    outputs = dispatch(pools.actors(name), blocks, engine.batch_size, model_path)
+    outputs = dispatch(pools.actors(name), blocks, engine.batch_size, model_path,
+                       on_rows=on_rows)
     if not outputs:  # no request: an empty dataset of the request columns
         return requests.limit(0)
     return ray.data.from_pandas_refs(outputs)

@@ -15,6 +15,7 @@ base's own path for the base (Ray Data LLM's convention, which the `hf` engine f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -88,28 +89,45 @@ class EnginePool:
 
 
 def run_models_pool(requests: ray.data.Dataset, models: dict[str, str], key: str | None,
-                    pool: EnginePool, rows: int | None = None) -> ray.data.Dataset:
+                    pool: EnginePool, rows: int | None = None,
+                    on_rows: Callable[[int], None] | None = None) -> ray.data.Dataset:
     """One pool for `models` (key -> model directory, rows matched by their `key` column):
     the model itself, or with `pool.lora_rank` (LoRA on one base) their base, each request
-    naming its adapter. `rows`: how many requests there are (at most), if known."""
+    naming its adapter. `rows`: how many requests there are (at most), if known; `on_rows`:
+    see `run_engine_pool`."""
     base, served = pool_models(models, one_base=pool.lora_rank is not None)
     check_servable(served, base, pool.engine)
     if all(path == base for path in served.values()) and not pool.engine.keep_alive:
         # No adapter: a plain pool of the base. (A kept pool keeps its LoRA slots: the next
         # stages' adapters will need them.)
-        return run_engine_pool(requests, base, replace(pool, lora_rank=None), rows)
+        return run_engine_pool(requests, base, replace(pool, lora_rank=None), rows, on_rows)
     requests = requests.map(name_model, fn_kwargs={"models": served, "key": key})
-    return run_engine_pool(requests, base, pool, rows)
+    return run_engine_pool(requests, base, pool, rows, on_rows)
 
 
 def run_engine_pool(requests: ray.data.Dataset, model_path: str, pool: EnginePool,
-                    rows: int | None = None) -> ray.data.Dataset:
+                    rows: int | None = None,
+                    on_rows: Callable[[int], None] | None = None) -> ray.data.Dataset:
     """`requests` through a pool of `model_path`. With `pool.lora_rank`, the rows name
     adapters of `model_path` to serve. `rows`: how many requests there are (at most), if
-    known, so that a small stage is cut into blocks small enough for every actor to get one."""
+    known, so that a small stage is cut into blocks small enough for every actor to get one.
+
+    Without `on_rows` the outputs are a lazy dataset (a kept pool's: computing already).
+    With it, they are computed when this returns, and `on_rows` was called with each block's
+    rows as the block came back (a progress bar's update)."""
     engine, lora_rank = pool.engine, pool.lora_rank
     if engine.keep_alive:  # engine actors that outlive the stage
-        return run_kept_pool(requests, model_path, engine, pool.kept_pools(), lora_rank, rows)
+        return run_kept_pool(requests, model_path, engine, pool.kept_pools(), lora_rank, rows,
+                             on_rows)
+    outputs = run_stage_pool(requests, model_path, pool, rows)
+    return outputs if on_rows is None else counted(outputs, on_rows)
+
+
+def run_stage_pool(requests: ray.data.Dataset, model_path: str, pool: EnginePool,
+                   rows: int | None = None) -> ray.data.Dataset:
+    """A pool that lives as long as its dataset (not kept): Ray Data's actor pool of the hf
+    engine, or Ray Data LLM's vLLM or HTTP processor."""
+    engine, lora_rank = pool.engine, pool.lora_rank
     if pool.kept is not None:
         pool.kept.release()  # one pool at a time: this one may need their CPUs or GPUs
         pool.kept.count_stage_pool(engine)
@@ -125,6 +143,20 @@ def run_engine_pool(requests: ray.data.Dataset, model_path: str, pool: EnginePoo
 
         return build_http_processor(model_path, engine)(requests)
     return run_hf_pool(requests, model_path, engine)
+
+
+def counted(outputs: ray.data.Dataset, on_rows: Callable[[int], None]) -> ray.data.Dataset:
+    """`outputs` computed now, block by block as Ray Data yields them, each block's rows
+    counted: the same rows, held in the object store as pandas blocks (as a kept pool's
+    outputs are), for the stage to write or read."""
+    import ray
+    import ray.data
+
+    refs = []
+    for block in outputs.iter_batches(batch_size=None, batch_format="pandas"):
+        refs.append(ray.put(block))
+        on_rows(len(block))
+    return ray.data.from_pandas_refs(refs) if refs else outputs.limit(0)
 
 
 def run_hf_pool(requests: ray.data.Dataset, model_path: str, engine: EngineConfig

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,7 +43,10 @@ from temporal_ray.stages.judge import load_rule
 from temporal_ray.storage.files import read_rows, write_rows
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.terminal import echo
 from temporal_ray.tracking import Tracker
+
+logger = logging.getLogger(__name__)
 
 HELDOUT, HUMANEVAL = "heldout", "humaneval"
 
@@ -273,7 +277,7 @@ def prepare_inputs(cfg: Config, reference: Checkpoint) -> EvalInputs:
     reason = missing() if ev.lm_eval_tasks else None
     if reason:
         inputs.notes.append(f"lm-eval tasks {', '.join(ev.lm_eval_tasks)} skipped: {reason}")
-        print(f"warning: {inputs.notes[-1]}", flush=True)
+        logger.warning(inputs.notes[-1])
     inputs.run_lm_eval = bool(ev.lm_eval_tasks) and not reason
     return inputs
 
@@ -282,7 +286,7 @@ def evaluate_checkpoint(out: RunDir, answers_out: RunDir, checkpoint: Checkpoint
                         reference: Checkpoint, reference_answers: list[dict[str, Any]],
                         inputs: EvalInputs, cfg: Config, pools: KeptPools) -> dict[str, Any]:
     """One checkpoint's row of the report: answers, win rate, pass@1, lm-eval metrics."""
-    print(f"eval: {checkpoint.name} ({checkpoint.path})", flush=True)
+    logger.info("eval: %s (%s)", checkpoint.name, checkpoint.path)
     is_reference = checkpoint == reference
     answers = (reference_answers if is_reference
                else answer_stage(answers_out, checkpoint, inputs.requests, cfg, pools))
@@ -302,7 +306,7 @@ def evaluate_checkpoint(out: RunDir, answers_out: RunDir, checkpoint: Checkpoint
             row["lm_eval"] = lm_eval_stage(out, checkpoint, cfg)
         except LmEvalUnavailable as err:
             inputs.notes.append(f"{checkpoint.name}: {err}")
-            print(f"warning: {inputs.notes[-1]}", flush=True)
+            logger.warning(inputs.notes[-1])
     return row
 
 
@@ -377,9 +381,9 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
                    "reference": reference.name, "checkpoints": rows, "notes": inputs.notes}
         write_report(out, results)
         track_results(cfg, root, out, results)
-    print(table(results), flush=True)
+    echo(table(results))
     for note in inputs.notes:
-        print(f"note: {note}", flush=True)
-    print(f"report: {out.uri}/report.md", flush=True)
+        echo(f"note: {note}")
+    echo(f"report: {out.uri}/report.md")
     return results
 

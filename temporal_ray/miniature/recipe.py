@@ -13,6 +13,7 @@ Everything lives under storage.run_dir; every step is a stage, so a rerun resume
 from __future__ import annotations
 
 import json
+import logging
 from importlib import resources
 from typing import Any
 
@@ -37,7 +38,10 @@ from temporal_ray.run.session import absolute, start_ray
 from temporal_ray.run.sft import run_sft
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.terminal import echo
 from temporal_ray.tracking import Tracker
+
+logger = logging.getLogger(__name__)
 
 # The judge prompt of the miniature: the tiny model's context (512 tokens) cannot hold the
 # additive rubric (~900 tokens), so a short one with the same "Score: k" ending stands in.
@@ -114,7 +118,7 @@ def evaluate(cfg: MiniatureRunConfig, root: str, data: str,
         for k, model in enumerate(models):
             name = "m0" if k == 0 else f"{method.value}/m{k}"
             if evals.finished(name) is None:
-                print(f"checking {name}: held-out answers and judge agreement", flush=True)
+                logger.info("checking %s: held-out answers and judge agreement", name)
             checks = check_checkpoint(evals, name, model, heldout, check, cfg, pools)
             rows.append({"method": method.value, "index": k,
                          "compute": k * METHODS[method.value].dpo_runs,
@@ -181,6 +185,6 @@ def run_miniature(cfg: MiniatureRunConfig, force: bool = False) -> dict[str, Any
         for name in ("report.png", "report.md", "results.json"):
             tracker.log_artifact(f"{root}/{name}")
         tracker.finish()
-    print(terminal_summary(results), flush=True)
-    print(f"report: {root}/report.md", flush=True)
+    echo(terminal_summary(results))
+    echo(f"report: {root}/report.md")
     return results

@@ -28,6 +28,7 @@ from temporal_ray.run.methods import METHODS
 from temporal_ray.run.session import absolute, check_config
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.terminal import echo
 
 SEED_STRIDE = 1000
 """Seed s adds s x 1000 to every seed field: far enough apart that the per-row seeds derived
@@ -88,10 +89,10 @@ def run_seed(cfg: MiniatureRunConfig, seed: int, root: str, force: bool) -> dict
     seed_cfg = seed_config(cfg, seed, root)
     run = RunDir(seed_cfg.storage.run_dir)
     if run.read_text(RESULTS) is None:
-        print(f"== study seed {seed}: {run.uri}", flush=True)
+        echo(f"== study seed {seed}: {run.uri}")
         run_miniature(seed_cfg, force=force)
     else:
-        print(f"== study seed {seed}: finished, reading {run.uri}/{RESULTS}", flush=True)
+        echo(f"== study seed {seed}: finished, reading {run.uri}/{RESULTS}")
     # Read back what the recipe wrote, so a fresh and a resumed seed give the same dict.
     return json.loads(run.read_text(RESULTS))
 
@@ -119,5 +120,5 @@ def run_study(cfg: MiniatureRunConfig, seeds: int = 5, out: str | None = None,
         study.write_text("study.json", json.dumps(summary, indent=2, allow_nan=False))
         study.write_text("study.md", markdown(summary))
         study.write_bytes("study.png", plot(summary))
-    print(f"study of {seeds} seeds: {study.uri}/study.md", flush=True)
+    echo(f"study of {seeds} seeds: {study.uri}/study.md")
     return summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 from temporal_ray.config import Config, Method
 from temporal_ray.run.driver import run_experiment
 from temporal_ray.run.session import absolute
+from temporal_ray.terminal import echo
 from temporal_ray.tracking import Tracker
 
 
@@ -29,7 +30,7 @@ def run_comparison(cfg: Config, iterations: dict[Method, int], force: bool = Fal
     M0 first. Each method's run is tracked nested in `parent`'s, when given."""
     checkpoints = {}
     for method, count in iterations.items():
-        print(f"== {method.value}: {count} iterations from M0", flush=True)
+        echo(f"== {method.value}: {count} iterations from M0")
         summary = run_experiment(method_config(cfg, method, count), force=force,
                                  parent=parent)
         checkpoints[method] = [absolute(cfg.model.path)] + [s["model"] for s in summary]

@@ -11,6 +11,7 @@ fields) unless forced, since finished stages would no longer match the config.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -21,12 +22,15 @@ from temporal_ray.engines.preflight import check_model, drop_overlong
 from temporal_ray.run.compute import method_compute
 from temporal_ray.run.iteration import IterationStages, StopAfterStage
 from temporal_ray.run.methods import METHODS
-from temporal_ray.run.report import describe_compute, describe_engines, format_iteration
+from temporal_ray.run.report import describe_compute, describe_engines, iteration_header
 from temporal_ray.run.session import absolute_paths, check_config, start_ray
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.terminal import echo
 from temporal_ray.tracking import Tracker
 from temporal_ray.training.plan import check_fits
+
+logger = logging.getLogger(__name__)
 
 
 def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
@@ -54,7 +58,7 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
     with RunLock(run):
         check_config(run, cfg, force, sections=cfg.run_sections())
         if redo:
-            print(f"redo: deleted {', '.join(run.discard_from(redo))}", flush=True)
+            logger.info("redo: deleted %s", ", ".join(run.discard_from(redo)))
         method = cfg.method.name.value
         tracker = (parent.child(method, {"method": method}, method=method) if parent
                    else Tracker.open(cfg, run, method, {"method": method}, method=method))
@@ -80,15 +84,14 @@ def iterate_method(cfg: Config, run: RunDir, pools: KeptPools,
     for i in range(cfg.method.iterations):
         started = time.time()
         stages = IterationStages(cfg, run, i, pools, until, tracker)
+        echo(iteration_header(i, cfg.method.name.value))  # each stage's line follows as it ends
         try:
             prompts = stages.prompts(iteration_chunk(prompts_rows, i,
                                                      cfg.data.prompts_per_iteration))
             present = iterate(stages, prompts, present=present, past=past)
         except StopAfterStage as stop:
-            print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
-            print(f"stopped after {stop} (--until)", flush=True)
+            echo(f"stopped after {stop} (--until)")
             return summary
-        print(format_iteration(i, cfg.method.name.value, stages.records), flush=True)
         summary.append({"iteration": i, "model": present, "stages": stages.records,
                         "seconds": round(time.time() - started, 1)})
         tracker.log_metrics("iteration", {"seconds": summary[-1]["seconds"]}, step=i)
@@ -97,11 +100,10 @@ def iterate_method(cfg: Config, run: RunDir, pools: KeptPools,
              "engines": pools.counts(), "iterations": summary,
              "compute": method_compute(run, i + 1)}, indent=2, default=str))
     if until:
-        print(f"warning: --until {until}: this run has no such stage; it ran to the end",
-              flush=True)
+        logger.warning("--until %s: this run has no such stage; it ran to the end", until)
     if any(prompts_dropped.values()):
-        print(f"prompts dropped before the run: {prompts_dropped}", flush=True)
-    print(f"final model: {present}", flush=True)
-    print(describe_compute(method_compute(run, cfg.method.iterations)), flush=True)
-    print(describe_engines(pools.counts()), flush=True)
+        logger.warning("prompts dropped before the run: %s", prompts_dropped)
+    echo(f"final model: {present}")
+    echo(describe_compute(method_compute(run, cfg.method.iterations)))
+    echo(describe_engines(pools.counts()))
     return summary

@@ -3,7 +3,7 @@
 `IterationStages` is what a method's iteration function calls: generate, judge, pairs, dpo.
 Each call returns the path of the finished stage's output; when that stage already finished in
 an earlier attempt (same run directory), it returns at once without redoing the work. The
-manifest of every stage carries the counts that the run summary prints.
+manifest of every stage carries the counts of the line the stage prints as it finishes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from temporal_ray.core.roles import Role
 from temporal_ray.core.rows import PAIRING_COLUMNS
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.pool import EnginePool
+from temporal_ray.run.report import format_stage
 from temporal_ray.stages.dpo import train_dpo
 from temporal_ray.stages.generate import (
     can_share_a_pass,
@@ -39,6 +40,7 @@ from temporal_ray.stages.generate import (
 from temporal_ray.stages.judge import judge_candidates
 from temporal_ray.storage.files import read_rows, resolve, write_rows
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.terminal import echo
 from temporal_ray.tracking import Tracker
 from temporal_ray.training.launch import job_resources
 
@@ -94,6 +96,7 @@ class IterationStages:
                                     config_hash=self.cfg.hash(*self.cfg.run_sections()),
                                     **manifest)
         self.records.append({**result.manifest, "reused": result.reused})
+        echo(format_stage(self.records[-1]))
         self.tracker.log_stage(stage, result.manifest, result.path)
         if stage == self.until:
             raise StopAfterStage(stage)

@@ -1,4 +1,5 @@
-"""What a run prints: one block per iteration, one line per stage, from the stages' manifests."""
+"""What a run prints: one block per iteration, a header as it starts and one line per stage as
+the stage finishes, from the stage's manifest."""
 
 from __future__ import annotations
 
@@ -75,10 +76,12 @@ def describe_compute(compute: dict[str, Any]) -> str:
             + (f"; {len(missing)} stages without counts" if missing else ""))
 
 
-def format_iteration(iteration: int, method: str, records: list[dict[str, Any]]) -> str:
-    lines = [f"iteration {iteration} ({method})"]
-    for record in records:
-        name = record["stage"].split("/", 1)[-1]
-        took = "  done before" if record.get("reused") else f"{record['seconds']:7.1f} s"
-        lines.append(f"  {name:<20} {describe_stage(record):<104} {took}")
-    return "\n".join(lines)
+def iteration_header(iteration: int, method: str) -> str:
+    return f"iteration {iteration} ({method})"
+
+
+def format_stage(record: dict[str, Any]) -> str:
+    """A stage's line under its iteration's header: name, what it made, seconds."""
+    name = record["stage"].split("/", 1)[-1]
+    took = "  done before" if record.get("reused") else f"{record['seconds']:7.1f} s"
+    return f"  {name:<20} {describe_stage(record):<104} {took}"

@@ -2,16 +2,28 @@
 workers do not run in the driver's directory), and write the resolved config into the run
 directory or refuse a resume whose config changed in a field that may change results (naming
 the changed fields) unless forced, since finished stages would no longer match the config; a
-change of where and how the work runs only (pool sizes, resources, Ray settings) goes on."""
+change of where and how the work runs only (pool sizes, resources, Ray settings) goes on.
+
+Ray is quiet unless the command runs with --verbose (terminal.py): no INFO lines of its own,
+no worker output on the driver's terminal (it stays in the session's log files), no Ray Data
+progress bars or execution logs (each stage draws one bar of its own). Errors still reach the
+user: a failed task, actor or Ray Train worker raises in the driver with the worker's
+traceback, and warnings still print.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
 import yaml
 
+from temporal_ray import terminal
 from temporal_ray.config import Config, config_changes
 from temporal_ray.storage.run_dir import RunDir
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigChangedError(RuntimeError):
@@ -31,16 +43,60 @@ def start_ray(cfg: Config) -> None:
 
     if ray.is_initialized():
         return
+    quiet = not terminal.settings().verbose
+    # The driver's own Ray logger from WARNING on, and no worker output here: ray.init's
+    # documented knobs, which touch neither a job's runtime env nor the workers.
+    logs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False} \
+        if quiet else {}
     if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
         # A cluster (or a `ray job submit` job): the job's own runtime env applies; passing
         # another one here would clash with it.
-        ray.init(address=cfg.ray.address)
+        context = ray.init(address=cfg.ray.address, **logs)
     else:
         # A local cluster of our own: "local" never joins another process's cluster, nor
         # trips over the address file a killed cluster left behind.
-        ray.init(address="local", num_cpus=cfg.ray.num_cpus,
-                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
-                                           **LOCAL_TRAIN_ENV}})
+        context = ray.init(address="local", num_cpus=cfg.ray.num_cpus,
+                           runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
+                                                     **LOCAL_TRAIN_ENV}}, **logs)
+    if quiet:
+        quiet_ray_data()
+        logger.info(_where_output_goes(context))
+
+
+def _where_output_goes(context: Any) -> str:
+    """One line in place of Ray's: its dashboard, and where the workers' output went."""
+    dashboard = getattr(context, "dashboard_url", None)
+    session = getattr(context, "address_info", {}).get("session_dir")
+    if dashboard and "://" not in dashboard:
+        dashboard = f"http://{dashboard}"
+    return (f"Ray: {'dashboard ' + dashboard if dashboard else 'started'}; the workers' "
+            f"output is in {session + '/logs' if session else 'the session logs'} "
+            "(--verbose prints it here)")
+
+
+class _BarsOffNotice(logging.Filter):
+    """Drops Ray Data's warning that its progress bars are off: we turned them off."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Progress bars disabled")
+
+
+def quiet_ray_data() -> None:
+    """Ray Data in this driver without its progress bars and its INFO lines on the terminal
+    (execution plans, each dataset's start and end, Parquet estimates, progress logged every
+    few seconds where stdout is no terminal): Ray Data's documented DataContext settings and
+    its logger's console handler (its file log, the session's logs/ray-data, keeps all)."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    for handler in logging.getLogger("ray.data").handlers:
+        if handler.name == "console":
+            handler.setLevel(logging.WARNING)
+    notices = logging.getLogger("ray.data._internal.progress")
+    if not any(isinstance(f, _BarsOffNotice) for f in notices.filters):
+        notices.addFilter(_BarsOffNotice())
 
 
 def check_config(run: RunDir, cfg: Config, force: bool,
@@ -64,7 +120,7 @@ def check_config(run: RunDir, cfg: Config, force: bool,
                 + ". Use another storage.run_dir, or pass --force to reuse the finished "
                 "stages.")
         for change in changes:
-            print(f"resume with a new placement: {change}", flush=True)
+            logger.info("resume with a new placement: %s", change)
     run.write_text("config.yaml", yaml.safe_dump(current, sort_keys=False))
 
 

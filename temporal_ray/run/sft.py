@@ -18,6 +18,7 @@ from temporal_ray.stages.sft import train_sft
 from temporal_ray.storage.files import write_rows
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.terminal import echo
 from temporal_ray.tracking import Tracker
 from temporal_ray.training.plan import check_fits
 
@@ -62,9 +63,9 @@ def run_sft(cfg: Config, force: bool = False, parent: Tracker | None = None) -> 
         tracker.log_stage("model", model.manifest, model.path)
         tracker.finish()
         m = model.manifest
-        print(f"sft: {m['examples']} examples, {m['optimizer_steps']} steps, response-token "
-              f"loss {m['loss_before']:.4f} -> {m['loss_after']:.4f}  {m['seconds']:.1f} s"
-              f"{' (reused)' if model.reused else ''}", flush=True)
-        print(f"M0: {model.path}  (set model.path to it)", flush=True)
+        echo(f"sft: {m['examples']} examples, {m['optimizer_steps']} steps, response-token "
+             f"loss {m['loss_before']:.4f} -> {m['loss_after']:.4f}  {m['seconds']:.1f} s"
+             f"{' (reused)' if model.reused else ''}")
+        echo(f"M0: {model.path}  (set model.path to it)")
         return model.path
 

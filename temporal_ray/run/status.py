@@ -32,6 +32,7 @@ from temporal_ray.run.iteration import PROMPTS
 from temporal_ray.run.methods import METHODS
 from temporal_ray.storage.files import resolve
 from temporal_ray.storage.lock import LOCK, STALE_AFTER, stale_reason
+from temporal_ray.storage.progress import read_progress
 from temporal_ray.storage.run_dir import MANIFEST, TMP, temporary_stage
 
 SCRATCH = {"ray_train", "tensorboard", "mlruns", ".shared_pass", "eval_answers"}
@@ -201,6 +202,9 @@ def _stages_dir(fs: pafs.FileSystem, path: str, entries: list[pafs.FileInfo],
             if part.state != "empty":
                 parts.append(part)
     listed = sorted(stages.values(), key=lambda s: (s.finished_at or now, s.name))
+    for stage in listed:
+        if stage.state == "running":  # an SFT's model stage: its step
+            stage.progress = training_progress(fs, path, stage.name)
     parts.sort(key=lambda part: (_first_time(part, now), part.path))  # in the order they ran
     status = RunStatus(path, "stages", "", "", now, lock, stages=listed, parts=parts)
     status.state, status.reason = _stages_state(status)
@@ -263,8 +267,12 @@ def _progress(fs: pafs.FileSystem, run: str, iteration: int, stage: StageStatus,
               config: dict[str, Any]) -> str:
     """What a running stage has written so far, where that is cheap to read: the rows in
     its Parquet files (Ray Data writes them block by block), against the rows a generate
-    stage makes (prompts x generation.samples); a DPO stage's Ray Train checkpoints."""
+    stage makes (prompts x generation.samples); a DPO stage's step (its progress record),
+    or else its Ray Train checkpoints."""
     if stage.name.startswith("model"):
+        steps = training_progress(fs, f"{run}/iter_{iteration}", stage.name)
+        if steps:
+            return steps
         runs = [e for e in _list(fs, f"{run}/ray_train")
                 if e.base_name.startswith(f"iter_{iteration}_{stage.name}_")]
         saved = [e for r in runs for e in _list(fs, r.path)
@@ -280,6 +288,21 @@ def _progress(fs: pafs.FileSystem, run: str, iteration: int, stage: StageStatus,
     if not rows:
         return "no rows written yet"
     return f"{rows} of {expected} rows written" if expected else f"{rows} rows written"
+
+
+def training_progress(fs: pafs.FileSystem, parent: str, stage: str) -> str | None:
+    """A running training stage's step, from the progress record rank 0 keeps in the stage's
+    temporary directory under `parent`; None when there is none (yet)."""
+    for entry in _list(fs, parent):
+        if not entry.base_name.startswith(f"{stage}{TMP}"):
+            continue
+        record = read_progress(entry.path, fs)
+        if record is not None:
+            left = record.seconds_left()
+            return (f"{record.kind} step {record.step} of {record.total} "
+                    f"({record.step / max(record.total, 1):.0%})"
+                    + (f", about {_ago(left)} left" if left is not None else ""))
+    return None
 
 
 def _parquet_rows(fs: pafs.FileSystem, path: str) -> int:

@@ -4,9 +4,10 @@ responses per prompt and role.
 In:  Parquet prompt rows {prompt_id, prompt}; per role the model that plays it.
 Out: Parquet candidate rows (core/rows.py `CandidateRow`), one per (prompt, role, sample).
 Ray Data reads the prompts, explodes them into per-sample requests, runs them through one
-engine pool and writes the candidates; it does not know which method asked for them. Several
-roles share a pass only when one pool serves all their models (LoRA on one base): the pass
-writes every role's rows together, and `role_rows` picks one role's out of it.
+engine pool (a progress bar counting the rows as they come back) and writes the candidates;
+it does not know which method asked for them. Several roles share a pass only when one pool
+serves all their models (LoRA on one base): the pass writes every role's rows together, and
+`role_rows` picks one role's out of it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from temporal_ray.config import GenerationConfig
 from temporal_ray.core.requests import candidate_requests, to_candidate
 from temporal_ray.engines.pool import EnginePool, run_models_pool
 from temporal_ray.storage.files import count_rows, read_dataset, read_rows
+from temporal_ray.terminal import Progress
 
 
 def generate_candidates(prompts_path: str, models: dict[str, str],
@@ -32,8 +34,9 @@ def generate_candidates(prompts_path: str, models: dict[str, str],
     }) for role in models]
     requests = per_role[0].union(*per_role[1:]) if len(per_role) > 1 else per_role[0]
     rows = count_rows(prompts_path) * generation.samples * len(models)
-    run_models_pool(requests, models, "role", pool, rows) \
-        .map(to_candidate).write_parquet(out_dir)
+    with Progress(f"generating ({', '.join(models)})", rows, "rows") as bar:
+        outputs = run_models_pool(requests, models, "role", pool, rows, on_rows=bar.update)
+    outputs.map(to_candidate).write_parquet(out_dir)
 
 
 def can_share_a_pass(pools: dict[str, EnginePool]) -> bool:

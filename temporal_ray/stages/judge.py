@@ -38,6 +38,7 @@ from temporal_ray.core.rows import CANDIDATE_COLUMNS, CANDIDATE_KEY
 from temporal_ray.core.rubric import judge_messages, load_template
 from temporal_ray.engines.pool import EnginePool, run_models_pool
 from temporal_ray.storage.files import count_rows, read_dataset, read_rows, write_rows
+from temporal_ray.terminal import Progress
 
 
 def load_rule(spec: str) -> Callable[[str, str], float]:
@@ -179,8 +180,10 @@ def judge_with_model(candidate_paths: list[str], judge_model: str, judge: JudgeC
             "model_path": judge_model, "max_new_tokens": judge.max_new_tokens,
             "max_model_len": engine.max_model_len, "template": template,
             "truncate": judge.overlong == "truncate"})
-    outputs = run_models_pool(requests, {"judge": judge_model}, None, pool,
-                              rows=count_rows(candidate_paths) * judge.samples)
+    rows = count_rows(candidate_paths) * judge.samples
+    with Progress("judging", rows, "judgements") as bar:
+        outputs = run_models_pool(requests, {"judge": judge_model}, None, pool, rows,
+                                  on_rows=bar.update)
     # A candidate's J judgements come back from different actors: gather them in the driver.
     # The rows are small (thousands to a few hundred thousand), and a Ray Data groupby
     # shuffle costs more than the judging itself at that size.

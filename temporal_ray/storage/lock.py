@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -41,6 +41,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from temporal_ray.storage.run_dir import TMP, RunDir
+
+logger = logging.getLogger(__name__)
 
 LOCK = "run.lock"
 STALE_AFTER = 120.0
@@ -240,8 +242,7 @@ class RunLock:
             try:
                 other = self._beat()
             except OSError as err:  # storage unreachable for a moment: the next beat retries
-                print(f"warning: {self.run.uri}: run lock heartbeat failed: {err}",
-                      file=sys.stderr, flush=True)
+                logger.warning("%s: run lock heartbeat failed: %s", self.run.uri, err)
                 continue
             if other is not None:
                 self._lose(other)
@@ -272,7 +273,7 @@ class RunLock:
         does not wake a thread blocked in a system call. Code that swallows the interrupt is
         still stopped at the next stage by `check()`."""
         self.lost = other
-        print(f"error: {self._lost_error(other)}", file=sys.stderr, flush=True)
+        logger.error("%s", self._lost_error(other))
         main = threading.main_thread().ident
         with self._signalling:  # never once release() has begun
             if not self._stop.is_set() and main is not None:

@@ -19,6 +19,7 @@ that finished after it (they may have been built from it), and redone.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from temporal_ray.storage.integrity import (
     record_files,
     verify_mode,
 )
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 TMP = ".tmp-"
@@ -152,9 +155,9 @@ class RunDir:
         self._check_guard()
         later = [s for s, at in self.own_stages().items()
                  if at > finished_at and s != stage and s not in self._trusted]
-        print(f"stage {stage} is damaged: {damage.file} {damage.what}; redoing it"
-              + (f" and the stages finished after it: {', '.join(later)}" if later else ""),
-              flush=True)
+        logger.warning(f"stage {stage} is damaged: {damage.file} {damage.what}; redoing it"
+                       + (f" and the stages finished after it: {', '.join(later)}"
+                          if later else ""))
         for name in [*reversed(later), stage]:
             self.fs.delete_dir(self.path(name))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 from typing import Any, Protocol
 
@@ -30,6 +31,8 @@ from temporal_ray.tracking.names import (
     stage_tags,
     step_points,
 )
+
+logger = logging.getLogger(__name__)
 
 FINISHED_AT_TAG = "temporal_ray.finished_at"
 """A stage's manifest time: a stage redone since it was logged has another one."""
@@ -146,8 +149,8 @@ def _mlflow_root(cfg: Config, run: RunDir, name: str, tags: dict[str, str],
         return []
     uri = store_uri(mlflow.uri, store)
     if uri is None:
-        print(f"tracking.mlflow: {store.uri} is not local and tracking.mlflow.uri is not set: "
-              "MLflow logs nothing", flush=True)
+        logger.warning("tracking.mlflow: %s is not local and tracking.mlflow.uri is not set: "
+                       "MLflow logs nothing", store.uri)
         return []
     experiment = mlflow.experiment or store.root.rstrip("/").rsplit("/", 1)[-1]
     return [MlflowRun.open_root(uri, experiment, run, name, tags)]
@@ -161,8 +164,8 @@ def _tensorboard_root(cfg: Config, name: str, tags: dict[str, str],
     if not tensorboard.enabled:
         return []
     if tensorboard.log_dir is None and not store.is_local():
-        print(f"tracking.tensorboard: {store.uri} is not local and tracking.tensorboard.log_dir "
-              "is not set: TensorBoard logs nothing", flush=True)
+        logger.warning("tracking.tensorboard: %s is not local and tracking.tensorboard.log_dir "
+                       "is not set: TensorBoard logs nothing", store.uri)
         return []
     root = TensorBoardRun(f"{tensorboard.log_dir or store.path('tensorboard')}/{name}")
     root.reopen()
@@ -179,7 +182,7 @@ def _wandb_root(cfg: Config, run: RunDir, name: str, tags: dict[str, str],
 
     mode = resolve_mode(wandb.mode, os.environ)
     if mode == "disabled":
-        print("tracking.wandb: WANDB_MODE=disabled: W&B logs nothing", flush=True)
+        logger.warning("tracking.wandb: WANDB_MODE=disabled: W&B logs nothing")
         return []
     if importlib.util.find_spec("wandb") is None:
         raise ConfigError("tracking.wandb.enabled needs the wandb package: pip install "

@@ -30,6 +30,7 @@ metric's last step is not logged again. A stage redone since it was logged gets 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -42,6 +43,8 @@ from temporal_ray.tracking.mlflow_store import RUN_IDS
 
 if TYPE_CHECKING:
     from wandb.sdk.wandb_run import Run
+
+logger = logging.getLogger(__name__)
 
 REDO = "~redo"
 """Suffix of a redone child's prefix: iter_0/model~redo1."""
@@ -75,8 +78,8 @@ def files_dir(run: RunDir, environ: Mapping[str, str]) -> str | None:
         return environ["WANDB_DIR"]
     if run.is_local():
         return run.path()
-    print(f"tracking.wandb: {run.uri} is not local and WANDB_DIR is not set: W&B keeps its "
-          "files in ./wandb", flush=True)
+    logger.warning("tracking.wandb: %s is not local and WANDB_DIR is not set: W&B keeps its "
+                   "files in ./wandb", run.uri)
     return None
 
 
@@ -224,7 +227,7 @@ class WandbRun:
         """A copy of the file (or a directory's files) under the run's files, at this node's
         prefix; logged again, it replaces the earlier copy."""
         if not os.path.exists(path):  # a remote run directory's file: not worth a failed run
-            print(f"tracking.wandb: {path} is not a local file: not uploaded", flush=True)
+            logger.warning("tracking.wandb: %s is not a local file: not uploaded", path)
             return
         base = os.path.basename(path.rstrip("/"))
         target = os.path.join(self.session.wandb_run.dir, self.prefix + base)

@@ -70,6 +70,8 @@ def train_dpo_worker(job_dict: dict[str, Any]) -> None:
 class DPORecipe:
     """DPO against the starting model, its log-probs precomputed or scored as it goes."""
 
+    kind = "dpo"
+
     def __init__(self, job: DPOJob) -> None:
         self.job = job
         self.cfg = DPOConfig.model_validate(job.dpo)

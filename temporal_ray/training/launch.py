@@ -5,17 +5,27 @@ In:  a per-worker loop function, its config dict, the `TrainingConfig` that size
 Out: the metrics.json that rank 0 wrote into `output_dir` (Ray Train V2 returns no metrics
      without a reported checkpoint, so the loop writes them beside the model), its `phases`
      (seconds per phase of the run) completed with Ray Train's start and stop.
+While the job runs, the driver draws a bar from rank 0's progress record in `output_dir`
+(`TrainingProgress`). A worker's error reaches the driver in the exception `fit` raises (with
+the worker's traceback), whether or not the workers' output is shown (--verbose).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 from temporal_ray.config import TrainingConfig
 from temporal_ray.storage.files import resolve
+from temporal_ray.storage.progress import read_progress
+from temporal_ray.terminal import Progress
+
+logger = logging.getLogger(__name__)
 
 
 def check_batch_geometry(cfg: TrainingConfig, section: str = "dpo") -> None:
@@ -64,7 +74,8 @@ def fit_on_workers(loop: Callable[[dict[str, Any]], None], loop_config: dict[str
             # Only the latest checkpoint is needed to resume; optimizer states are large.
             checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
-    trainer.fit()
+    with TrainingProgress(output_dir):
+        trainer.fit()
     ended = time.time()
     fs, path = resolve(f"{output_dir}/metrics.json")
     with fs.open_input_stream(path) as f:
@@ -83,3 +94,51 @@ def with_driver_phases(metrics: dict[str, Any], began: float, ended: float) -> d
     metrics["phases"] = {"start_workers": round(started - began, 3), **worker,
                          "stop_workers": round(ended - started - sum(worker.values()), 3)}
     return metrics
+
+
+class TrainingProgress:
+    """The driver's bar while it waits on a training job: a thread reads rank 0's progress
+    record (storage/progress.py) every `poll_s` and draws it (terminal.Progress, in steps).
+    A record of a new attempt means Ray Train restarted the worker group after a failure:
+    that is logged as a warning, since the failed worker's own output is shown only with
+    --verbose (the error that ends a job is raised by `fit` in any case)."""
+
+    def __init__(self, output_dir: str, poll_s: float = 1.0, mode: str | None = None) -> None:
+        self.output_dir, self.poll_s, self.mode = output_dir, poll_s, mode
+        self.bar: Progress | None = None
+        self.attempt: float | None = None
+        """When the attempt whose record was read last began."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="training-progress",
+                                        daemon=True)
+
+    def poll(self) -> None:
+        """Read the record once and draw it."""
+        record = read_progress(self.output_dir)
+        if record is None:
+            return
+        label = f"training ({record.kind})"
+        if self.bar is None:
+            self.bar = Progress(label, record.total, "steps", initial=record.step,
+                                mode=self.mode)
+        if self.attempt is not None and record.started != self.attempt:
+            logger.warning("%s: Ray Train restarted the workers after a failure; training "
+                           "goes on after step %d (the failed worker's output: --verbose, "
+                           "or Ray's session logs)", label, record.from_step)
+        self.attempt = record.started
+        self.bar.advance_to(record.step, record.total)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.poll()
+
+    def __enter__(self) -> TrainingProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.bar is not None:
+            self.bar.close()

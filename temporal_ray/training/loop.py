@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from temporal_ray.storage.progress import ProgressWriter, remove_progress
 from temporal_ray.training import resume
 from temporal_ray.training.resume import LoopState
 
@@ -107,6 +108,9 @@ class Phases:
 
 class Recipe(Protocol):
     """The steps that make a loop SFT or DPO; `TrainingLoop` calls them in order."""
+
+    kind: str
+    """sft or dpo: what the progress record (storage/progress.py) names."""
 
     def setup(self, phases: Phases) -> Setup:
         """Join the group, read and tokenize the data, build the engine (marking `phases`)."""
@@ -216,6 +220,8 @@ class TrainingLoop:
         self.phases = Phases()
         self.step_started = 0.0
         """When the current optimizer step's first micro-batch began (for tokens/s)."""
+        self.progress: ProgressWriter | None = None
+        """Rank 0's progress record in the output directory, from the first training step."""
 
     def run(self) -> None:
         import torch.distributed as dist
@@ -226,6 +232,9 @@ class TrainingLoop:
         state = self.start()
         train_started = time.time()  # after the reference pass: throughput counts training only
         self.step_started = train_started
+        if self.built.place.rank == 0:
+            self.progress = ProgressWriter(self.output_dir, self.recipe.kind,
+                                           self.built.total_steps, len(state.history) - 1)
         window: list[dict[str, float]] = []
         while state.epoch < self.built.cfg.epochs:
             window = self.epoch(state, window)
@@ -288,8 +297,9 @@ class TrainingLoop:
         entry.update(tokens=tokens, tokens_per_s=tokens / max(now - self.step_started, 1e-9))
         self.step_started = now
         state.history.append(entry)
-        if self.built.place.rank == 0:
-            log(self.recipe.step_line(entry, self.built.total_steps))
+        if self.progress is not None:  # rank 0
+            log(self.recipe.step_line(entry, self.built.total_steps))  # shown with --verbose
+            self.progress.step(entry["step"])
         if entry["step"] == self.fail_once_at_step:
             _fail_once(self.output_dir)
         every = self.built.cfg.checkpoint_every
@@ -320,6 +330,7 @@ class TrainingLoop:
         self.phases.mark("export")
         if s.place.rank != 0:
             return
+        remove_progress(out)  # the stage's directory is published as it is
         metrics = {**self.recipe.metrics(outcome), "phases": self.phases.seconds,
                    "worker_started": self.phases.started}
         with open(os.path.join(local_out, "metrics.json"), "w") as f:

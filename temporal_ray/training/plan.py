@@ -14,11 +14,14 @@ term is left out because flash/SDPA attention never materialises the s*s scores.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from temporal_ray.config import Config
+
+logger = logging.getLogger(__name__)
 
 GIB = 2**30
 CUDA_RESERVE_GIB = 2.0  # CUDA context, NCCL buffers, allocator fragmentation
@@ -324,7 +327,7 @@ def check_fits(cfg: Config, stage: str) -> None:
     try:
         plan = plan_stage(cfg, stage)
     except ValueError as err:
-        print(f"warning: no memory plan for the {stage} stage: {err}", flush=True)
+        logger.warning("no memory plan for the %s stage: %s", stage, err)
         return
     if not plan.fits:
         raise PlanError(

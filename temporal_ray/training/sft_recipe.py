@@ -56,6 +56,8 @@ def train_sft_worker(job_dict: dict[str, Any]) -> None:
 class SFTRecipe:
     """Cross-entropy on the response tokens of {prompt, response} rows."""
 
+    kind = "sft"
+
     def __init__(self, job: SFTJob) -> None:
         self.job = job
         self.cfg = SFTConfig.model_validate(job.sft)

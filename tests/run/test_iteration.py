@@ -151,7 +151,7 @@ def test_lora_on_one_base_serves_past_and_present_from_one_pool(tiny_model, lora
         for r in expected.itertuples()}
 
 
-def test_a_truncated_prompt_stage_is_redone_with_the_pairs_built_from_it(tmp_path, capsys):
+def test_a_truncated_prompt_stage_is_redone_with_the_pairs_built_from_it(tmp_path, caplog):
     """The real stages of an iteration: the rerun names the damaged stage and file and redoes
     it and the pair stage that finished after it; an untouched rerun reuses both."""
     cfg = load_config(None, ["model.path=/m", "data.prompts=/p.jsonl",
@@ -171,8 +171,8 @@ def test_a_truncated_prompt_stage_is_redone_with_the_pairs_built_from_it(tmp_pat
     assert iteration() == {"iter_0/prompts": True, "iter_0/pairs": True}
     parquet = tmp_path / "iter_0" / "prompts" / "data" / "prompts.parquet"
     parquet.write_bytes(parquet.read_bytes()[:-100])
-    capsys.readouterr()
+    caplog.clear()
     assert iteration() == {"iter_0/prompts": False, "iter_0/pairs": False}
-    assert capsys.readouterr().out.startswith(
+    assert caplog.records[0].getMessage().startswith(
         "stage iter_0/prompts is damaged: data/prompts.parquet has ")
     assert len(read_rows(str(tmp_path / "iter_0" / "pairs" / "data"))) == 20

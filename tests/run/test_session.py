@@ -1,4 +1,7 @@
-"""The driver's checks before any cluster work: a resumed run whose config changed."""
+"""The driver's checks before any cluster work: a resumed run whose config changed; how Ray
+is started."""
+
+import logging
 
 import pytest
 import yaml
@@ -59,20 +62,21 @@ def test_eval_settings_and_fields_added_later_do_not_block_a_resume(tmp_path):
                      sections=sections)
 
 
-def test_a_resume_that_changes_only_placement_goes_on_and_says_what_changed(tmp_path, capsys):
+def test_a_resume_that_changes_only_placement_goes_on_and_says_what_changed(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="temporal_ray")
     run = RunDir(str(tmp_path))
     sections = config(tmp_path).run_sections()
     check_config(run, config(tmp_path), force=False, sections=sections)
-    capsys.readouterr()
+    caplog.clear()
     check_config(run, config(tmp_path, "engine.actors=4", "ray.num_cpus=8"), force=False,
                  sections=sections)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "engine.actors 1 -> 4" in out and "ray.num_cpus None -> 8" in out
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert (saved["engine"]["actors"], saved["ray"]["num_cpus"]) == (4, 8)
     check_config(run, config(tmp_path, "engine.actors=4", "ray.num_cpus=8"), force=False,
                  sections=sections)
-    assert capsys.readouterr().out == ""  # the new config is the one saved
+    assert "placement" not in caplog.text.split("ray.num_cpus None -> 8")[-1]  # saved now
 
 
 def test_a_resume_that_changes_results_is_refused_naming_them_and_the_fine_ones(tmp_path):
@@ -110,8 +114,41 @@ def test_inside_a_job_ray_init_gets_no_runtime_env_of_its_own(tmp_path, monkeypa
     start_ray(config(tmp_path))
     monkeypatch.delenv("RAY_ADDRESS")
     start_ray(config(tmp_path, "ray.num_cpus=3"))
-    assert calls[0] == {"address": None}
+    # Quiet by default (terminal.py): Ray's driver logger from WARNING on, no worker output.
+    assert calls[0] == {"address": None, "logging_level": logging.WARNING,
+                        "log_to_driver": False}
     assert calls[1]["num_cpus"] == 3 and "runtime_env" in calls[1]
     # Only a local cluster of our own gets the Ray Train settings for one machine.
     assert LOCAL_TRAIN_ENV.items() <= calls[1]["runtime_env"]["env_vars"].items()
     assert calls[1]["address"] == "local"  # its own cluster, never a stale or foreign one
+
+
+def test_verbose_leaves_ray_as_it_prints_by_default_and_quiet_quiets_ray_data(
+        tmp_path, monkeypatch):
+    import ray
+    import ray.data
+
+    from temporal_ray import terminal
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    context = ray.data.DataContext.get_current()
+    monkeypatch.setattr(context, "enable_progress_bars", True)
+    monkeypatch.setattr(context, "print_on_execution_start", True)
+    try:
+        terminal.configure(verbose=True)
+        start_ray(config(tmp_path))
+        assert "log_to_driver" not in calls[0] and "logging_level" not in calls[0]
+        assert context.enable_progress_bars and context.print_on_execution_start
+        terminal.configure()
+        start_ray(config(tmp_path))
+        assert calls[1]["log_to_driver"] is False
+        assert not context.enable_progress_bars and not context.print_on_execution_start
+        console = [h for h in logging.getLogger("ray.data").handlers if h.name == "console"]
+        assert console and all(h.level == logging.WARNING for h in console)
+    finally:
+        for handler in logging.getLogger("ray.data").handlers:
+            if handler.name == "console":
+                handler.setLevel(logging.INFO)
+        terminal.configure()

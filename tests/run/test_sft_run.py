@@ -6,6 +6,7 @@ training starts."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -25,7 +26,7 @@ def write_jsonl(path, rows):
     return str(path)
 
 
-def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys):
+def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys, caplog):
     from transformers import AutoModelForCausalLM
 
     overrides = [
@@ -59,9 +60,9 @@ def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys):
     assert_sft_steps_tracked(tmp_path / "sft", metrics["history"])
 
     # A resume that changes only where the work runs goes on, says so, and reuses the stages.
+    caplog.set_level(logging.INFO, logger="temporal_ray")
     run_sft(load_config(None, [*overrides, "sft.max_failures=5"]))
-    out = capsys.readouterr().out
-    assert "sft.max_failures 2 -> 5" in out and "(reused)" in out
+    assert "sft.max_failures 2 -> 5" in caplog.text and "(reused)" in capsys.readouterr().out
 
 
 def assert_sft_steps_tracked(output, history):

@@ -17,6 +17,7 @@ from temporal_ray.run.methods import METHODS
 from temporal_ray.run.status import format_status, read_status
 from temporal_ray.storage.files import write_rows
 from temporal_ray.storage.lock import LOCK, RunLock
+from temporal_ray.storage.progress import ProgressRecord, write_progress
 from temporal_ray.storage.run_dir import MANIFEST, RunDir
 
 NOW = float(int(time.time()))  # the CLI reads the clock: the test runs a few seconds later
@@ -108,6 +109,40 @@ def test_a_running_run_shows_the_stage_being_written_and_its_progress(tmp_path, 
     after = read_status(str(tmp_path))
     assert after.state == "stopped" and after.lock is None
     assert states(after, 1)[1] == ("candidates_present", "finished")
+
+
+def test_a_running_training_stage_shows_its_step_from_rank_zeros_record(tmp_path, capsys):
+    run = method_run(tmp_path)
+    for k, name in enumerate(SR[:-1]):
+        finish(run, f"iter_0/{name}", seconds=2.0, at=time.time() - 60 + k, rows=3)
+    seen = {}
+
+    def train(tmp: str) -> dict:
+        seen["before"] = read_status(str(tmp_path)).iterations[0].stages[-1].progress
+        # What rank 0 keeps in the stage's directory: 3 of 10 steps in 30 s.
+        now = time.time()
+        write_progress(tmp, ProgressRecord("dpo", 3, 10, started=now - 30, updated=now))
+        seen["during"] = read_status(str(tmp_path)).iterations[0].stages[-1].progress
+        main(["status", str(tmp_path)])
+        return {}
+
+    with RunLock(run):
+        run.run_stage("iter_0/model", train)
+    assert seen["before"] == "training (progress unknown)"
+    assert seen["during"] == "dpo step 3 of 10 (30%), about 70 s left"
+    assert "dpo step 3 of 10 (30%)" in capsys.readouterr().out
+
+    # An SFT's directory (stages, no iterations) shows its model stage's step too.
+    sft = RunDir(str(tmp_path / "sft"))
+
+    def sft_train(tmp: str) -> dict:
+        write_progress(tmp, ProgressRecord("sft", 40, 376, started=1.0, updated=1.0))
+        seen["sft"] = read_status(sft.uri).stages[0]
+        return {}
+
+    with RunLock(sft):
+        sft.run_stage("model", sft_train)
+    assert (seen["sft"].state, seen["sft"].progress) == ("running", "sft step 40 of 376 (11%)")
 
 
 def dead_pid() -> int:

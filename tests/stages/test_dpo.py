@@ -17,6 +17,7 @@ import torch
 from temporal_ray.config import DPOConfig
 from temporal_ray.stages.dpo import train_dpo
 from temporal_ray.storage.files import write_rows
+from temporal_ray.storage.progress import PROGRESS
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -53,6 +54,8 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
                                                "offload_params": True}))
 
     assert (tmp_path / "faulted" / ".fault_injected").exists()  # the fault did happen
+    # Rank 0's progress record (storage/progress.py) is gone from the finished output.
+    assert not any((tmp_path / run / PROGRESS).exists() for run in ("clean", "faulted"))
     expected_steps = len(PAIRS) // DPO.batch_size * DPO.epochs
     chaos_record("DPO worker fails at step 2", 1,
                  faulted["optimizer_steps"] == expected_steps, len(PAIRS) - faulted["pairs"])

@@ -70,7 +70,7 @@ def flip_a_byte(path) -> None:
     (flip_a_byte, "another SHA-256"),
     (lambda path: path.unlink(), "is missing"),
 ])
-def test_a_damaged_stage_is_redone_with_the_stages_after_it(finished_run, capsys, damage,
+def test_a_damaged_stage_is_redone_with_the_stages_after_it(finished_run, caplog, damage,
                                                             message):
     finished_at = {s: json.loads((finished_run / s / "manifest.json").read_text())
                    ["finished_at"] for s in STAGES}
@@ -79,7 +79,7 @@ def test_a_damaged_stage_is_redone_with_the_stages_after_it(finished_run, capsys
     build(RunDir(str(finished_run)), calls)
 
     assert calls == ["iter_0/candidates", "iter_0/pairs"]  # iter_0/prompts is reused
-    line = capsys.readouterr().out.strip()
+    (line,) = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
     assert line.startswith("stage iter_0/candidates is damaged: data/rows.parquet ")
     assert message in line and line.endswith("stages finished after it: iter_0/pairs")
     for stage in STAGES:
@@ -121,7 +121,7 @@ def test_a_manifest_written_before_files_were_recorded_is_trusted(finished_run):
     assert calls == []
 
 
-def test_a_nested_run_directory_keeps_its_stages(tmp_path, capsys):
+def test_a_nested_run_directory_keeps_its_stages(tmp_path, caplog):
     outer = RunDir(str(tmp_path))
     outer.run_stage("data", lambda tmp: write_rows([{"a": 1}], f"{tmp}/x.parquet") or {})
     inner = RunDir(str(tmp_path / "method"))  # a miniature's method run, under its own lock
@@ -133,7 +133,7 @@ def test_a_nested_run_directory_keeps_its_stages(tmp_path, capsys):
     calls: list[str] = []
     RunDir(str(tmp_path)).run_stage("data", lambda tmp: calls.append("data") or {})
     assert calls == ["data"]
-    assert "stages finished after it: later" in capsys.readouterr().out
+    assert "stages finished after it: later" in caplog.text
     assert RunDir(str(tmp_path / "method")).finished("iter_0/pairs") is not None
 
 
