@@ -51,7 +51,7 @@ smoke: $(STAMP) $(TINY)
 	$(BIN)/temporal-ray run configs/tiny.yaml $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -23,11 +23,11 @@ import yaml
 
 from temporal_ray.storage.lock import LOCK
 
-pytestmark = pytest.mark.slow  # four processes load torch and transformers: about a minute
+pytestmark = pytest.mark.slow  # three processes load torch and transformers: about a minute
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "tiny.yaml"
-RUNS = 4
+RUNS = 3
 WENT_ON = "went on past the lock"
 
 LAUNCHER = f"""

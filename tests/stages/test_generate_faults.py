@@ -36,15 +36,19 @@ def engine_actor_pids() -> list[int]:
     return pids
 
 
-def kill_one_engine_actor(stop: threading.Event, killed: list[float]) -> None:
+def kill_one_engine_actor(stop: threading.Event, killed: list[float],
+                          spare: frozenset[int] = frozenset()) -> None:
+    """Kill one engine actor of the running stage, not one of `spare` (the previous stage's
+    actors, which may still be exiting when this starts looking)."""
     while not stop.is_set():
-        pids = engine_actor_pids()
+        pids = [pid for pid in engine_actor_pids() if pid not in spare]
         if pids:
             time.sleep(1.5)  # let it load the model and start on its batches
             try:
                 os.kill(pids[0], signal.SIGKILL)
-            except ProcessLookupError:  # the stage ended first: the test says so
-                return
+            except ProcessLookupError:  # gone meanwhile: look again while the stage runs
+                spare |= {pids[0]}
+                continue
             killed.append(time.time())
             return
         time.sleep(0.2)
@@ -71,7 +75,8 @@ def test_killed_engine_actor_loses_and_duplicates_nothing(tiny_model, ray_cluste
 
     generate("clean")
     stop, killed = threading.Event(), []
-    killer = threading.Thread(target=kill_one_engine_actor, args=(stop, killed))
+    killer = threading.Thread(target=kill_one_engine_actor,
+                              args=(stop, killed, frozenset(engine_actor_pids())))
     killer.start()
     try:
         generate("faulted")
