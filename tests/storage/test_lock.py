@@ -170,17 +170,17 @@ def take_over(path: Path) -> None:
     (path / LOCK).write_text(json.dumps({**OTHER, "beat": time.time()}))
 
 
-def test_heartbeat_stops_a_run_whose_lock_was_taken_over(tmp_path, caplog):
-    # Python's own SIGINT handler, as in a fresh driver: a Ray Train fit() earlier in this test
-    # process may have left its handler, which aborts a training run instead of raising.
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler, as in a fresh driver: a Ray Train fit() earlier in this
+    test process may have left its handler, which aborts a training run instead of raising,
+    so a heartbeat's interrupt would never reach these tests."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        run_taken_over(tmp_path, caplog)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
-def run_taken_over(tmp_path, caplog) -> None:
+def test_heartbeat_stops_a_run_whose_lock_was_taken_over(tmp_path, caplog):
     lock = RunLock(RunDir(str(tmp_path)), beat_every=0.1)
     with pytest.raises(RunLockLostError, match="taken over by process 4242 on other-host") as e:
         with lock:
