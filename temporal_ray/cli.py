@@ -149,7 +149,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     """0 once the directory is read, whatever the run's state (the state is in the output);
     2 when there is no such directory."""
-    from temporal_ray.run.status import NotARunError, format_status, read_status
+    from temporal_ray.run.status import NotARunError, read_status
+    from temporal_ray.run.status_table import format_status
 
     try:
         status = read_status(args.run_dir)

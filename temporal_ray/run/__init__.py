@@ -8,4 +8,6 @@ report.py     what a run prints, from the stages' manifests
 compare.py    both methods at equal compute from one M0
 compute.py    a method's tokens, summed over its stages' counts (equal compute, measured)
 sft.py        `temporal-ray sft`: M0 from a base model
+status.py     `temporal-ray status`: where a run stands, read from its directory alone
+status_table.py  that status as a table
 """

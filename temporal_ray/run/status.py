@@ -176,7 +176,7 @@ def _method_state(status: RunStatus, known: bool) -> tuple[str, str]:
         counted = f"{done} stages finished (method {status.method!r} unknown: no stage list)"
     lock = status.lock
     if lock is not None and lock.stale is None:
-        return "running", f"{counted}; heartbeat {_ago(lock.age)} ago"
+        return "running", f"{counted}; heartbeat {ago(lock.age)} ago"
     if not left and known and stages:
         return "finished", counted
     if lock is not None:  # the owner died holding it: killed, not an error it caught
@@ -214,10 +214,10 @@ def _stages_dir(fs: pafs.FileSystem, path: str, entries: list[pafs.FileInfo],
 def _stages_state(status: RunStatus) -> tuple[str, str]:
     states = {p.state for p in status.parts} | {s.state for s in status.stages}
     done = sum(s.state == "finished" for s in status.stages)
-    counted = f"{_count(done, 'stage')} finished here, {_count(len(status.parts), 'part')}"
+    counted = f"{count_of(done, 'stage')} finished here, {count_of(len(status.parts), 'part')}"
     lock = status.lock
     if (lock is not None and lock.stale is None) or "running" in states:
-        beat = f"; heartbeat {_ago(lock.age)} ago" if lock and lock.stale is None else ""
+        beat = f"; heartbeat {ago(lock.age)} ago" if lock and lock.stale is None else ""
         return "running", counted + beat
     if lock is not None:
         return "crashed", f"{counted}; its owner died (stale lock)"
@@ -301,7 +301,7 @@ def training_progress(fs: pafs.FileSystem, parent: str, stage: str) -> str | Non
             left = record.seconds_left()
             return (f"{record.kind} step {record.step} of {record.total} "
                     f"({record.step / max(record.total, 1):.0%})"
-                    + (f", about {_ago(left)} left" if left is not None else ""))
+                    + (f", about {ago(left)} left" if left is not None else ""))
     return None
 
 
@@ -345,67 +345,15 @@ def _read_yaml(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
         return yaml.safe_load(f.read().decode("utf-8")) or {}
 
 
-# --- the table ---------------------------------------------------------------------------
-
-def format_status(status: RunStatus, root: str | None = None, indent: str = "") -> str:
-    """The status as a table a person reads at a glance; parts follow, indented."""
-    root = status.path if root is None else root
-    name = status.path[len(root):].lstrip("/") or status.path
-    what = f"method {status.method}, " if status.method else ""
-    if status.planned_iterations is not None:
-        what += f"{_count(status.planned_iterations, 'iteration')}, "
-    lines = [f"{indent}{name}: {status.state.upper()} ({what}{status.reason})"]
-    if status.lock is not None:
-        lock = status.lock
-        health = "live" if lock.stale is None else f"stale: {lock.stale}"
-        lines.append(f"{indent}  lock: {lock.host} pid {lock.pid}, last heartbeat "
-                     f"{_clock(lock.beat)} UTC ({_ago(lock.age)} ago), {health}")
-    rows = [(str(it.index), s) for it in status.iterations for s in it.stages]
-    rows += [("", s) for s in status.stages]
-    if rows:
-        lines += _table(rows, status.now, indent + "  ", with_iter=bool(status.iterations))
-        lines.append(f"{indent}  {status.seconds():.1f} s in finished stages")
-    if status.files:
-        lines.append(f"{indent}  files: {', '.join(status.files)}")
-    for part in status.parts:
-        lines.append(format_status(part, root, indent + "  "))
-    return "\n".join(lines)
-
-
-def _table(rows: list[tuple[str, StageStatus]], now: float, indent: str,
-           with_iter: bool) -> list[str]:
-    width = max(len("stage"), *(len(s.name) + (not s.expected) for _, s in rows))
-    head = f"{'iter':<5}" if with_iter else ""
-    lines = [f"{indent}{head}{'stage':<{width}}  {'state':<11}  {'seconds':>8}  when (UTC)"]
-    for iteration, stage in rows:
-        name = stage.name if stage.expected else stage.name + "*"
-        seconds = f"{stage.seconds:.1f}" if stage.seconds is not None else ""
-        when = ""
-        if stage.finished_at is not None:
-            when = _clock(stage.finished_at, date=False)
-        elif stage.started_at is not None:
-            when = (f"started {_clock(stage.started_at, date=False)} "
-                    f"({_ago(now - stage.started_at)} ago)")
-        if stage.progress:
-            when += f"; {stage.progress}"
-        iter_cell = f"{iteration:<5}" if with_iter else ""
-        lines.append(f"{indent}{iter_cell}{name:<{width}}  {stage.state:<11}  {seconds:>8}  "
-                     f"{when}".rstrip())
-    if any(not s.expected for _, s in rows):
-        lines.append(f"{indent}* not one of the method's stages (made after it, e.g. by an "
-                     "analysis)")
-    return lines
-
-
-def _count(n: int, noun: str) -> str:
+def count_of(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _clock(ts: float, date: bool = True) -> str:
+def utc_clock(ts: float, date: bool = True) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S" if date else "%m-%d %H:%M:%S", time.gmtime(ts))
 
 
-def _ago(seconds: float) -> str:
+def ago(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 120:
         return f"{seconds} s"

@@ -14,7 +14,8 @@ import yaml
 from temporal_ray.cli import main
 from temporal_ray.run.iteration import PROMPTS
 from temporal_ray.run.methods import METHODS
-from temporal_ray.run.status import format_status, read_status
+from temporal_ray.run.status import read_status
+from temporal_ray.run.status_table import format_status
 from temporal_ray.storage.files import write_rows
 from temporal_ray.storage.lock import LOCK, RunLock
 from temporal_ray.storage.progress import ProgressRecord, write_progress
