@@ -147,15 +147,16 @@ def run_stage_pool(requests: ray.data.Dataset, model_path: str, pool: EnginePool
 
 def counted(outputs: ray.data.Dataset, on_rows: Callable[[int], None]) -> ray.data.Dataset:
     """`outputs` computed now, block by block as Ray Data yields them, each block's rows
-    counted: the same rows, held in the object store as pandas blocks (as a kept pool's
-    outputs are), for the stage to write or read."""
-    import ray
+    counted from its metadata: the same blocks, left in the object store where the workers
+    wrote them (the driver never fetches one), for the stage to write or read."""
     import ray.data
 
     refs = []
-    for block in outputs.iter_batches(batch_size=None, batch_format="pandas"):
-        refs.append(ray.put(block))
-        on_rows(len(block))
+    for bundle in outputs.iter_internal_ref_bundles():
+        refs.extend(bundle.block_refs)
+        on_rows(bundle.num_rows())
+    # Ray Data reads each block by its own format, Arrow or pandas (a union's output mixes
+    # them, as a kept pool's pandas blocks beside a stage pool's Arrow ones would).
     return ray.data.from_pandas_refs(refs) if refs else outputs.limit(0)
 
 

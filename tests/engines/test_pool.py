@@ -37,3 +37,44 @@ def test_pools_that_cannot_load_adapters_are_refused_before_starting():
     with pytest.raises(ValueError, match="remote"):
         check_servable({"present": "s3://bucket/run/iter_0/model/adapter"}, "s3://bucket/m0",
                        EngineConfig(kind="vllm"))
+
+
+def test_counted_counts_each_block_and_keeps_the_rows(ray_cluster):
+    import ray.data
+
+    from temporal_ray.engines.pool import counted
+
+    source = ray.data.range(10, override_num_blocks=3).map_batches(
+        lambda batch: batch.assign(text=[f"row {i}" for i in batch["id"]]), batch_format="pandas")
+    seen: list[int] = []
+    outputs = counted(source, seen.append)
+    assert len(seen) >= 3 and sum(seen) == 10  # a count per block as it came back
+    rows = outputs.to_pandas().sort_values("id")
+    assert rows["text"].tolist() == [f"row {i}" for i in range(10)]
+
+
+def test_counted_keeps_a_dataset_of_pandas_and_arrow_blocks_whole(ray_cluster):
+    import pandas as pd
+    import ray
+    import ray.data
+
+    from temporal_ray.engines.pool import counted
+
+    # Pandas blocks (a kept pool's outputs are) beside Arrow ones: every row, once.
+    pandas_blocks = ray.data.from_pandas_refs([ray.put(pd.DataFrame({"id": [0, 1]})),
+                                               ray.put(pd.DataFrame({"id": [2]}))])
+    both = pandas_blocks.union(ray.data.from_items([{"id": 3}, {"id": 4}]))
+    seen: list[int] = []
+    outputs = counted(both, seen.append)
+    assert sum(seen) == 5
+    assert sorted(outputs.to_pandas()["id"].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_counted_of_nothing_is_empty(ray_cluster):
+    import ray.data
+
+    from temporal_ray.engines.pool import counted
+
+    seen: list[int] = []
+    assert counted(ray.data.range(3).limit(0), seen.append).count() == 0
+    assert sum(seen) == 0
