@@ -1,6 +1,6 @@
-"""The miniature at CI size, run once for the tests that read it (the recipe's, the study's,
-determinism), and hand-made per-seed results.json dicts for the study's summary and report
-tests."""
+"""The miniature at CI size, run once for the tests that read it (the recipe's, and the
+study's as its seed 0), and hand-made per-seed results.json dicts for the study's summary
+and report tests."""
 
 from __future__ import annotations
 
@@ -44,23 +44,30 @@ class CIRun:
 
 
 @pytest.fixture(scope="session")
-def ci_miniature(ray_for_session_fixtures, tmp_path_factory) -> CIRun:
-    """One run of the CI-sized miniature (seed 0), as run_miniature returned it."""
+def ci_study_root(tmp_path_factory) -> Path:
+    """Where the two-seed study lives: its seed 0 is ci_miniature's run."""
+    return tmp_path_factory.mktemp("ci-study") / "study"
+
+
+@pytest.fixture(scope="session")
+def ci_miniature(ray_for_session_fixtures, ci_study_root) -> CIRun:
+    """One run of the CI-sized miniature (seed 0), as run_miniature returned it, in the
+    directory where the study's seed 0 goes (so the study runs one seed more, not two)."""
     from temporal_ray.miniature.recipe import run_miniature
 
-    root = tmp_path_factory.mktemp("ci-miniature") / "mini"
+    root = ci_study_root / "seed_0"
     cfg = ci_config(root)
     return CIRun(root, cfg, run_miniature(cfg))
 
 
 @pytest.fixture(scope="session")
-def ci_study(ray_for_session_fixtures, tmp_path_factory) -> CIRun:
-    """A two-seed study of the same CI-sized miniature; its seed 0 has ci_miniature's config."""
+def ci_study(ci_miniature, ci_study_root) -> CIRun:
+    """A two-seed study of the same CI-sized miniature: seed 0 is ci_miniature's finished
+    run, read back as any finished seed is; seed 1 runs."""
     from temporal_ray.miniature.study import run_study
 
-    base = tmp_path_factory.mktemp("ci-study")
-    cfg = ci_config(base / "mini")
-    return CIRun(base / "study", cfg, run_study(cfg, seeds=2, out=str(base / "study")))
+    cfg = ci_config(ci_study_root.parent / "mini")
+    return CIRun(ci_study_root, cfg, run_study(cfg, seeds=2, out=str(ci_study_root)))
 
 
 def _checkpoint(method: str, index: int, compute: int, accuracy: float,
