@@ -147,3 +147,9 @@ def test_without_namespaces_the_guard_limits_and_session_still_hold(tmp_path):
                fallback).outcome == "timeout"
     time.sleep(0.2)
     assert sandbox_processes(token) == []
+
+
+def test_a_file_past_the_size_limit_fails():
+    result = run("open('big.bin', 'wb').write(bytes(2 * 1024 ** 2))\n",
+                 Limits(file_bytes=1024 ** 2))
+    assert result.outcome == "disk" and "File too large" in result.detail
