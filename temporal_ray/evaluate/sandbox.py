@@ -25,8 +25,9 @@ process, and logs it). The launcher (sandbox_launch.py) does the work in a child
   session is killed, and with the private uid every process of that uid (those that left the
   session too). RLIMIT_NPROC bounds its processes and threads at once (not for root without
   a private uid: there a fork bomb runs until the timeout).
-- Limits: wall time (then everything is killed), CPU time, address space (a 10 GB allocation
-  fails at once with MemoryError), file size, no core files. stdin and stdout are
+- Limits: wall time (then everything is killed), CPU time, address space per process (a
+  10 GB allocation fails at once with MemoryError; 8 processes of 1 GiB by default, so 8 GiB
+  at worst), file size, no core files. stdin and stdout are
   /dev/null; the last 4 KiB of stderr give the detail.
 
 What it does not isolate: it is not a container or a VM. The kernel is shared; the program
@@ -45,7 +46,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -73,8 +74,9 @@ class Limits:
     """Wall-clock seconds; CPU time is limited to the same, rounded up."""
     memory_bytes: int = 1 << 30
     file_bytes: int = 16 << 20
-    processes: int = 32
-    """Processes and threads at once, the program's own included."""
+    processes: int = 8
+    """Processes and threads at once, the program's own included. Each may use memory_bytes:
+    their product is what a program can take from the machine at worst."""
     tmp_bytes: int = 64 << 20
 
 
@@ -99,6 +101,8 @@ class Isolation:
 class Result:
     outcome: str
     detail: str = ""
+    uid: int | None = None
+    """The unused uid it ran as (None without one): no process of it is left."""
 
     @property
     def passed(self) -> bool:
@@ -167,7 +171,7 @@ def run(code: str, limits: Limits = Limits(), isolation: Isolation | None = None
     """Run `code` as a program in the sandbox (the isolation this machine allows, by default);
     it never raises for what the program does."""
     report, stderr = _launch(code, limits, isolation or machine_isolation())
-    return classify(report, stderr, limits)
+    return replace(classify(report, stderr, limits), uid=report.get("uid"))
 
 
 @lru_cache(maxsize=1)

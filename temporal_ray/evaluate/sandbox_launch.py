@@ -221,7 +221,7 @@ def main() -> None:
         print(json.dumps(notes), flush=True)
         return
     result = supervise(pid, cfg["timeout"], uid, cfg["namespaces"])
-    print(json.dumps({**result, **notes}), flush=True)
+    print(json.dumps({**result, **notes, "uid": uid}), flush=True)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from temporal_ray.evaluate.sandbox import Isolation, Limits, machine_isolation, run
-
-UID_BASE = 2_000_000_000  # sandbox_launch.UID_BASE: the launcher is never imported
+from temporal_ray.evaluate.sandbox import Isolation, Limits, Result, machine_isolation, run
 
 
-def sandbox_processes(token: str = "") -> list[int]:
-    """Live processes of a private sandbox uid, or whose command line holds `token`."""
+def sandbox_processes(result: Result | None = None, token: str = "") -> list[int]:
+    """Live processes of the uid a result ran as, or whose command line holds `token`."""
     found = []
     for entry in os.listdir("/proc"):
         try:
@@ -26,18 +24,19 @@ def sandbox_processes(token: str = "") -> list[int]:
                 cmdline = f.read()
         except (OSError, ValueError):
             continue
-        if entry.isdigit() and (uid >= UID_BASE or (token and token.encode() in cmdline)):
+        if entry.isdigit() and ((result is not None and uid == result.uid) or
+                                (token and token.encode() in cmdline)):
             found.append(int(entry))
     return found
 
 
-def still_fine() -> None:
+def still_fine(result: Result) -> None:
     """The machine after a hostile program: nothing of it left, and a program still runs."""
     for _ in range(20):  # killed processes may take a moment to leave /proc
-        if not sandbox_processes():
+        if not sandbox_processes(result):
             break
         time.sleep(0.05)
-    assert sandbox_processes() == []
+    assert sandbox_processes(result) == []
     after = run("assert sum(range(10)) == 45")
     assert after.passed, after
 
@@ -74,7 +73,7 @@ def test_a_program_that_writes_outside_its_directory_is_stopped(isolation):
     if isolation.namespaces:  # /tmp is its own tmpfs, and only its working directory is its
         assert run(f"open({stray!r}, 'w').write('x')\n").outcome == "permission"
         assert not os.path.exists(stray)
-    still_fine()
+    still_fine(result)
 
 
 def test_a_fork_bomb_is_stopped_at_its_process_limit(isolation):
@@ -83,10 +82,10 @@ def test_a_fork_bomb_is_stopped_at_its_process_limit(isolation):
     bomb = ("import os\nwhile True:\n    try:\n        os.fork()\n"
             "    except OSError:\n        pass\n")
     started = time.monotonic()
-    result = run(bomb, Limits(timeout=2.0, processes=16))
+    result = run(bomb, Limits(timeout=2.0))
     assert result.outcome == "processes", result
     assert time.monotonic() - started < 10
-    still_fine()
+    still_fine(result)
 
 
 def test_a_10_gb_allocation_fails_at_once():
@@ -94,7 +93,7 @@ def test_a_10_gb_allocation_fails_at_once():
     result = run("block = bytearray(10 * 1024 ** 3)\n")
     assert result.outcome == "memory" and result.detail == "MemoryError"
     assert time.monotonic() - started < 5
-    still_fine()
+    still_fine(result)
 
 
 def test_a_socket_reaches_nothing(isolation):
@@ -113,7 +112,7 @@ def test_a_socket_reaches_nothing(isolation):
         assert raw.outcome == "network", raw
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected
-    still_fine()
+    still_fine(raw)
 
 
 def test_processes_left_behind_are_killed():
@@ -123,12 +122,15 @@ def test_processes_left_behind_are_killed():
     sleeper = f"import time; time.sleep(60)  # {token}"
     daemon = ("import os, subprocess, sys\n"
               f"subprocess.Popen([sys.executable, '-c', {sleeper!r}], start_new_session=True)\n")
-    assert run(daemon).passed
+    passed = run(daemon)
+    assert passed.passed
     loop = f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {sleeper!r}])\n"
-    assert run(loop + "while True:\n    pass\n", Limits(timeout=1.0)).outcome == "timeout"
+    timed_out = run(loop + "while True:\n    pass\n", Limits(timeout=1.0))
+    assert timed_out.outcome == "timeout"
     time.sleep(0.2)
-    assert sandbox_processes(token) == []
-    still_fine()
+    assert sandbox_processes(token=token) == []
+    still_fine(passed)
+    still_fine(timed_out)
 
 
 def test_without_namespaces_the_guard_limits_and_session_still_hold(tmp_path):
@@ -146,7 +148,7 @@ def test_without_namespaces_the_guard_limits_and_session_still_hold(tmp_path):
     assert run(code + "while True:\n    pass\n", Limits(timeout=1.0),
                fallback).outcome == "timeout"
     time.sleep(0.2)
-    assert sandbox_processes(token) == []
+    assert sandbox_processes(token=token) == []
 
 
 def test_a_file_past_the_size_limit_fails():
