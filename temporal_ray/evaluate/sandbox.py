@@ -21,7 +21,8 @@ process, and logs it). The launcher (sandbox_launch.py) does the work in a child
   Without root (in a user namespace), it runs as the evaluator's user and can write that
   user's files.
 - Processes: with the namespaces, a pid namespace whose pid 1 is the program, with its own
-  /proc: when it ends or times out, the kernel kills every process it started. Otherwise its
+  /proc: it cannot name, so cannot signal, any process outside, and when it ends or times
+  out the kernel kills every process it started. Otherwise its
   session is killed, and with the private uid every process of that uid (those that left the
   session too). RLIMIT_NPROC bounds its processes and threads at once (not for root without
   a private uid: there a fork bomb runs until the timeout).

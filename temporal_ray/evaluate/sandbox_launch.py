@@ -88,12 +88,13 @@ def own_filesystem(uid: int | None, tmp_bytes: int) -> tuple[str, str, bool]:
     return "/tmp/work", python, True
 
 
-def user_processes(uid: int) -> int:
-    """Processes the uid has now: without a private uid, RLIMIT_NPROC counts them too."""
+def user_processes(uid: int | None) -> int:
+    """Processes the uid has now (all processes: None), as /proc shows them; without a
+    private uid, RLIMIT_NPROC counts them too."""
     count = 0
     for entry in os.listdir("/proc"):
         try:
-            count += entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid
+            count += entry.isdigit() and (uid is None or os.stat(f"/proc/{entry}").st_uid == uid)
         except OSError:
             continue
     return count
@@ -179,13 +180,16 @@ def kill_everything(pid: int, uid: int | None, namespaces: bool) -> None:
     os.waitpid(killer, 0)
 
 
-def supervise(pid: int, timeout: float, uid: int | None, namespaces: bool) -> dict[str, Any]:
+def supervise(pid: int, timeout: float, uid: int | None, namespaces: bool,
+              own_proc: bool) -> dict[str, Any]:
     pidfd = os.pidfd_open(pid)
     poll = select.poll()
     poll.register(pidfd, select.POLLIN)
     timed_out = not poll.poll(timeout * 1000)
     os.close(pidfd)
-    at_timeout = user_processes(uid) if timed_out and uid is not None else 0
+    at_timeout = 0
+    if timed_out and (own_proc or uid is not None):  # /proc: the pid namespace's, if its own
+        at_timeout = user_processes(None if own_proc else uid)
     if timed_out:
         kill_everything(pid, uid, namespaces)
     _, status = os.waitpid(pid, 0)
@@ -220,7 +224,7 @@ def main() -> None:
         os.waitpid(pid, 0)
         print(json.dumps(notes), flush=True)
         return
-    result = supervise(pid, cfg["timeout"], uid, cfg["namespaces"])
+    result = supervise(pid, cfg["timeout"], uid, cfg["namespaces"], notes["own_proc"])
     print(json.dumps({**result, **notes, "uid": uid}), flush=True)
 
 

@@ -3,14 +3,18 @@ machine, and the next program runs. Real processes and namespaces, no mocks."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from temporal_ray.evaluate import sandbox
 from temporal_ray.evaluate.sandbox import Isolation, Limits, Result, machine_isolation, run
 
 
@@ -155,3 +159,37 @@ def test_a_file_past_the_size_limit_fails():
     result = run("open('big.bin', 'wb').write(bytes(2 * 1024 ** 2))\n",
                  Limits(file_bytes=1024 ** 2))
     assert result.outcome == "disk" and "File too large" in result.detail
+
+
+NON_ROOT = """\
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("sandbox", sys.argv[1])
+sandbox = sys.modules["sandbox"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sandbox)
+programs = ["import _socket\\n_socket.socket().connect(('1.1.1.1', 53))",
+            "bytearray(10 * 1024 ** 3)",
+            "import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n"
+            "        pass\\n"]
+limits = sandbox.Limits(timeout=2.0)
+print(json.dumps([sandbox.machine_isolation().namespaces]
+                 + [sandbox.run(code, limits).outcome for code in programs]))
+"""
+
+
+def test_without_root_a_user_namespace_holds():
+    """What CI and most users get: run as an unprivileged user (nobody, with a system Python
+    that it can run; sandbox.py needs only the standard library), the sandbox uses a user
+    namespace, and the raw socket, the 10 GB allocation and the fork bomb are all stopped."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or not python or not shutil.which("setpriv"):
+        pytest.skip("needs root, setpriv and a system python3 to become an unprivileged user")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python]
+    if subprocess.run([*as_nobody, "-c", "import os"], cwd="/").returncode != 0:
+        pytest.skip("the unprivileged user cannot run the system python3 here")
+    done = subprocess.run([*as_nobody, "-c", NON_ROOT, sandbox.__file__], cwd="/",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    namespaces, *outcomes = json.loads(done.stdout)
+    if not namespaces:
+        pytest.skip("this kernel refuses unprivileged user namespaces")
+    assert outcomes == ["network", "memory", "processes"]
