@@ -8,7 +8,7 @@
     temporal-ray eval CONFIG [overrides ...] [--force]   checkpoints vs M0: win rates, HumanEval
     temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
     temporal-ray serve CHECKPOINT [--name N] [--port P] [--engine hf|vllm] [--device D]
-                              [--api-key-env NAME] [--max-batch-size B]
+                              [--api-key-env NAME] [--max-batch-size B] [--batch-wait-timeout-s S]
                                                             OpenAI API
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
@@ -78,6 +78,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                           "environment variable NAME at start (hf engine only)")
     srv.add_argument("--max-batch-size", type=int, default=16,
                      help="hf: concurrent requests gathered into one engine call (default 16)")
+    srv.add_argument("--batch-wait-timeout-s", type=float, default=0.05,
+                     help="hf: how long the first request of a batch waits for others "
+                          "(default 0.05; a lone request's latency grows by as much)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
         serve_checkpoint(args.checkpoint, args.name, args.engine, args.host, args.port,
                          args.tensor_parallel_size, device=args.device,
                          api_key_env=args.api_key_env,
-                         cpu_options={"max_batch_size": args.max_batch_size})
+                         cpu_options={"max_batch_size": args.max_batch_size,
+                                      "batch_wait_timeout_s": args.batch_wait_timeout_s})
     except (ModelCheckError, ApiKeyError) as err:
         return _error(err)
     return 0

@@ -68,7 +68,7 @@ async def request_row(request: Any, served_model: str, max_context: int | None
 
 def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1,
                   api_key_digest: bytes | None = None, max_batch_size: int = 16,
-                  batch_wait_timeout_s: float = 0.01, torch_threads: int | None = None):
+                  batch_wait_timeout_s: float = 0.05, torch_threads: int | None = None):
     """The Serve application over the HF engine (one replica)."""
     import pandas as pd
     from fastapi import FastAPI, Request
