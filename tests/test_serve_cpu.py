@@ -94,7 +94,7 @@ BAD = [  # (body, the field the 400 names or None, words of its message)
 @pytest.mark.slow
 def test_bad_requests_get_a_400_naming_the_field_while_others_are_answered(server):
     """Each bad request is refused before it joins a batch; a good one from another client,
-    in flight the whole time, is answered."""
+    sent just before them, is answered, and so is one after them."""
     with ThreadPoolExecutor(1) as other_client:
         good = other_client.submit(_call, f"{server}/chat/completions",
                                    {**GOOD, "max_tokens": 64})
