@@ -67,6 +67,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/dpo_throughput.py
 	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/serving.py
 	if $(BIN)/python -c "import vllm" >/dev/null 2>&1; then $(BIN)/python bench/generation_vllm.py; \
 	else echo "bench/generation_vllm.py (the vllm engine beside hf) needs vLLM: skipped"; fi
 	if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python bench/mfu.py; \

@@ -8,6 +8,7 @@
     temporal-ray eval CONFIG [overrides ...] [--force]   checkpoints vs M0: win rates, HumanEval
     temporal-ray plan CONFIG [overrides ...] [--stage dpo|sft]   per-GPU memory, before a job
     temporal-ray serve CHECKPOINT [--name N] [--port P] [--engine hf|vllm] [--device D]
+                              [--api-key-env NAME] [--max-batch-size B] [--batch-wait-timeout-s S]
                                                             OpenAI API
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
@@ -72,6 +73,14 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     srv.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto",
                      help="vllm: GPUs or vLLM's CPU build; auto: GPUs when the cluster has "
                           "any (give gpu where an autoscaler adds GPU nodes on demand)")
+    srv.add_argument("--api-key-env", metavar="NAME",
+                     help="require 'Authorization: Bearer <key>', the key read from the "
+                          "environment variable NAME at start (hf engine only)")
+    srv.add_argument("--max-batch-size", type=int, default=16,
+                     help="hf: concurrent requests gathered into one engine call (default 16)")
+    srv.add_argument("--batch-wait-timeout-s", type=float, default=0.05,
+                     help="hf: how long the first request of a batch waits for others "
+                          "(default 0.05; a lone request's latency grows by as much)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,12 +145,15 @@ def _tiny_model(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from temporal_ray.engines.preflight import ModelCheckError
-    from temporal_ray.serve import serve_checkpoint
+    from temporal_ray.serve import ApiKeyError, serve_checkpoint
 
     try:
         serve_checkpoint(args.checkpoint, args.name, args.engine, args.host, args.port,
-                         args.tensor_parallel_size, device=args.device)
-    except ModelCheckError as err:
+                         args.tensor_parallel_size, device=args.device,
+                         api_key_env=args.api_key_env,
+                         cpu_options={"max_batch_size": args.max_batch_size,
+                                      "batch_wait_timeout_s": args.batch_wait_timeout_s})
+    except (ModelCheckError, ApiKeyError) as err:
         return _error(err)
     return 0
 

@@ -3,18 +3,20 @@
 - `--engine vllm`: Ray Serve LLM, `LLMConfig` + `build_openai_app`, with the tensor-parallel
   size and replica range given, on GPUs when the cluster has any (the gpu extra's vLLM), else
   on CPUs (vLLM's CPU build), with the device's settings of the vLLM pools (`--device` picks).
-- CPU (`--engine hf`, the default): a Ray Serve deployment over the same HF engine the
-  generation pools use, with the same routes: GET /v1/models, POST /v1/chat/completions
-  (messages, temperature, top_p, max_tokens, seed; no streaming, n = 1), so a laptop can talk
-  to a run's model with any OpenAI client.
+- CPU (`--engine hf`, the default): serve_cpu.py, a Ray Serve deployment over the same HF
+  engine the generation pools use, with the same routes, concurrent requests batched into one
+  engine call, so a laptop can talk to a run's model with any OpenAI client.
+
+`--api-key-env NAME` (hf): requests must carry `Authorization: Bearer <key>`, the key read from
+the environment variable NAME at start. Ray Serve LLM's `build_openai_app` (2.60) has no
+API-key setting, so with `--engine vllm` the option is refused, never ignored.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
-
-from temporal_ray.engines.openai_chat import RequestError, chat_completion, chat_request_row
 
 logger = logging.getLogger(__name__)
 
@@ -22,39 +24,22 @@ if TYPE_CHECKING:
     from temporal_ray.config import EngineConfig
 
 
-def build_cpu_app(checkpoint: str, served_model: str, num_cpus: float = 1):
-    """The Serve application over the HF engine (one replica)."""
-    import pandas as pd
-    from fastapi import Body, FastAPI, HTTPException
-    from ray import serve
+class ApiKeyError(RuntimeError):
+    """`--api-key-env` that cannot be honoured; the message says what to do."""
 
-    api = FastAPI(title=f"temporal-ray: {served_model}")
 
-    @serve.deployment(ray_actor_options={"num_cpus": num_cpus})
-    @serve.ingress(api)
-    class ChatModel:
-        def __init__(self) -> None:
-            from temporal_ray.engines.hf import HFEngine
-
-            self.engine = HFEngine(checkpoint)
-
-        @api.get("/v1/models")
-        def models(self) -> dict[str, Any]:
-            return {"object": "list", "data": [{"id": served_model, "object": "model",
-                                                "owned_by": "temporal-ray", "root": checkpoint}]}
-
-        # `Body`: Serve rewrites the method's signature, and a string annotation alone would
-        # no longer mark the argument as the JSON body.
-        @api.post("/v1/chat/completions")
-        def chat(self, body: dict = Body(...)) -> dict[str, Any]:  # noqa: B008
-            try:
-                row = chat_request_row(body, served_model)
-            except RequestError as err:
-                raise HTTPException(status_code=400, detail=str(err)) from err
-            (output,) = self.engine(pd.DataFrame([row])).to_dict("records")
-            return chat_completion(output, served_model)
-
-    return ChatModel.bind()
+def read_api_key(env_name: str, engine: str) -> str:
+    """The API key from the environment variable `env_name`."""
+    if engine != "hf":
+        raise ApiKeyError(
+            f"--api-key-env is not supported with --engine {engine}: Ray Serve LLM's "
+            "build_openai_app has no API-key setting. Use --engine hf, or put the vLLM "
+            "endpoint behind a proxy that checks the key")
+    key = os.environ.get(env_name, "").strip()
+    if not key:
+        raise ApiKeyError(f"--api-key-env {env_name}: the environment variable {env_name} is "
+                          "unset or empty; export the key in it, then start again")
+    return key
 
 
 def cluster_device() -> str:
@@ -88,15 +73,22 @@ def build_vllm_app(checkpoint: str, served_model: str, engine: EngineConfig):
 
 def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf",
                      host: str = "127.0.0.1", port: int = 8000, tensor_parallel_size: int = 1,
-                     blocking: bool = True, device: str = "auto") -> str:
+                     blocking: bool = True, device: str = "auto",
+                     api_key_env: str | None = None,
+                     cpu_options: dict[str, Any] | None = None) -> str:
     """Start Serve with the checkpoint's app; returns the base URL (…/v1). `device` (vllm):
-    `gpu`, `cpu`, or `auto`: GPUs when the cluster has any."""
+    `gpu`, `cpu`, or `auto`: GPUs when the cluster has any. `cpu_options` (hf): keyword
+    arguments of serve_cpu.build_cpu_app (max_batch_size, batch_wait_timeout_s, num_cpus,
+    torch_threads)."""
     import ray
     from ray import serve
 
     from temporal_ray.engines.preflight import check_model
     from temporal_ray.run.session import absolute
+    from temporal_ray.serve_cpu import build_cpu_app, key_digest
 
+    # The key first: a server that cannot be protected never starts.
+    digest = key_digest(read_api_key(api_key_env, engine)) if api_key_env else None
     checkpoint = absolute(checkpoint)
     check_model(checkpoint)
     served_model = name or checkpoint.rstrip("/").rsplit("/", 1)[-1]
@@ -114,8 +106,10 @@ def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf
         app = build_vllm_app(checkpoint, served_model,
                              serve_engine(device, tensor_parallel_size))
     else:
-        app = build_cpu_app(checkpoint, served_model)
+        app = build_cpu_app(checkpoint, served_model, api_key_digest=digest,
+                            **(cpu_options or {}))
     url = f"http://{host}:{port}/v1"
-    print(f"serving {checkpoint} as {served_model!r} at {url}", flush=True)
+    guard = f", API key from ${api_key_env}" if api_key_env else ""
+    print(f"serving {checkpoint} as {served_model!r} at {url}{guard}", flush=True)
     serve.run(app, name="temporal-ray", route_prefix="/", blocking=blocking)
     return url

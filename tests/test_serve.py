@@ -1,12 +1,9 @@
-"""`temporal-ray serve` on CPU: a real Ray Serve app on localhost answering real HTTP requests
-with the tiny model, and a clean shutdown (the request mapping: engines/test_openai_chat.py)."""
+"""`temporal-ray serve` (serve.py): the API-key option, a Serve already running without
+proxies, and the vLLM app (the CPU app over HTTP: test_serve_cpu.py)."""
 
 from __future__ import annotations
 
-import json
 import socket
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -17,42 +14,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _call(url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+def test_an_api_key_that_cannot_be_honoured_stops_the_server_before_it_starts(tiny_model,
+                                                                             monkeypatch):
+    """An unset or empty key variable, or a key with vLLM (Ray Serve LLM has no API-key
+    setting), is refused with what to do, before Ray or Serve start."""
+    from temporal_ray.serve import ApiKeyError, read_api_key, serve_checkpoint
 
-
-@pytest.mark.slow
-def test_cpu_endpoint_answers_chat_completions_over_http(tiny_model, ray_cluster):
-    from ray import serve
-
-    from temporal_ray.serve import serve_checkpoint
-
-    port = _free_port()
-    url = serve_checkpoint(tiny_model, name="tiny", port=port, blocking=False)
-    try:
-        status, models = _call(f"{url}/models")
-        assert status == 200 and [m["id"] for m in models["data"]] == ["tiny"]
-        body = {"model": "tiny", "max_tokens": 8, "temperature": 0, "seed": 1,
-                "messages": [{"role": "user", "content": "What is two plus three?"}]}
-        status, answer = _call(f"{url}/chat/completions", body)
-        assert status == 200 and answer["object"] == "chat.completion"
-        message = answer["choices"][0]["message"]
-        assert message["role"] == "assistant" and isinstance(message["content"], str)
-        assert 1 <= answer["usage"]["completion_tokens"] <= 8
-        assert answer["usage"]["prompt_tokens"] > 5
-        assert _call(f"{url}/chat/completions", body)[1]["choices"] == answer["choices"]  # greedy
-        status, error = _call(f"{url}/chat/completions", {"messages": "hello"})
-        assert status == 400 and "messages must be" in error["detail"]
-    finally:
-        serve.shutdown()
-    with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(f"{url}/models", timeout=5)
+    monkeypatch.delenv("TEMPORAL_RAY_NO_SUCH_KEY", raising=False)
+    with pytest.raises(ApiKeyError, match="TEMPORAL_RAY_NO_SUCH_KEY is unset or empty; export"):
+        serve_checkpoint(tiny_model, api_key_env="TEMPORAL_RAY_NO_SUCH_KEY", blocking=False)
+    monkeypatch.setenv("TEMPORAL_RAY_KEY", " ")
+    with pytest.raises(ApiKeyError, match="unset or empty"):
+        read_api_key("TEMPORAL_RAY_KEY", "hf")
+    monkeypatch.setenv("TEMPORAL_RAY_KEY", "k")
+    assert read_api_key("TEMPORAL_RAY_KEY", "hf") == "k"
+    with pytest.raises(ApiKeyError, match="not supported with --engine vllm.*--engine hf"):
+        serve_checkpoint(tiny_model, engine="vllm", api_key_env="TEMPORAL_RAY_KEY",
+                         blocking=False)
 
 
 def test_serve_running_without_http_proxies_is_named_instead_of_serving_nowhere(tiny_model,

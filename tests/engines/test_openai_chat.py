@@ -44,12 +44,29 @@ def test_chat_request_row_maps_the_openai_fields():
     ({"messages": [{"role": "user"}]}, "messages must be"),
     ({"messages": [{"role": "user", "content": "x"}], "stream": True}, "stream"),
     ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n=1"),
-    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}, "numbers"),
-    ({"messages": [{"role": "user", "content": "x"}], "top_p": 0}, "top_p"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"},
+     "max_tokens must be an integer"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": True}, "an integer"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, r"max_tokens must be >= 1"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 513}, "<= 512, got 513"),
+    ({"messages": [{"role": "user", "content": "x"}], "top_p": 0}, "top_p must be > 0"),
+    ({"messages": [{"role": "user", "content": "x"}], "temperature": float("nan")}, "finite"),
+    ({"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature"),
+    ({"messages": [{"role": "user", "content": "x"}], "seed": "7"}, "seed must be an integer"),
+    ([{"role": "user", "content": "x"}], "must be a JSON object"),
 ])
 def test_bad_requests_name_the_field(body, message):
-    with pytest.raises(RequestError, match=message):
-        chat_request_row(body, "m")
+    with pytest.raises(RequestError, match=message) as refused:
+        chat_request_row(body, "m", max_context=512)
+    field = message.split()[0]
+    if field in ("max_tokens", "top_p", "temperature", "seed"):
+        assert refused.value.param == field
+
+
+def test_max_tokens_defaults_to_at_most_the_context():
+    row = chat_request_row({"messages": [{"role": "user", "content": "Hi"}],
+                            "max_tokens": None}, "m", max_context=100)
+    assert row["sampling_params"]["max_tokens"] == 100
 
 
 def test_chat_completion_shape_and_finish_reason():
