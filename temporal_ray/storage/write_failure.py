@@ -34,7 +34,9 @@ TEXTS = {
     errno.EFBIG: ("File too large", "FileTooLarge"),
     errno.EDQUOT: ("Disk quota exceeded", "FilesystemQuotaExceeded"),
 }
-_PATH = re.compile(r"""(?:file|path)[: ]+['"]?(/[^'"\s,)]+)""", re.IGNORECASE)
+_PATH = re.compile(r"file '([^']+)'")
+"""How pyarrow names the file it failed to open ("Failed to open local file '/...'"); a
+traceback's `File "..."` lines (double quotes) are code, not the file written."""
 
 
 @dataclass(frozen=True)

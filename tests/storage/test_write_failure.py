@@ -17,7 +17,11 @@ from ray.train.v2.api.exceptions import WorkerGroupError
 
 from temporal_ray.storage.files import resolve, write_rows
 from temporal_ray.storage.run_dir import RunDir
-from temporal_ray.storage.write_failure import StageWriteError, find_write_failure
+from temporal_ray.storage.write_failure import (
+    StageWriteError,
+    WriteFailure,
+    find_write_failure,
+)
 
 LIMIT = 1 << 20
 
@@ -51,7 +55,8 @@ def test_a_stage_past_the_file_size_limit_publishes_nothing_and_says_which(tmp_p
                       role="present")
     message = str(stopped.value)
     assert message.startswith("iteration 1, generate (present), stage "
-                              "iter_1/candidates_present: File too large writing "), message
+                              "iter_1/candidates_present: File too large writing "
+                              f"{tmp_path}/run/iter_1/candidates_present.tmp-"), message
     assert "ulimit -f" in message and "run the same command again to resume" in message
     assert stopped.value.failure.errno == errno.EFBIG
     assert run.finished("iter_1/candidates_present") is None
@@ -64,9 +69,10 @@ def test_a_stage_past_the_file_size_limit_publishes_nothing_and_says_which(tmp_p
 
 
 def test_the_write_failure_is_found_inside_what_ray_raises():
-    full = OSError(errno.ENOSPC, "No space left on device")
-    task = RayTaskError("write", "Traceback ...", full).as_instanceof_cause()
-    assert find_write_failure(task).errno == errno.ENOSPC
+    full = OSError(errno.ENOSPC, "Failed to open local file '/r/iter_0/a.parquet'. Detail: "
+                                 "[errno 28] No space left on device")
+    task = RayTaskError("write", 'File "/code/stage.py", line 1', full).as_instanceof_cause()
+    assert find_write_failure(task) == WriteFailure(errno.ENOSPC, "/r/iter_0/a.parquet")
     workers = WorkerGroupError("a worker failed", {0: UserExceptionWithTraceback(
         RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos"), "tb"),
         1: UserExceptionWithTraceback(full, "tb")})
