@@ -3,16 +3,15 @@ quota (EDQUOT), found in whatever error a stage raised, and the one message that
 
 The error can come from the driver (an OSError), from a Ray task (a `RayTaskError` whose
 `cause` is the OSError), or from a Ray Train worker or controller (a `TrainingFailedError`
-holding each worker's exception). Some writers say it only in words: safetensors and
-torch.save raise their own error types with the system's text in the message, so the text is
-matched too.
+holding each worker's exception). safetensors says it in words only ("I/O error: No space
+left on device (os error 28)" from a model export), so the text is matched too. torch.save
+(DeepSpeed's in-run checkpoints) says only "file write failed": not recognised, its error is
+raised as it is.
 
 A file size limit (`ulimit -f`) sends SIGXFSZ, whose default action kills the process; every
 Python process (this driver, each Ray worker) ignores it from its start (CPython does), so the
-write fails with EFBIG instead. Ray's own C++ processes do not, and a local Ray cluster does
-not start under a small limit at all (its object store is one file of its full size); the
-README says so.
-"""
+write fails with EFBIG instead. Ray's own C++ processes do not: under a 1 MiB limit a local
+Ray cluster does not start (its raylet dies creating the object store's file)."""
 
 from __future__ import annotations
 
