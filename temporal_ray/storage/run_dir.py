@@ -233,7 +233,7 @@ class RunDir:
                                      default=str).encode("utf-8"))
         except Exception as err:
             # Want of room: what the stage wrote goes at once, and the error names the stage.
-            stop_on_write_failure(err, describe_stage(stage, manifest), self.uri_of(tmp),
+            stop_on_write_failure(err, describe_stage(stage, manifest), self.uri_of(final),
                                   lambda: self.fs.delete_dir(tmp))
             raise
         self._check_guard()

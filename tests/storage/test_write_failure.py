@@ -56,7 +56,7 @@ def test_a_stage_past_the_file_size_limit_publishes_nothing_and_says_which(tmp_p
     message = str(stopped.value)
     assert message.startswith("iteration 1, generate (present), stage "
                               "iter_1/candidates_present: File too large writing "
-                              f"{tmp_path}/run/iter_1/candidates_present.tmp-"), message
+                              f"{tmp_path}/run/iter_1/candidates_present: "), message
     assert "ulimit -f" in message and "run the same command again to resume" in message
     assert stopped.value.failure.errno == errno.EFBIG
     assert run.finished("iter_1/candidates_present") is None
