@@ -24,6 +24,7 @@ line at each tenth of the work).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 
@@ -31,6 +32,8 @@ from temporal_ray import terminal
 from temporal_ray.config import ConfigError, load_config
 from temporal_ray.core.prompts import PromptFileError
 from temporal_ray.miniature.config import MiniatureRunConfig
+
+logger = logging.getLogger(__name__)
 
 RESUME_HELP = "resume even though the config differs from the run directory's"
 
@@ -206,7 +209,23 @@ def _exit_code(work: Callable[[], object]) -> int:
     except (ConfigChangedError, NoPairsError, NoCheckpointsError, JudgeFailureError,
             ModelCheckError, RunLockedError, PlanError, UnknownStageError) as err:
         return _error(err)
+    except Exception as err:
+        return _write_failure(err)
     return 0
+
+
+def _write_failure(err: Exception) -> int:
+    """2 with one message for a full disk or a file size limit (the stage, the cause, what
+    to do; its traceback at DEBUG); any other error is raised on."""
+    from temporal_ray.storage.write_failure import StageWriteError, find_write_failure
+
+    failure = find_write_failure(err)
+    if failure is None:
+        raise err
+    logger.debug("the write that failed:", exc_info=err)
+    if not isinstance(err, StageWriteError):  # a file outside a stage: config, summary, tracking
+        err = StageWriteError("outside a stage", failure, "a file of the run")
+    return _error(err)
 
 
 def _run(args: argparse.Namespace) -> int:

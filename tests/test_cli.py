@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from temporal_ray import terminal
-from temporal_ray.cli import build_parser, main
+from temporal_ray.cli import _exit_code, build_parser, main
 
 
 @pytest.fixture(autouse=True)
@@ -45,3 +45,25 @@ def test_main_configures_the_terminal_before_the_work(tmp_path, capsys):
     assert logging.getLogger("temporal_ray").level == logging.WARNING
     main(["status", str(tmp_path / "missing")])  # no options: the defaults again
     assert terminal.settings() == terminal.Settings()
+
+
+def test_a_full_disk_is_one_line_and_exit_2_with_its_traceback_at_debug(capsys):
+    def write() -> None:
+        with open("/dev/full", "wb") as full:  # every write there fails with ENOSPC
+            full.write(b"x")
+
+    message = ("error: outside a stage: No space left on device writing a file of the run: "
+               "free space on the file system it is on, then run the same command again to "
+               "resume\n")
+    terminal.configure("INFO")
+    assert _exit_code(write) == 2
+    assert capsys.readouterr().err == message
+    terminal.configure("DEBUG")
+    try:
+        assert _exit_code(write) == 2
+    finally:
+        terminal.configure("INFO")
+    shown = capsys.readouterr().err
+    assert "Traceback" in shown and "OSError: [Errno 28]" in shown and shown.endswith(message)
+    with pytest.raises(ValueError, match="not about room"):
+        _exit_code(lambda: (_ for _ in ()).throw(ValueError("not about room")))

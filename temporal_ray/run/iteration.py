@@ -40,6 +40,7 @@ from temporal_ray.stages.generate import (
 from temporal_ray.stages.judge import judge_candidates
 from temporal_ray.storage.files import read_rows, resolve, write_rows
 from temporal_ray.storage.run_dir import RunDir
+from temporal_ray.storage.write_failure import stop_on_write_failure
 from temporal_ray.terminal import echo
 from temporal_ray.tracking import Tracker
 from temporal_ray.training.launch import job_resources
@@ -162,8 +163,15 @@ class IterationStages:
         scratch = self.run.path(f"iter_{self.iteration}", SHARED_PASS)
         self.run.fs.delete_dir_contents(scratch, missing_dir_ok=True)
         started, before = time.time(), self.pools.calls()
-        generate_candidates(prompts, {role.value: model for role, model in models.items()},
-                            generation, pool, self.run.uri_of(scratch))
+        try:
+            generate_candidates(prompts, {role.value: model for role, model in models.items()},
+                                generation, pool, self.run.uri_of(scratch))
+        except Exception as err:
+            roles = ", ".join(role.value for role in models)
+            stop_on_write_failure(err, f"iteration {self.iteration}, generate ({roles} in one "
+                                  "pass)", self.run.uri_of(scratch),
+                                  lambda: self.run.fs.delete_dir_contents(scratch))
+            raise
         return SharedPass(self.run.uri_of(scratch), round(time.time() - started, 2),
                           self.pools.use_since(before))
 

@@ -288,13 +288,17 @@ class RunLock:
             self.run.guard = None
         if self.lost is not None:
             return  # the file is the new owner's
-        for _ in range(3):
-            current = self._file.read()
-            if current is None or _parse(current)["token"] != self.owner["token"]:
-                return
-            if self._file.swap(current, None):
-                return
-            time.sleep(0.05)
+        try:
+            for _ in range(3):
+                current = self._file.read()
+                if current is None or _parse(current)["token"] != self.owner["token"]:
+                    return
+                if self._file.swap(current, None):
+                    return
+                time.sleep(0.05)
+        except OSError as err:  # a full disk (a swap writes a marker): never hide the run's error
+            logger.warning("%s: could not remove %s (%s); the next run on this host takes it "
+                           "over at once", self.run.uri, LOCK, err)
 
     def __enter__(self) -> RunLock:
         return self.acquire()

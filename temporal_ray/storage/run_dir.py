@@ -36,6 +36,7 @@ from temporal_ray.storage.integrity import (
     record_files,
     verify_mode,
 )
+from temporal_ray.storage.write_failure import stop_on_write_failure
 
 logger = logging.getLogger(__name__)
 
@@ -220,15 +221,21 @@ class RunDir:
                 _delete(self.fs, info)
         started = time.time()
         tmp = f"{parent}/{temporary_name(name, started)}"
-        self.fs.create_dir(tmp, recursive=True)
-        counts = produce(self.uri_of(tmp))
-        # Hashed once here, through the filesystem, before the manifest is written.
-        files = record_files(self.fs, tmp, skip=(MANIFEST,))
-        record = {"stage": stage, **manifest, **counts,
-                  "seconds": round(time.time() - started, 2), "finished_at": time.time()}
-        with self.fs.open_output_stream(f"{tmp}/{MANIFEST}") as out:
-            out.write(json.dumps({**record, "files": files}, indent=2,
-                                 default=str).encode("utf-8"))
+        try:
+            self.fs.create_dir(tmp, recursive=True)
+            counts = produce(self.uri_of(tmp))
+            # Hashed once here, through the filesystem, before the manifest is written.
+            files = record_files(self.fs, tmp, skip=(MANIFEST,))
+            record = {"stage": stage, **manifest, **counts,
+                      "seconds": round(time.time() - started, 2), "finished_at": time.time()}
+            with self.fs.open_output_stream(f"{tmp}/{MANIFEST}") as out:
+                out.write(json.dumps({**record, "files": files}, indent=2,
+                                     default=str).encode("utf-8"))
+        except Exception as err:
+            # Want of room: what the stage wrote goes at once, and the error names the stage.
+            stop_on_write_failure(err, describe_stage(stage, manifest), self.uri_of(final),
+                                  lambda: self.fs.delete_dir(tmp))
+            raise
         self._check_guard()
         self.fs.move(tmp, final)
         self._trusted.add(stage)
@@ -238,6 +245,16 @@ class RunDir:
         if self.guard is not None:
             self.guard()
 
+
+def describe_stage(stage: str, manifest: dict[str, Any]) -> str:
+    """'iteration 1, generate (present), stage iter_1/candidates_present': what a message
+    about a stage names (its kind and role come from its manifest fields)."""
+    iteration, _, _ = stage.partition("/")
+    kind = manifest.get("kind") or stage.rsplit("/", 1)[-1]
+    role = f" ({manifest['role']})" if manifest.get("role") else ""
+    head = (f"iteration {iteration.removeprefix('iter_')}, "
+            if iteration.startswith("iter_") and iteration[5:].isdigit() else "")
+    return f"{head}{kind}{role}, stage {stage}"
 
 
 def _delete(fs: pafs.FileSystem, info: pafs.FileInfo) -> None:
