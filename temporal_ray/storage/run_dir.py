@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 TMP = ".tmp-"
 """What marks a stage's directory as being written: `<stage>.tmp-<start>-<id>`."""
+KILL_AT_ENV = "TEMPORAL_RAY_TEST_KILL_AT"
+"""Test hook: the stage (e.g. iter_0/model) whose publish SIGKILLs this process once its files
+and manifest are written, before the rename (tests/run/test_killed_driver.py)."""
 
 
 def temporary_name(stage: str, started: float) -> str:
@@ -230,6 +235,8 @@ class RunDir:
             out.write(json.dumps({**record, "files": files}, indent=2,
                                  default=str).encode("utf-8"))
         self._check_guard()
+        if os.environ.get(KILL_AT_ENV) == stage:
+            os.kill(os.getpid(), signal.SIGKILL)
         self.fs.move(tmp, final)
         self._trusted.add(stage)
         return StageResult(self.uri_of(final), record, files=files)
