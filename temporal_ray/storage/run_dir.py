@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -43,6 +45,9 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 TMP = ".tmp-"
 """What marks a stage's directory as being written: `<stage>.tmp-<start>-<id>`."""
+KILL_AT_ENV = "TEMPORAL_RAY_TEST_KILL_AT"
+"""Test hook: the stage (e.g. iter_0/model) whose publish SIGKILLs this process once its files
+and manifest are written, before the rename (tests/run/test_killed_driver.py)."""
 
 
 def temporary_name(stage: str, started: float) -> str:
@@ -237,6 +242,8 @@ class RunDir:
                                   lambda: self.fs.delete_dir(tmp))
             raise
         self._check_guard()
+        if os.environ.get(KILL_AT_ENV) == stage:
+            os.kill(os.getpid(), signal.SIGKILL)
         self.fs.move(tmp, final)
         self._trusted.add(stage)
         return StageResult(self.uri_of(final), record, files=files)

@@ -56,6 +56,8 @@ class DPOJob:
     """The `DPOConfig` section, dumped."""
     fail_once_at_step: int | None = None
     """Test hook: raise once at this optimizer step, to exercise restarts."""
+    kill_once_in_export: bool = False
+    """Test hook: rank 0 SIGKILLs itself once mid-export (weights written, tokenizer not)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,7 +66,8 @@ class DPOJob:
 def train_dpo_worker(job_dict: dict[str, Any]) -> None:
     """The Ray Train loop of one DPO worker."""
     job = DPOJob(**job_dict)
-    TrainingLoop(DPORecipe(job), job.output_dir, job.fail_once_at_step).run()
+    TrainingLoop(DPORecipe(job), job.output_dir, job.fail_once_at_step,
+                 job.kill_once_in_export).run()
 
 
 class DPORecipe:

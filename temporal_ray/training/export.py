@@ -13,6 +13,7 @@ Every rank joins the gather; only rank 0 writes.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from temporal_ray.storage.checkpoints import ADAPTER_DIR
@@ -32,10 +33,13 @@ def gather_state_dict(engine: Any, zero_stage: int, trainable_only: bool) -> dic
 
 
 def save_trained(engine: Any, tokenizer: Any, output_dir: str, base_model: str,
-                 zero_stage: int, lora: bool, rank: int, base_uri: str | None = None) -> None:
+                 zero_stage: int, lora: bool, rank: int, base_uri: str | None = None,
+                 after_weights: Callable[[], None] | None = None) -> None:
     """Gather and write the trained model; see the module docstring for the layout.
     With LoRA, `base_model` is the local directory the adapter applies to, and `base_uri`
-    where it lives for the readers of this checkpoint (default: `base_model`)."""
+    where it lives for the readers of this checkpoint (default: `base_model`).
+    `after_weights` is called on rank 0 once the weights are written, before the tokenizer
+    (a test hook: a crash mid-export)."""
     state = gather_state_dict(engine, zero_stage, trainable_only=lora)
     if rank != 0:
         return
@@ -48,6 +52,8 @@ def save_trained(engine: Any, tokenizer: Any, output_dir: str, base_model: str,
             peft_config.base_model_name_or_path = base_uri or base_model
         engine.module.save_pretrained(adapter_dir, state_dict=state, safe_serialization=True)
         merge_adapter(base_model, adapter_dir, output_dir)
+    if after_weights is not None:
+        after_weights()
     tokenizer.save_pretrained(output_dir)
 
 

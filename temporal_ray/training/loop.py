@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -212,10 +213,12 @@ class TrainingLoop:
     """Drives one recipe through a run; see the module docstring for the steps."""
 
     def __init__(self, recipe: Recipe, output_dir: str,
-                 fail_once_at_step: int | None = None) -> None:
+                 fail_once_at_step: int | None = None, kill_once_in_export: bool = False
+                 ) -> None:
         self.recipe = recipe
         self.output_dir = output_dir
         self.fail_once_at_step = fail_once_at_step
+        self.kill_once_in_export = kill_once_in_export
         self.built: Setup  # what the recipe set up, once `run` has called it
         self.phases = Phases()
         self.step_started = 0.0
@@ -326,7 +329,9 @@ class TrainingLoop:
         self.phases.mark("extras")
         local_out = out if "://" not in out else tempfile.mkdtemp()
         save_trained(s.engine, s.tokenizer, local_out, s.base, s.cfg.zero_stage,
-                     s.cfg.lora.enabled, s.place.rank, base_uri=s.base_uri)
+                     s.cfg.lora.enabled, s.place.rank, base_uri=s.base_uri,
+                     after_weights=(lambda: _kill_once(out)) if self.kill_once_in_export
+                     else None)
         self.phases.mark("export")
         if s.place.rank != 0:
             return
@@ -348,6 +353,17 @@ def _fail_once(output_dir: str) -> None:
     except FileExistsError:
         return
     raise RuntimeError(f"injected fault (test hook) in {output_dir}")
+
+
+def _kill_once(output_dir: str) -> None:
+    """The test hook of a crash mid-export: SIGKILL this worker's process the first time it
+    gets here for this output directory (no exception, no clean-up: what a lost node does)."""
+    marker = os.path.join(output_dir, ".killed_in_export")
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def log(message: str) -> None:

@@ -3,6 +3,9 @@ fed from and back into Ray Data."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 
 import pytest
@@ -20,6 +23,18 @@ def engine_pids(pools: KeptPools, name: str) -> set[int]:
     import ray
 
     return {ray.get(actor.describe.remote())["pid"] for actor in pools.actors(name)}
+
+
+def kill_and_wait(pid: int) -> None:
+    """SIGKILL `pid` and wait until it is gone (or a zombie: dead, not yet reaped)."""
+    import psutil
+
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    with contextlib.suppress(psutil.NoSuchProcess):
+        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.time() < deadline, f"engine process {pid} still alive after SIGKILL"
+            time.sleep(0.1)
 
 
 def wait_for_cpus(expected: float) -> None:
@@ -95,13 +110,15 @@ def test_keep_alive_is_refused_where_there_is_nothing_to_keep():
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora_checkpoint,
                                                                 ray_cluster, tmp_path,
-                                                                engine_texts):
+                                                                engine_texts, chaos_record):
     """Two generate stages on one kept pool of 2 engines: each gives exactly the engine's
     own texts, none lost or twice, and the second runs on the engines the first started. The
-    next model of the same shape is loaded into them in place; a pool of other settings
-    replaces the pool; release frees the CPUs."""
+    next model of the same shape is loaded into them in place; an engine SIGKILLed between
+    two stages is started again by Ray and serves the next stage with the pool's model; a
+    pool of other settings replaces the pool; release frees the CPUs."""
     import ray
 
     write_rows(PROMPTS, str(tmp_path / "prompts" / "p.parquet"))
@@ -110,15 +127,20 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
     all_cpus = ray.cluster_resources()["CPU"]
     app = pool_name(engine)
 
-    def stage(model: str, out: str, seed: int, on: EngineConfig = engine) -> dict:
+    def generated(model: str, out: str, seed: int, on: EngineConfig = engine
+                  ) -> tuple[list[dict], dict]:
+        """The stage's rows, and the texts the engine gives the requests on their own."""
         generation = GenerationConfig(samples=2, max_new_tokens=8, temperature=0.9, seed=seed)
         generate_candidates(str(tmp_path / "prompts"), {"past": model}, generation,
                             EnginePool(on, kept=pools), str(tmp_path / out))
-        rows = read_rows(str(tmp_path / out))
+        return (read_rows(str(tmp_path / out)),
+                engine_texts(model, PROMPTS, "past", generation))
+
+    def stage(model: str, out: str, seed: int, on: EngineConfig = engine) -> None:
+        rows, expected = generated(model, out, seed, on)
         responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
         assert len(rows) == len(responses) == len(PROMPTS) * 2
-        assert responses == engine_texts(model, PROMPTS, "past", generation)
-        return responses
+        assert responses == expected
 
     with KeptPools() as pools:
         pids = None
@@ -135,6 +157,22 @@ def test_a_kept_pool_serves_later_stages_without_starting_again(tiny_model, lora
         assert engine_pids(pools, app) == pids
         assert pools.uses == ["started", "reused", "reloaded"]
         assert pools.counts() == {"engine_starts": 2, "weight_loads": 2}
+
+        # An engine SIGKILLed between two stages comes back (Ray) with the model it was
+        # started with, M0: the next stage's blocks name the pool's model, which it loads.
+        victim = min(pids)
+        kill_and_wait(victim)
+        rows, expected = generated(lora_checkpoint, "after a kill", 4)
+        responses = {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
+        restarted = engine_pids(pools, app)
+        chaos_record("kept-pool engine SIGKILL between stages", 1,
+                     responses == expected and len(rows) == len(responses),
+                     len(expected.keys() - responses.keys()))
+        assert len(rows) == len(responses) and responses == expected
+        assert victim not in restarted and len(restarted & pids) == 1
+        assert {ray.get(actor.describe.remote())["model"]
+                for actor in pools.actors(app)} == {lora_checkpoint}
+        assert pools.uses[-1] == "reused"
 
         # One pool at a time: a kept pool of other settings replaces the running one, and a
         # pool that is not kept releases it before it starts.

@@ -1,5 +1,7 @@
 """A driver killed mid-iteration (SIGKILL of `temporal-ray run`): the same command resumes
-from the last finished stage and ends with the prompt sets and counts of a complete run.
+from the last finished stage; killed again while it publishes the trained model (its files
+and manifest written, not yet renamed into place), the next rerun trains it again and never
+takes the half-published copy; it ends with the prompt sets and counts of a complete run.
 While the first run is alive, a second one on the same run directory is refused by name; once
 it is killed, its lock does not keep the rerun out. The run's MLflow store (the embedded
 default, read back with MLflow's own client) continues the killed run's tracked run: every stage
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,12 +51,14 @@ def run_command(config: Path) -> list[str]:
 def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path, chaos_record):
     config = write_config(tmp_path, tiny_model)
     run_dir = tmp_path / "run" / "iter_0"
-    first = subprocess.Popen(run_command(config), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first_err = tmp_path / "first.stderr"  # read when the run ends too soon
+    with first_err.open("w") as err:
+        first = subprocess.Popen(run_command(config), stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.time() + 600
         while not (run_dir / "candidates_present" / "manifest.json").exists():
-            assert first.poll() is None, "the run ended before it could be killed"
+            assert first.poll() is None, ("the run ended before it could be killed: "
+                                          + first_err.read_text()[-3000:])
             assert time.time() < deadline, "no stage finished within 10 minutes"
             time.sleep(0.5)
         blocked = subprocess.run(run_command(config), capture_output=True, text=True,
@@ -72,8 +77,16 @@ def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path
     assert {"prompts", "candidates_present"} <= set(finished_before)
     assert not (run_dir / "model" / "manifest.json").exists()
 
+    half = publish_killed(config, run_dir)
     second = subprocess.run(run_command(config), capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
+    model = json.loads((run_dir / "model" / "manifest.json").read_text())
+    assert model["finished_at"] > half["finished_at"]  # trained and published again
+    pairs = len(read_rows(str(run_dir / "pairs" / "data")))
+    same = same_weights(run_dir / "model", half["dir"])
+    chaos_record("driver SIGKILL while a checkpoint is written", 1, same,
+                 pairs - model["pairs"])
+    assert same and model["pairs"] == pairs
     for stage, finished_at in finished_before.items():  # nothing finished was redone
         manifest = json.loads((run_dir / stage / "manifest.json").read_text())
         assert manifest["finished_at"] == finished_at, stage
@@ -91,6 +104,29 @@ def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path
     assert (run_dir / "model" / "model.safetensors").exists()
     assert not list(run_dir.glob("*.tmp-*")), "a temporary stage directory was left behind"
     check_tracked_once(tmp_path / "run")
+
+
+def publish_killed(config: Path, run_dir: Path) -> dict:
+    """Rerun, SIGKILLed by the run directory's test hook as it publishes iter_0/model; returns
+    the half-published model's manifest and a copy of its directory."""
+    from temporal_ray.storage.run_dir import KILL_AT_ENV
+
+    killed = subprocess.run(run_command(config), capture_output=True, text=True, timeout=900,
+                            env={**os.environ, KILL_AT_ENV: "iter_0/model"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (run_dir / "model").exists()  # not published
+    (half,) = run_dir.glob("model.tmp-*")
+    copy = shutil.copytree(half, run_dir.parents[1] / "half_published")  # outside the run
+    return {**json.loads((half / "manifest.json").read_text()), "dir": copy}
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    import torch
+    from safetensors.torch import load_file
+
+    first, second = (load_file(str(d / "model.safetensors")) for d in (a, b))
+    return first.keys() == second.keys() and all(
+        torch.allclose(first[k], second[k], atol=1e-5) for k in first)
 
 
 STAGES = {"prompts", "candidates_present", "scores_present", "pairs", "model"}
