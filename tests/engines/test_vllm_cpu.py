@@ -39,8 +39,9 @@ def prompts(ray_cluster, tmp_path):
 
 def test_the_generate_stage_runs_on_vllm_with_seeded_samples(prompts, tiny_model, tmp_path,
                                                              engine_texts, same_texts):
-    """Every request once, the candidate columns, and the same texts from a second engine:
-    each row samples with its own seed. The hf engine draws the same samples: torch's
+    """Every request once, the candidate columns, and each row sampled with its own seed.
+    (That a new engine repeats the seeded texts: the kept vLLM pool's killed-engine test,
+    test_kept_vllm_pool.py.) The hf engine draws the same samples: torch's
     multinomial and vLLM's sampler both pick argmax(p / q) with q ~ Exp(1) from the row's
     seeded generator, so equal probabilities give equal tokens (16 of 16 here, and 192 of
     192 candidates of the miniature on 2026-12-02); a token whose p / q ties within the
@@ -49,7 +50,6 @@ def test_the_generate_stage_runs_on_vllm_with_seeded_samples(prompts, tiny_model
     first = generate(tmp_path, tiny_model, "first", generation)
     assert set(first) == {(p["prompt_id"], k) for p in PROMPTS for k in range(2)}
     assert sum(bool(text.strip()) for text in first.values()) >= len(first) // 2
-    assert generate(tmp_path, tiny_model, "second", generation) == first
     hf_texts = engine_texts(tiny_model, PROMPTS, "present", generation)
     same = same_texts(first, hf_texts)
     print(f"sampled texts equal in both engines: {same}/{len(hf_texts)}")

@@ -64,13 +64,18 @@ def write_config(tmp_path: Path, model: str, run_dir: Path) -> Path:
 
 
 def test_a_full_disk_stops_the_stage_and_the_rerun_resumes(tiny_model, tmp_path, small_disk,
-                                                           chaos_record):
+                                                           chaos_record, ray_cluster):
+    import ray
+
     # Room for the stages before DPO, not for the model (as large as M0's weights).
     resize(small_disk, ROOM + (Path(tiny_model) / "model.safetensors").stat().st_size // 2)
     run_dir = small_disk / "run"
     command = [sys.executable, "-m", "temporal_ray", "run",
                str(write_config(tmp_path, tiny_model, run_dir))]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    # Both runs join the session's cluster, as a job on a cluster does: its workers (Ray
+    # Data's, Ray Train's) write to the same small disk.
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    first = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert first.returncode == 2, first.stderr[-3000:]
     error = [line for line in first.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1, first.stderr[-3000:]
@@ -87,7 +92,7 @@ def test_a_full_disk_stops_the_stage_and_the_rerun_resumes(tiny_model, tmp_path,
     assert not (run_dir / "run.lock").exists()
 
     resize(small_disk, 256 << 20)
-    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     survived = second.returncode == 0
     chaos_record("write fails mid-stage (disk full), rerun", 1, survived, 0)
     assert survived, second.stderr[-3000:]
