@@ -109,8 +109,9 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
 
     # Where the time went: Ray Train's start and stop around the workers' phases, which
     # together make up the call's wall time. The faulted run's last attempt (after the kill in
-    # the export) resumed from the checkpoint of the last step instead of taking the
-    # reference pass, so it trained no step and wrote no checkpoint.
+    # the export) resumed from a checkpoint instead of taking the reference pass: the last
+    # step's, or the one before when Ray Train had not yet registered the last step's report
+    # as the kill came (it then trains that step again; the weights above are the same).
     phases = clean["phases"]
     assert list(phases)[:6] == ["start_workers", "imports", "process_group", "data",
                                 "model_load", "deepspeed_initialize"]
@@ -119,7 +120,6 @@ def test_worker_failure_resumes_from_checkpoint(tiny_model, ray_cluster, tmp_pat
     assert all(seconds >= 0 for seconds in phases.values())
     assert sum(phases.values()) == pytest.approx(wall, abs=1.0)
     assert "resume" in faulted["phases"] and "begin" not in faulted["phases"]
-    assert "checkpoints" not in faulted["phases"]
 
 
 @contextlib.contextmanager
