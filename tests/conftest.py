@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -137,6 +139,16 @@ def ray_for_session_fixtures():
 # Tests marked `chaos` record what they injected and what survived; `make chaos` runs them
 # and prints the table (the README keeps a copy).
 CHAOS_ROWS: list[dict] = []
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A function giving a local port nothing listens on now (for a server a test starts)."""
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    return port
 
 
 @pytest.fixture

@@ -3,15 +3,7 @@ proxies, and the vLLM app (the CPU app over HTTP: test_serve_cpu.py)."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_an_api_key_that_cannot_be_honoured_stops_the_server_before_it_starts(tiny_model,
@@ -34,7 +26,8 @@ def test_an_api_key_that_cannot_be_honoured_stops_the_server_before_it_starts(ti
 
 
 def test_serve_running_without_http_proxies_is_named_instead_of_serving_nowhere(tiny_model,
-                                                                               ray_cluster):
+                                                                               ray_cluster,
+                                                                               free_port):
     """Serve started by another application without HTTP proxies is named, not used."""
     from ray import serve
 
@@ -43,7 +36,7 @@ def test_serve_running_without_http_proxies_is_named_instead_of_serving_nowhere(
     serve.start(proxy_location="Disabled")
     try:
         with pytest.raises(RuntimeError, match="without HTTP proxies.*`serve shutdown`"):
-            serve_checkpoint(tiny_model, name="tiny", port=_free_port(), blocking=False)
+            serve_checkpoint(tiny_model, name="tiny", port=free_port(), blocking=False)
     finally:
         serve.shutdown()
 
@@ -67,7 +60,7 @@ def test_the_vllm_app_takes_the_device_settings_of_the_vllm_pools():
 
 
 @pytest.mark.slow
-def test_vllm_endpoint_answers_an_openai_client_on_cpu(tiny_model, ray_cluster):
+def test_vllm_endpoint_answers_an_openai_client_on_cpu(tiny_model, ray_cluster, free_port):
     """`serve --engine vllm` on a cluster without GPUs: Ray Serve LLM over vLLM's CPU build,
     chosen from the command alone, answering the OpenAI client."""
     pytest.importorskip("vllm", reason="vLLM is not installed (make install adds its CPU build)")
@@ -77,7 +70,7 @@ def test_vllm_endpoint_answers_an_openai_client_on_cpu(tiny_model, ray_cluster):
 
     from temporal_ray.serve import serve_checkpoint
 
-    url = serve_checkpoint(tiny_model, name="tiny", engine="vllm", port=_free_port(),
+    url = serve_checkpoint(tiny_model, name="tiny", engine="vllm", port=free_port(),
                            blocking=False)
     try:
         # The device from the cluster alone: a replica holds one CPU and no GPU.

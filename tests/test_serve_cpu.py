@@ -6,7 +6,6 @@ engines/test_openai_chat.py)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -17,12 +16,6 @@ import pytest
 KEY = "test-key-1234"
 GOOD = {"model": "tiny", "max_tokens": 8, "temperature": 0, "seed": 1,
         "messages": [{"role": "user", "content": "What is two plus three?"}]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _call(url: str, body: dict | bytes | None = None, key: str | None = KEY
@@ -41,7 +34,7 @@ def _call(url: str, body: dict | bytes | None = None, key: str | None = KEY
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, ray_for_session_fixtures):
+def server(tiny_model, ray_for_session_fixtures, free_port):
     """The base URL (…/v1) of the app, its key in TEMPORAL_RAY_TEST_KEY."""
     from ray import serve
 
@@ -49,7 +42,7 @@ def server(tiny_model, ray_for_session_fixtures):
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("TEMPORAL_RAY_TEST_KEY", KEY)
-        url = serve_checkpoint(tiny_model, name="tiny", port=_free_port(), blocking=False,
+        url = serve_checkpoint(tiny_model, name="tiny", port=free_port(), blocking=False,
                                api_key_env="TEMPORAL_RAY_TEST_KEY",
                                cpu_options={"batch_wait_timeout_s": 0.2})
     yield url

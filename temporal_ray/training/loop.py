@@ -344,26 +344,28 @@ class TrainingLoop:
             upload_dir(local_out, out)
 
 
+def _first_time(output_dir: str, marker: str) -> bool:
+    """True the first time any rank asks for this marker in this output directory (an
+    exclusive create: one rank, one attempt, however often Ray Train restarts the group)."""
+    os.makedirs(output_dir, exist_ok=True)
+    try:
+        os.close(os.open(os.path.join(output_dir, marker), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
 def _fail_once(output_dir: str) -> None:
     """The test hook: raise the first time any rank gets here for this output directory."""
-    os.makedirs(output_dir, exist_ok=True)
-    marker = os.path.join(output_dir, ".fault_injected")
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-    except FileExistsError:
-        return
-    raise RuntimeError(f"injected fault (test hook) in {output_dir}")
+    if _first_time(output_dir, ".fault_injected"):
+        raise RuntimeError(f"injected fault (test hook) in {output_dir}")
 
 
 def _kill_once(output_dir: str) -> None:
     """The test hook of a crash mid-export: SIGKILL this worker's process the first time it
     gets here for this output directory (no exception, no clean-up: what a lost node does)."""
-    marker = os.path.join(output_dir, ".killed_in_export")
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-    except FileExistsError:
-        return
-    os.kill(os.getpid(), signal.SIGKILL)
+    if _first_time(output_dir, ".killed_in_export"):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def log(message: str) -> None:

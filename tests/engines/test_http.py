@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 
@@ -51,7 +49,7 @@ def test_http_engine_needs_a_url():
 
 
 @pytest.mark.slow
-def test_endpoint_as_engine_gives_the_hf_pools_answers(tiny_model, ray_cluster):
+def test_endpoint_as_engine_gives_the_hf_pools_answers(tiny_model, ray_cluster, free_port):
     """`temporal-ray serve` on localhost as the engine of a Ray Data pass (Ray's own HTTP
     processor, real HTTP): the same greedy and seeded-sampled texts as the HF actor pool."""
     import ray.data
@@ -73,13 +71,11 @@ def test_endpoint_as_engine_gives_the_hf_pools_answers(tiny_model, ray_cluster):
         return sorted(rows.select_columns(columns).take_all(),
                       key=lambda r: (r["prompt_id"], r["role"], r["sample_index"]))
 
-    # Batches of one on both sides: the endpoint answers one request at a time, and padding
-    # in a batch may move a near-tie of the random model's logits.
+    # The local pool answers in batches of one: padding in a batch may move a near-tie of the
+    # random model's logits. (The endpoint batches concurrent requests; test_serve_cpu.py
+    # checks its batched answers against answers asked alone.)
     local = answers(tiny_model, EngineConfig(kind="hf", actors=1, batch_size=1))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = serve_checkpoint(tiny_model, name="tiny", port=port, blocking=False)
+    url = serve_checkpoint(tiny_model, name="tiny", port=free_port(), blocking=False)
     try:
         remote = answers("tiny", EngineConfig(kind="http", url=f"{url}/chat/completions",
                                               actors=1, batch_size=4))

@@ -19,11 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 ROOM = 1536 << 10
 """Bytes the stages before DPO take with the run's tracking (about 0.95 MiB measured), and
 some to spare."""
@@ -47,31 +45,17 @@ def resize(disk: Path, size: int) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
 
 
-def write_config(tmp_path: Path, model: str, run_dir: Path) -> Path:
-    cfg = yaml.safe_load(CONFIG.read_text())
-    cfg["model"]["path"] = model
-    cfg["data"]["prompts"] = str(CONFIG.parents[1] / cfg["data"]["prompts"])
-    cfg["data"]["prompts_per_iteration"] = 4
-    cfg["method"].update(name="self_rewarding", iterations=1)  # the shorter loop, same stages
-    cfg["generation"].update(samples=2, max_new_tokens=8)
-    # No Ray Train restart: each would fail on the same full disk.
-    cfg["dpo"].update(batch_size=4, micro_batch_size=2, epochs=1, max_failures=0)
-    cfg["engine"].update(actors=1, batch_size=8)
-    cfg["storage"]["run_dir"] = str(run_dir)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def test_a_full_disk_stops_the_stage_and_the_rerun_resumes(tiny_model, tmp_path, small_disk,
-                                                           chaos_record, ray_cluster):
+                                                           chaos_record, ray_cluster,
+                                                           short_run_config):
     import ray
 
     # Room for the stages before DPO, not for the model (as large as M0's weights).
     resize(small_disk, ROOM + (Path(tiny_model) / "model.safetensors").stat().st_size // 2)
     run_dir = small_disk / "run"
     command = [sys.executable, "-m", "temporal_ray", "run",
-               str(write_config(tmp_path, tiny_model, run_dir))]
+               # No Ray Train restart: each would fail on the same full disk.
+               str(short_run_config(tmp_path, tiny_model, run_dir, {"max_failures": 0}))]
     # Both runs join the session's cluster, as a job on a cluster does: its workers (Ray
     # Data's, Ray Train's) write to the same small disk.
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}

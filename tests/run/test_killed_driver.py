@@ -19,37 +19,21 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from temporal_ray.storage.files import read_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
-PROMPTS, SAMPLES = 4, 2
-
-
-def write_config(tmp_path: Path, model: str) -> Path:
-    cfg = yaml.safe_load(CONFIG.read_text())
-    cfg["model"]["path"] = model
-    cfg["data"]["prompts"] = str(CONFIG.parents[1] / cfg["data"]["prompts"])
-    cfg["data"]["prompts_per_iteration"] = PROMPTS
-    cfg["method"].update(name="self_rewarding", iterations=1)  # the shorter loop, same stages
-    cfg["generation"].update(samples=SAMPLES, max_new_tokens=8)
-    cfg["dpo"].update(batch_size=4, micro_batch_size=2, epochs=1)
-    cfg["engine"].update(actors=1, batch_size=8)
-    cfg["storage"]["run_dir"] = str(tmp_path / "run")
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+PROMPTS, SAMPLES = 4, 2  # conftest.py's short run
 
 
 def run_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "temporal_ray", "run", str(config)]
 
 
-def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path, chaos_record):
-    config = write_config(tmp_path, tiny_model)
+def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path, chaos_record,
+                                                            short_run_config):
+    config = short_run_config(tmp_path, tiny_model, tmp_path / "run")
     run_dir = tmp_path / "run" / "iter_0"
     first_err = tmp_path / "first.stderr"  # read when the run ends too soon
     with first_err.open("w") as err:
