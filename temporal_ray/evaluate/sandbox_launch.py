@@ -60,11 +60,16 @@ def enter_namespaces() -> None:
 def own_filesystem(uid: int | None, tmp_bytes: int) -> tuple[str, str, bool]:
     """Inside the mount namespace: an empty private tmpfs on /tmp, whose `work` directory is
     the working directory, on /var/tmp and on /dev/shm, and a /proc of the new pid namespace
-    (not where the kernel refuses that mount: the host's /proc then stays visible). With a
-    private uid, the interpreter's installation is bound read-only at /tmp/python, as the uid
-    may not reach its real path (one under /root, say). Returns (working directory,
-    interpreter, whether /proc is its own)."""
+    (not where the kernel refuses that mount: the host's /proc then stays visible). The
+    interpreter's installation is bound read-only at /tmp/python: a private uid may not reach
+    its real path (one under /root, say), and the new /tmp hides one under /tmp. Returns
+    (working directory, interpreter, whether /proc is its own)."""
     _mount("none", "/", "", MS_REC | MS_PRIVATE)
+    # Found before the new /tmp covers them: the interpreter and its installation may live
+    # under /tmp (a clone there, its virtualenv's link to the real interpreter).
+    real_python = os.path.realpath(sys.executable)
+    prefix = os.path.realpath(sys.base_prefix)
+    prefix_fd = os.open(prefix, os.O_PATH | os.O_DIRECTORY)
     for target, size in (("/tmp", tmp_bytes), ("/var/tmp", 1 << 20), ("/dev/shm", 1 << 20)):
         if os.path.isdir(target):
             owner = "" if uid is None else f",uid={uid},gid={uid}"
@@ -74,13 +79,11 @@ def own_filesystem(uid: int | None, tmp_bytes: int) -> tuple[str, str, bool]:
     os.mkdir("/tmp/work", 0o700)
     if uid is not None:
         os.chown("/tmp/work", uid, uid)
-    python = sys.executable
-    if uid is not None:
-        os.mkdir("/tmp/python")
-        _mount(sys.base_prefix, "/tmp/python", "", MS_BIND | MS_REC)
-        _mount("none", "/tmp/python", "", MS_BIND | MS_REMOUNT | MS_RDONLY)
-        python = os.path.join("/tmp/python", os.path.relpath(
-            os.path.realpath(sys.executable), sys.base_prefix))
+    os.mkdir("/tmp/python")
+    _mount(f"/proc/self/fd/{prefix_fd}", "/tmp/python", "", MS_BIND | MS_REC)
+    _mount("none", "/tmp/python", "", MS_BIND | MS_REMOUNT | MS_RDONLY)
+    os.close(prefix_fd)
+    python = os.path.join("/tmp/python", os.path.relpath(real_python, prefix))
     try:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError:

@@ -34,3 +34,17 @@ metric_list:
     higher_is_better: true
 """)
     return str(directory)
+
+
+@pytest.fixture
+def evaluator_file():
+    """A file of the evaluator's that a sandboxed program must not write: in the home
+    directory, not under /tmp, which the sandbox replaces with its own (a clone under /tmp
+    would be out of the program's sight, not refused)."""
+    import uuid
+    from pathlib import Path
+
+    path = Path.home() / f".sandbox-target-{uuid.uuid4().hex}.json"
+    path.write_text("the evaluator's results")
+    yield path
+    path.unlink(missing_ok=True)

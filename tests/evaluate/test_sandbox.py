@@ -10,7 +10,6 @@ import socket
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -57,21 +56,16 @@ def test_the_isolation_is_found_once_and_said(isolation):
         assert isolation == Isolation(namespaces=True, private_uid=True)
 
 
-def test_a_program_that_writes_outside_its_directory_is_stopped(isolation):
+def test_a_program_that_writes_outside_its_directory_is_stopped(isolation, evaluator_file):
     if not isolation.private_uid:
         pytest.skip("without root the program runs as the evaluator's user (see sandbox.py)")
-    # The evaluator's own files: one that it would write next to where it runs.
-    target = Path.cwd() / f".sandbox-target-{uuid.uuid4().hex}.json"
-    target.write_text("the evaluator's results")
+    target = evaluator_file
     code = ("import tempfile\n"
             "open('program-output.txt', 'w').write('its own directory is fine')\n"
             "tempfile.NamedTemporaryFile().write(b'so is a temporary file')\n"
             f"open({str(target)!r}, 'w').write('overwritten')\n")
-    try:
-        result = run(code)
-        assert target.read_text() == "the evaluator's results"
-    finally:
-        target.unlink()
+    result = run(code)
+    assert target.read_text() == "the evaluator's results"
     assert result.outcome == "permission" and str(target) in result.detail
     stray = f"/tmp/sandbox-stray-{uuid.uuid4().hex}"
     if isolation.namespaces:  # /tmp is its own tmpfs, and only its working directory is its
