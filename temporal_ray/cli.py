@@ -10,11 +10,13 @@
     temporal-ray serve CHECKPOINT [--name N] [--port P] [--engine hf|vllm] [--device D]
                               [--api-key-env NAME] [--max-batch-size B] [--batch-wait-timeout-s S]
                                                             OpenAI API
+    temporal-ray prepare-data --oasst DIR --ultrafeedback DIR --out DIR [--force] [options]
+                                    IFT, EFT and the iterations' prompt files from the datasets
     temporal-ray tiny-model OUT_DIR
     temporal-ray show-config CONFIG [overrides ...]
     temporal-ray status RUN_DIR [--json]   stages finished, running and remaining; the lock
 
-The commands that run work (run, sft, miniature, study, eval) take --log-level
+The commands that run work (run, sft, miniature, study, eval, prepare-data) take --log-level
 (DEBUG|INFO|WARNING|ERROR, default INFO: stage lines, progress and warnings), --verbose (Ray's
 own INFO lines, its progress bars and every worker's output, prefixed `(pid=..., ip=...)`) and
 --progress (auto|bar|log|off; auto: a bar with an ETA where stderr is a terminal, else a log
@@ -86,6 +88,15 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                           "(default 0.05; a lone request's latency grows by as much)")
 
 
+def _add_prepare_data(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from temporal_ray.data_recipe.arguments import add_arguments
+
+    prep = commands.add_parser("prepare-data", help="IFT, EFT and the iterations' prompt "
+                               "files from Open Assistant and UltraFeedback (method.md)")
+    add_arguments(prep)
+    return prep
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="temporal-ray", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "reference: win rates, HumanEval, lm-eval; table and plot",
                                "resume even though the eval section differs from the one "
                                "the evaluation directory was started with")
-    for works in (run, sft, miniature, study, evaluate):
+    for works in (run, sft, miniature, study, evaluate, _add_prepare_data(commands)):
         _add_terminal_options(works)
     plan = _config_command(commands, "plan", "per-GPU memory of a training stage; exit 3 if "
                                              "it does not fit")
@@ -264,11 +275,29 @@ def _eval(args: argparse.Namespace) -> int:
     return _exit_code(lambda: run_eval(cfg, force=args.force))
 
 
+def _prepare_data(args: argparse.Namespace) -> int:
+    from temporal_ray.core.rubric import load_template
+    from temporal_ray.data_recipe.arguments import recipe_options
+    from temporal_ray.data_recipe.errors import DataRecipeError
+    from temporal_ray.data_recipe.prepare import prepare_data
+
+    try:
+        template = load_template(args.judge_template)
+        manifest = prepare_data(args.oasst, args.ultrafeedback, args.out, recipe_options(args),
+                                template, force=args.force)
+    except (DataRecipeError, ValueError, OSError) as err:
+        return _error(err)
+    counts = manifest["counts"]
+    terminal.echo(f"{args.out}: {counts['ift']} IFT, {counts['eft']} EFT, {counts['prompts']} "
+                  "prompts (manifest.json: the inputs, the counts, the drops)")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run, "sft": _sft, "miniature": _miniature, "study": _study,
     "eval": _eval, "plan": _plan,
     "show-config": _show_config, "serve": _serve, "tiny-model": _tiny_model,
-    "status": _status,
+    "status": _status, "prepare-data": _prepare_data,
 }
 
 
