@@ -128,7 +128,8 @@ def _unique(items: Iterable[Item], seen: set[str], options: RecipeOptions,
             continue
         kept = tuple(c for c in item.completions
                      if len(c.response) <= options.max_response_chars)
-        dropped["ultrafeedback.completion_too_long"] += len(item.completions) - len(kept)
+        if len(kept) < len(item.completions):
+            dropped["ultrafeedback.completion_too_long"] += len(item.completions) - len(kept)
         pool.append(Item(item.where, item.source, item.instruction, kept))
     return pool
 
@@ -197,7 +198,7 @@ def _choose_prompts(pool: list[Item], taken: set[int], options: RecipeOptions) -
             f"UltraFeedback has {len(free)} instructions left for the iterations' prompts "
             f"after IFT and EFT and the filters; {options.iterations} iterations x "
             f"{options.prompts_per_iteration} prompts need {wanted}: lower "
-            "--prompts-per-iteration or --iterations, or --eft-size")
+            "--prompts-per-iteration or --iterations, or --ift-size or --eft-size")
     return [{"prompt_id": _item_id(item.instruction), "prompt": item.instruction,
              "source": item.source, "iteration": n // options.prompts_per_iteration}
             for n, item in enumerate(free[:wanted])]

@@ -125,3 +125,8 @@ def completion():
 @pytest.fixture
 def ultrafeedback_rows():
     return _ultrafeedback_rows
+
+
+@pytest.fixture
+def parquet_file():
+    return write_parquet
