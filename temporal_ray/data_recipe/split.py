@@ -40,6 +40,9 @@ class RecipeOptions:
     """About 500 tokens: room for max_new_tokens 1024 within a 2048-token DPO pair."""
     max_response_chars: int = 4000
     """IFT answers and EFT judged responses: with the rubric, under sft.max_length 2048."""
+    max_eft_prompt_chars: int = 6000
+    """The whole judge prompt (rubric, instruction, response): about 1,500 tokens, so that
+    sft.max_length 2048 keeps the answer's "Score: k" line (SFT cuts a response's tail)."""
     ift_min_rating: float = 4.5
     """An UltraFeedback completion fills IFT only if GPT-4's mean rating is at least this."""
     balance_scores: bool = True
@@ -56,6 +59,8 @@ OPTION_HELP = {
     "min_prompt_chars": "shorter instructions are dropped",
     "max_prompt_chars": "longer instructions are dropped",
     "max_response_chars": "longer IFT answers and EFT judged responses are dropped",
+    "max_eft_prompt_chars": "EFT items whose judge prompt is longer are dropped (SFT would "
+                            "cut their Score line)",
     "ift_min_rating": "GPT-4's mean rating (1-5) an UltraFeedback completion needs to fill IFT",
     "balance_scores": "EFT: as many items of each score 0-5 as the data allow",
     "languages": "Open Assistant languages kept",
@@ -108,7 +113,7 @@ def split_rows(pairs: list[dict], items: Iterable[Item], options: RecipeOptions,
     ift += _fill_ift(pool, taken, options.ift_size - len(ift), options)
     rng.shuffle(ift)
     out.ift = ift
-    out.eft = _choose_eft(pool, taken, options, rng, template)
+    out.eft = _choose_eft(pool, taken, options, rng, template, out.dropped)
     out.prompts = _choose_prompts(pool, taken, options)
     _count(out, oasst, pool, taken, options)
     return out
@@ -151,21 +156,29 @@ def _fill_ift(pool: list[Item], taken: set[int], wanted: int, options: RecipeOpt
     return rows
 
 
+def _judge_prompt(template: str, item: Item, completion: Completion) -> str:
+    return judge_messages(template, item.instruction, completion.response)[0]["content"]
+
+
 def _eft_row(item: Item, completion: Completion, template: str) -> dict:
-    prompt = judge_messages(template, item.instruction, completion.response)[0]["content"]
+    prompt = _judge_prompt(template, item, completion)
     return {"prompt": prompt, "response": f"{completion.justification}\nScore: "
             f"{completion.score}", "score": completion.score, "source": "ultrafeedback",
             "id": _item_id(item.instruction)}
 
 
 def _choose_eft(pool: list[Item], taken: set[int], options: RecipeOptions,
-                rng: random.Random, template: str) -> list[dict]:
+                rng: random.Random, template: str, dropped: Counter[str]) -> list[dict]:
     """One judged completion per instruction; balanced: round robin over the scores 0..5."""
     buckets: dict[int, list[tuple[int, Completion]]] = {score: [] for score in SCORES}
     for index, item in enumerate(pool):
         if index in taken:
             continue
-        completions = list(item.completions)
+        completions = [c for c in item.completions if len(_judge_prompt(
+            template, item, c)) <= options.max_eft_prompt_chars]
+        if len(completions) < len(item.completions):
+            dropped["ultrafeedback.eft_prompt_too_long"] += (len(item.completions)
+                                                             - len(completions))
         rng.shuffle(completions)
         for completion in completions if options.balance_scores else completions[:1]:
             buckets[completion.score].append((index, completion))

@@ -83,3 +83,12 @@ def test_too_few_prompts_says_which_option_to_lower_and_short_sets_are_reported(
                                             prompts_per_iteration=1))
     assert out.shortfalls == ["IFT has 82 of the 200 pairs asked for (lower --ift-min-rating "
                               "or give more data)"]
+
+
+def test_eft_leaves_out_judge_prompts_sft_would_cut_before_the_score(inputs):
+    # "Question number N: ..." + "Answer j to question N.": 60 characters for N < 10, more after
+    limit = len(ADDITIVE_5_POINT_RUBRIC) - len("{prompt}{response}") + 60
+    out = split_rows(*inputs, RecipeOptions(ift_size=0, eft_size=50, iterations=1,
+                                            prompts_per_iteration=1, max_eft_prompt_chars=limit))
+    assert len(out.eft) == 10 and out.dropped["ultrafeedback.eft_prompt_too_long"] == 4 * 110
+    assert all(len(row["prompt"]) <= limit for row in out.eft)
