@@ -23,7 +23,8 @@ def add_arguments(command: argparse.ArgumentParser) -> None:
     for option in fields(RecipeOptions):
         default = option.default
         flag = "--" + option.name.replace("_", "-")
-        help_text = f"{OPTION_HELP[option.name]} (default {default})"
+        shown = " ".join(default) if isinstance(default, tuple) else default
+        help_text = f"{OPTION_HELP[option.name]} (default {shown})"
         if isinstance(default, bool):
             command.add_argument(flag, action=argparse.BooleanOptionalAction,
                                  default=default, help=help_text)
