@@ -5,8 +5,9 @@ Out: OUT/ift.jsonl, OUT/eft.jsonl (rows {prompt, response, ...}, what sft.data r
      OUT/prompts.jsonl (every iteration's prompts in iteration order, what data.prompts reads:
      data.prompts_per_iteration cuts the same chunks) and OUT/prompts-iter<i>.jsonl, with
      OUT/manifest.json: the inputs (sizes, sha256), the options, the counts and the drops.
-A rerun with the same inputs and options finds the manifest and does nothing; other inputs or
-options need --force (the new directory then replaces the old one whole).
+A rerun with the same input files and options finds the manifest and does nothing (inputs
+that are not local files are read again); other inputs or options need --force (the new
+directory then replaces the old one whole).
 """
 
 from __future__ import annotations
@@ -76,11 +77,14 @@ def prepare_data(oasst: list[str], ultrafeedback: list[str], out: str,
                               "iterations' prompts")
     key = _key(oasst, ultrafeedback, options, template)
     existing = read_manifest(out)
-    if existing is not None and {k: existing.get(k) for k in key} == key and not force:
+    same = existing is not None and {k: existing.get(k) for k in key} == key
+    # Files are hashed; a Hub dataset's name says nothing of its version: rebuild it.
+    local = all(Path(p).exists() for p in [*oasst, *ultrafeedback])
+    if same and local and not force:
         logger.info("%s already holds this recipe's output for these inputs and options: "
                     "nothing to do", out)
         return existing
-    if Path(out).exists() and not force:
+    if Path(out).exists() and not (force or same):
         raise DataRecipeError(f"{out} holds other data (other inputs, options or recipe "
                               "version): pass --force to replace it, or give another --out")
     dropped: Counter[str] = Counter()
@@ -98,5 +102,5 @@ def prepare_data(oasst: list[str], ultrafeedback: list[str], out: str,
                 "files": {name: {"rows": text.count("\n"),
                                  "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
                           for name, text in files.items()}}
-    publish(out, files, manifest, replace=force)
+    publish(out, files, manifest, replace=force or same)
     return manifest

@@ -94,16 +94,11 @@ def _prompt_fits(prompt: str, options: RecipeOptions, dropped: Counter[str], sou
 
 def split_rows(pairs: list[dict], items: Iterable[Item], options: RecipeOptions,
                template: str = ADDITIVE_5_POINT_RUBRIC) -> RecipeRows:
+    """IFT: Open Assistant's pairs, then UltraFeedback's best-rated completions; EFT: judged
+    completions of other instructions; prompts: the instructions left, shuffled."""
     rng = random.Random(options.seed)
     out = RecipeRows()
-    oasst = []
-    for pair in pairs:
-        if not _prompt_fits(pair["prompt"], options, out.dropped, "oasst"):
-            continue
-        if len(pair["response"]) > options.max_response_chars:
-            out.dropped["oasst.response_too_long"] += 1
-            continue
-        oasst.append(pair)
+    oasst = _usable_pairs(pairs, options, out.dropped)
     rng.shuffle(oasst)
     seen = {normalized(p["prompt"]) for p in oasst}
     pool = _unique(items, seen, options, out.dropped)
@@ -117,6 +112,19 @@ def split_rows(pairs: list[dict], items: Iterable[Item], options: RecipeOptions,
     out.prompts = _choose_prompts(pool, taken, options)
     _count(out, oasst, pool, taken, options)
     return out
+
+
+def _usable_pairs(pairs: list[dict], options: RecipeOptions, dropped: Counter[str]
+                  ) -> list[dict]:
+    usable = []
+    for pair in pairs:
+        if not _prompt_fits(pair["prompt"], options, dropped, "oasst"):
+            continue
+        if len(pair["response"]) > options.max_response_chars:
+            dropped["oasst.response_too_long"] += 1
+            continue
+        usable.append(pair)
+    return usable
 
 
 def _unique(items: Iterable[Item], seen: set[str], options: RecipeOptions,
