@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from temporal_ray.config.base import Section
 from temporal_ray.config.engine import EngineConfig
+from temporal_ray.config.inputs import DataSource
 
 
 class PairwiseJudgeConfig(Section):
@@ -43,10 +44,12 @@ class PairwiseJudgeConfig(Section):
 class EvalConfig(Section):
     """`temporal-ray eval`: every checkpoint of a run against a reference model."""
 
-    prompts: str | None = None
-    """JSONL of held-out prompts ({prompt}, optional prompt_id and any reference fields a rule
-    judge reads). Keep them apart from the training prompts."""
+    prompts: str | DataSource | None = None
+    """Held-out prompts, in any source `data.prompts` takes ({prompt} or chat messages,
+    optional prompt_id and any reference fields a rule judge reads). Keep them apart from
+    the training prompts."""
     prompt_field: str = "prompt"
+    """The prompt's field, when `prompts` is a plain path."""
     max_prompts: int | None = Field(None, gt=0)
     """Use only the first N prompts."""
     checkpoints: list[str] = []

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from temporal_ray.core.rows import chat_messages
+
 
 class ModelCheckError(ValueError):
     """M0 cannot be used; the message says which file or field and what to do."""
@@ -101,23 +103,21 @@ class ContextBudget:
         return None
 
 
-def user_chat(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
-
-
 def drop_overlong(rows: list[dict[str, str]], model_path: str, max_new_tokens: int,
                   max_model_len: int | None = None, truncate: bool = False
                   ) -> tuple[list[dict[str, str]], int]:
     """Prompt rows whose chat leaves room for max_new_tokens, and how many did not. Those are
     dropped, or with `truncate` cut to their last tokens (kept when that fits)."""
     budget = ContextBudget(model_path, max_new_tokens, max_model_len)
-    fits = budget.fits([user_chat(row["prompt"]) for row in rows])
+    fits = budget.fits([chat_messages(row["prompt"], row.get("system") or "") for row in rows])
     kept = []
     for row, ok in zip(rows, fits):
         if ok:
             kept.append(row)
         elif truncate:
-            cut = budget.shorten(row["prompt"], user_chat, keep="tail")
+            system = row.get("system") or ""
+            cut = budget.shorten(row["prompt"], lambda text, s=system: chat_messages(text, s),
+                                 keep="tail")
             if cut is not None:
                 kept.append({**row, "prompt": cut})
     return kept, sum(not ok for ok in fits)

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporal_ray.config import Config, EvalConfig
-from temporal_ray.core.prompts import PromptFileError, read_jsonl, text_field
 from temporal_ray.core.requests import candidate_requests
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.pool import EnginePool, run_engine_pool
@@ -38,6 +37,7 @@ from temporal_ray.evaluate.lm_eval_hook import LmEvalUnavailable, missing, run_l
 from temporal_ray.evaluate.pairwise import load_pairwise_template, verdict_requests
 from temporal_ray.evaluate.report import markdown, plot, table
 from temporal_ray.evaluate.winrate import parse_verdict, prompt_preference, win_rate
+from temporal_ray.inputs.load import load_eval_prompts
 from temporal_ray.run.session import absolute, check_config, start_ray
 from temporal_ray.stages.judge import load_rule
 from temporal_ray.storage.files import read_rows, write_rows
@@ -51,24 +51,6 @@ logger = logging.getLogger(__name__)
 HELDOUT, HUMANEVAL = "heldout", "humaneval"
 
 
-def load_eval_prompts(ev: EvalConfig) -> list[dict[str, Any]]:
-    """The held-out prompt rows, with every field the file has (a rule judge may read them)."""
-    if not ev.prompts:
-        raise PromptFileError("eval.prompts is not set: point it to a JSONL file of held-out "
-                              "prompts (one {\"prompt\": ...} object per line)")
-    rows, seen = [], set()
-    for where, obj in read_jsonl(ev.prompts, "eval prompt file", "eval.prompts"):
-        row = {**obj, "prompt": text_field(obj, ev.prompt_field, where)}
-        row["prompt_id"] = str(obj.get("prompt_id", f"line{where.rsplit(':', 1)[1]}"))
-        if row["prompt_id"] in seen:
-            raise PromptFileError(f"{where}: duplicate prompt_id {row['prompt_id']!r}")
-        seen.add(row["prompt_id"])
-        rows.append(row)
-    if not rows:
-        raise PromptFileError(f"eval prompt file {ev.prompts} holds no prompts")
-    return rows[: ev.max_prompts] if ev.max_prompts else rows
-
-
 def answer_requests(prompts: list[dict[str, Any]], problems: list[dict[str, Any]],
                     ev: EvalConfig, seed: int) -> list[dict[str, Any]]:
     """Greedy requests: one per held-out prompt, one per HumanEval problem."""
@@ -79,7 +61,8 @@ def answer_requests(prompts: list[dict[str, Any]], problems: list[dict[str, Any]
         requests += candidate_requests(row, HUMANEVAL, 1, 0.0, 1.0,
                                        ev.humaneval_max_new_tokens, seed)
     # Only the columns every request shares (a prompt row's own fields stay in the driver).
-    keep = ("prompt_id", "prompt", "role", "sample_index", "messages", "sampling_params")
+    keep = ("prompt_id", "prompt", "system", "role", "sample_index", "messages",
+            "sampling_params")
     return [{k: r[k] for k in keep} for r in requests]
 
 
@@ -260,8 +243,8 @@ def prepare_inputs(cfg: Config, reference: Checkpoint) -> EvalInputs:
     """Held-out prompts and HumanEval problems as answer requests. All checkpoints of a run
     share M0's tokenizer and context, so one budget check serves them all."""
     ev, context = cfg.eval, cfg.engine.max_model_len
-    prompts, too_long = drop_overlong(load_eval_prompts(ev), reference.path, ev.max_new_tokens,
-                                      context)
+    heldout = load_eval_prompts(ev.prompts, ev.prompt_field, ev.max_prompts)
+    prompts, too_long = drop_overlong(heldout, reference.path, ev.max_new_tokens, context)
     shipped = humaneval.load_problems() if ev.humaneval else {}
     problems = dict(list(shipped.items())[: None if ev.humaneval < 0 else ev.humaneval])
     problem_rows, _ = drop_overlong(

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from temporal_ray import terminal
-from temporal_ray.config import Config, config_changes
+from temporal_ray.config import Config, DataSource, config_changes
 from temporal_ray.storage.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -130,10 +131,21 @@ def absolute(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def absolute_source(source: str | DataSource) -> str | DataSource:
+    """A data source with a local path made absolute; a Hub dataset name (a path that is not
+    here and has no file suffix) and URIs stay as they are."""
+    path = source if isinstance(source, str) else source.path
+    kind = "auto" if isinstance(source, str) else source.format
+    if "://" in path or kind == "hf" or not (os.path.exists(path) or Path(path).suffix):
+        return source
+    return os.path.abspath(path) if isinstance(source, str) else \
+        source.model_copy(update={"path": os.path.abspath(path)})
+
+
 def absolute_paths(cfg: Config) -> Config:
     """The config's local paths made absolute."""
     return cfg.model_copy(update={
         "model": cfg.model.model_copy(update={"path": absolute(cfg.model.path)}),
-        "data": cfg.data.model_copy(update={"prompts": absolute(cfg.data.prompts)}),
+        "data": cfg.data.model_copy(update={"prompts": absolute_source(cfg.data.prompts)}),
         "storage": cfg.storage.model_copy(update={"run_dir": absolute(cfg.storage.run_dir)}),
     })
