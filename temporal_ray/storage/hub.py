@@ -54,14 +54,14 @@ def resolve_model(path: str, cache_dir: str | None = None, field: str = "model.p
         return snapshot_download(repo, revision=revision, cache_dir=cache,
                                  local_files_only=offline)
     except Exception as err:
-        raise HubModelError(_explain(err, field, path, cache, offline)) from err
+        raise HubModelError(explain(err, field, path, cache, offline)) from err
 
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _explain(err: Exception, field: str, path: str, cache: str | None, offline: bool) -> str:
+def explain(err: Exception, field: str, path: str, cache: str | None, offline: bool) -> str:
     """What went wrong getting `path` from the Hub, and what to do about it."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (

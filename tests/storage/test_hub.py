@@ -55,3 +55,31 @@ def test_an_id_not_in_the_cache_says_how_to_fetch_it(hub_cache):
         f"--cache-dir {hub_cache}` or unset HF_HUB_OFFLINE")
     with pytest.raises(HubModelError, match=f"--revision v2 --cache-dir {hub_cache}"):
         resolve_model(f"{HUB_ID}@v2", hub_cache)
+
+
+def test_what_the_hub_answers_becomes_what_to_do(tmp_path):
+    """The hub client's own errors, as it raises them for a gated, missing or private model
+    and for a Hub it cannot reach (the client's response objects: nothing is sent)."""
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from temporal_ray.storage.hub import explain
+
+    answer = httpx2.Response(401, request=httpx2.Request("GET", "https://hub.invalid/api"))
+    cache = str(tmp_path)
+    cases = [
+        (GatedRepoError("gated", response=answer), "org/m", "accept its terms", "HF_TOKEN"),
+        (RepositoryNotFoundError("404", response=answer), "org/m", "the Hub has no model org/m",
+         "HF_TOKEN"),
+        (RevisionNotFoundError("404", response=answer), "org/m@v9", "has no revision v9", ""),
+        (LocalEntryNotFoundError("unreachable"), "org/m", "could not be downloaded",
+         f"`hf download org/m --cache-dir {cache}` and set HF_HUB_OFFLINE=1"),
+    ]
+    for err, path, what, then in cases:
+        message = explain(err, "judge.model", path, cache, offline=False)
+        assert message.startswith(f"judge.model {path}") and what in message and then in message
