@@ -18,6 +18,10 @@ import re
 # org/name: letters, digits, '-', '_', '.'; neither part starts with '.' or '-' (the Hub's own
 # rule); an optional @revision (a branch, tag or commit; a branch may hold '/').
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9_][\w.-]*/[A-Za-z0-9_][\w.-]*)(?:@(?P<rev>\S+))?$")
+# Left out of a download: a second copy of the weights in another library's format (Meta's
+# Llama repos: original/consolidated.*.pth, as large as the model), which transformers,
+# DeepSpeed and vLLM never read.
+SKIPPED = ["original/*"]
 
 
 class HubModelError(RuntimeError):
@@ -52,7 +56,7 @@ def resolve_model(path: str, cache_dir: str | None = None, field: str = "model.p
     offline = _offline()
     try:
         return snapshot_download(repo, revision=revision, cache_dir=cache,
-                                 local_files_only=offline)
+                                 local_files_only=offline, ignore_patterns=SKIPPED)
     except Exception as err:
         raise HubModelError(explain(err, field, path, cache, offline)) from err
 
@@ -76,7 +80,7 @@ def explain(err: Exception, field: str, path: str, cache: str | None, offline: b
     where = cache or constants.HF_HUB_CACHE
     repo, revision = hub_id(path) or (path, None)
     download = (f"`hf download {repo}{f' --revision {revision}' if revision else ''} "
-                f"--cache-dir {where}`")
+                f"--cache-dir {where} --exclude '{SKIPPED[0]}'`")
     head = f"{field} {path}: no local directory of that name, and"
     if isinstance(err, GatedRepoError):
         return (f"{field} {path} is a gated model on the Hub: accept its terms on its Hub page, "

@@ -52,7 +52,7 @@ def test_an_id_not_in_the_cache_says_how_to_fetch_it(hub_cache):
         f"sft.base_model other-org/missing: no local directory of that name, and "
         f"other-org/missing is not in the Hub cache {hub_cache} and HF_HUB_OFFLINE is set: "
         f"download it where there is internet with `hf download other-org/missing "
-        f"--cache-dir {hub_cache}` or unset HF_HUB_OFFLINE")
+        f"--cache-dir {hub_cache} --exclude 'original/*'` or unset HF_HUB_OFFLINE")
     with pytest.raises(HubModelError, match=f"--revision v2 --cache-dir {hub_cache}"):
         resolve_model(f"{HUB_ID}@v2", hub_cache)
 
@@ -78,7 +78,8 @@ def test_what_the_hub_answers_becomes_what_to_do(tmp_path):
          "HF_TOKEN"),
         (RevisionNotFoundError("404", response=answer), "org/m@v9", "has no revision v9", ""),
         (LocalEntryNotFoundError("unreachable"), "org/m", "could not be downloaded",
-         f"`hf download org/m --cache-dir {cache}` and set HF_HUB_OFFLINE=1"),
+         f"`hf download org/m --cache-dir {cache} --exclude 'original/*'` and set "
+         "HF_HUB_OFFLINE=1"),
     ]
     for err, path, what, then in cases:
         message = explain(err, "judge.model", path, cache, offline=False)
