@@ -121,6 +121,11 @@ class RayConfig(Section):
 class StorageConfig(Section):
     run_dir: str = "runs/default"
     """Where every stage writes its output: a local path, a mounted volume or a pyarrow URI."""
+    hub_cache: Placement[str | None] = None
+    """Where a model named by a Hugging Face Hub id (`org/name` or `org/name@revision` as
+    model.path, sft.base_model, judge.model, ...) is downloaded once and read from: a directory
+    every node sees, e.g. a shared volume. Empty: the hub client's own cache (HF_HUB_CACHE or
+    ~/.cache/huggingface/hub). With HF_HUB_OFFLINE set, models are only looked up there."""
 
 
 class Config(Section):

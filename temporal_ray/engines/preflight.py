@@ -20,19 +20,21 @@ class ModelCheckError(ValueError):
     """M0 cannot be used; the message says which file or field and what to do."""
 
 
-def check_model(path: str) -> None:
-    """M0 must be a local Hugging Face causal-LM directory whose tokenizer has a chat template.
-    (Remote URIs are checked where they are copied down.)"""
+def check_model(path: str, field: str = "model.path") -> None:
+    """M0 (or the model the config's `field` names) must be a local Hugging Face causal-LM
+    directory whose tokenizer has a chat template. (Remote URIs are checked where they are
+    copied down; Hub ids are snapshots by now, storage/hub.py.)"""
     if "://" in path:
         return
     root = Path(path)
     if not root.is_dir():
-        raise ModelCheckError(f"model.path {path} is not a directory (a Hugging Face model "
-                              "directory is expected; for the tiny default run "
-                              "`temporal-ray tiny-model runs/tiny-model`)")
+        raise ModelCheckError(f"{field} {path} is not a directory, nor a Hugging Face Hub id "
+                              "(org/name or org/name@revision): a Hugging Face model "
+                              "directory or Hub id is expected; for the tiny default run "
+                              "`temporal-ray tiny-model runs/tiny-model`")
     config_file = root / "config.json"
     if not config_file.is_file():
-        raise ModelCheckError(f"model.path {path} has no config.json: not a Hugging Face model")
+        raise ModelCheckError(f"{field} {path} has no config.json: not a Hugging Face model")
     architectures = json.loads(config_file.read_text()).get("architectures") or []
     if not any(name.endswith("ForCausalLM") for name in architectures):
         raise ModelCheckError(f"{config_file}: architectures {architectures} holds no "

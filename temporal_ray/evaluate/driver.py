@@ -43,7 +43,7 @@ from temporal_ray.evaluate.lm_eval_hook import LmEvalUnavailable, missing, run_l
 from temporal_ray.evaluate.report import markdown, plot, table
 from temporal_ray.evaluate.verdicts import verdict_stage
 from temporal_ray.inputs.load import load_eval_prompts
-from temporal_ray.run.session import absolute, check_config, start_ray
+from temporal_ray.run.session import absolute, check_config, eval_paths, start_ray
 from temporal_ray.storage.files import read_rows, write_rows
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
@@ -300,11 +300,14 @@ def track_results(cfg: Config, root: str, out: RunDir, results: dict[str, Any]) 
 
 def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Evaluate (or resume evaluating) the run in storage.run_dir; returns the results."""
+    if cfg.eval.humaneval:
+        humaneval.require_package()  # a missing extra stops here, before any model work
+    cfg = eval_paths(cfg)
     ev = cfg.eval
     root = absolute(cfg.storage.run_dir)
     found = discover_checkpoints(root)
     checkpoints = select(found, ev.checkpoints)
-    reference_path = absolute(ev.reference) if ev.reference else found[0].path
+    reference_path = ev.reference or found[0].path
     reference = next((c for c in found if c.path == reference_path),
                      Checkpoint("reference", "", 0, reference_path))
     inputs = prepare_inputs(cfg, reference)

