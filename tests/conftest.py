@@ -24,6 +24,32 @@ def tiny_model(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 
 
+HUB_ID = "tiny-org/tiny-model"
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tiny_model, tmp_path_factory) -> str:
+    """A Hub cache holding the tiny model as HUB_ID, laid out the way the hub client writes one:
+    models--tiny-org--tiny-model/blobs/<sha256>, snapshots/<commit>/<file> linking to
+    ../../blobs/<sha256>, and refs/main holding the commit."""
+    import hashlib
+
+    cache = tmp_path_factory.mktemp("hub-cache")
+    repo = cache / f"models--{HUB_ID.replace('/', '--')}"
+    files = sorted(p for p in Path(tiny_model).iterdir() if p.is_file())
+    hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    commit = hashlib.sha1(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    for path in files:
+        (repo / "blobs" / hashes[path.name]).write_bytes(path.read_bytes())
+        (repo / "snapshots" / commit / path.name).symlink_to(
+            f"../../blobs/{hashes[path.name]}")
+    (repo / "refs" / "main").write_text(commit)  # no newline: the client writes none
+    return str(cache)
+
+
 @pytest.fixture(scope="session")
 def lora_checkpoint(tiny_model, tmp_path_factory) -> str:
     """A checkpoint in the layout a LoRA DPO stage writes (`adapter/` whose config names the

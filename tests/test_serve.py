@@ -25,6 +25,18 @@ def test_an_api_key_that_cannot_be_honoured_stops_the_server_before_it_starts(ti
                          blocking=False)
 
 
+def test_a_hub_id_not_in_the_cache_is_named_before_ray_starts(monkeypatch, capsys):
+    """`temporal-ray serve org/name` reads the Hub cache; offline and not cached, it says how
+    to fetch the model, before Ray or Serve start."""
+    from temporal_ray.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["serve", "other-org/missing"]) == 2
+    err = capsys.readouterr().err
+    assert "CHECKPOINT other-org/missing: no local directory" in err
+    assert "`hf download other-org/missing --cache-dir " in err
+
+
 def test_serve_running_without_http_proxies_is_named_instead_of_serving_nowhere(tiny_model,
                                                                                ray_cluster,
                                                                                free_port):

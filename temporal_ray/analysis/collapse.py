@@ -18,7 +18,7 @@ from temporal_ray.run.methods import METHODS
 from temporal_ray.storage.files import read_rows
 from temporal_ray.storage.run_dir import RunDir
 
-PAIR_COLUMNS = ["prompt", "chosen", "rejected", "chosen_score", "rejected_score"]
+PAIR_COLUMNS = ["prompt", "system", "chosen", "rejected", "chosen_score", "rejected_score"]
 
 
 def mean_pair_cosine(model_path: str, pairs: list[dict[str, Any]], use_gpu: bool) -> float | None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from temporal_ray.core.batching import prompt_text
+
 Number = float | int
 
 
@@ -130,14 +132,13 @@ def cosine(a: torch.Tensor | Sequence[Number], b: torch.Tensor | Sequence[Number
     return float(a @ b / norms) if norms > 0 else 0.0
 
 
-def _encode(tokenizer: Any, prompt: str, response: str,
-            max_length: int | None) -> tuple[list[int], int]:
+def _encode(tokenizer: Any, prompt: str, response: str, max_length: int | None,
+            system: str = "") -> tuple[list[int], int]:
     """Token ids of chat-templated prompt + response and the number of response tokens. Prompt
     and response are tokenised apart (as in SFT/DPO) so the response boundary is exact; past
     `max_length` the prompt keeps its tail and the response loses its end."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-    prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(prompt_text(tokenizer, prompt, system),
+                           add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if not response_ids:
         raise ValueError("empty response: no response tokens to pool")
@@ -152,12 +153,13 @@ def _default_max_length(model: Any) -> int | None:
 
 
 @torch.no_grad()
-def pooled_features_batch(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]],
+def pooled_features_batch(model: Any, tokenizer: Any, items: Sequence[tuple[str, ...]],
                           max_length: int | None = None) -> torch.Tensor:
-    """[len(items), hidden] float32: for each (prompt, response), the model's last-layer hidden
-    states mean-pooled over the response tokens only. One right-padded forward pass."""
+    """[len(items), hidden] float32: for each (prompt, response) or (prompt, response,
+    system), the model's last-layer hidden states mean-pooled over the response tokens only.
+    One right-padded forward pass."""
     max_length = max_length or _default_max_length(model)
-    encoded = [_encode(tokenizer, p, r, max_length) for p, r in items]
+    encoded = [_encode(tokenizer, item[0], item[1], max_length, *item[2:]) for item in items]
     width = max(len(ids) for ids, _ in encoded)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
@@ -195,8 +197,8 @@ def pair_cosines(model: Any, tokenizer: Any, pairs: Sequence[dict], batch_size: 
     result: list[float | None] = [None] * len(pairs)
     for start in range(0, len(usable), batch_size):
         chunk = usable[start: start + batch_size]
-        items = [(pairs[i]["prompt"], pairs[i][side]) for side in ("chosen", "rejected")
-                 for i in chunk]
+        items = [(pairs[i]["prompt"], pairs[i][side], pairs[i].get("system") or "")
+                 for side in ("chosen", "rejected") for i in chunk]
         feats = pooled_features_batch(model, tokenizer, items, max_length)
         for k, i in enumerate(chunk):
             result[i] = cosine(feats[k], feats[len(chunk) + k])

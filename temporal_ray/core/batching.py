@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from temporal_ray.core.dpo_loss import IGNORE_INDEX
+from temporal_ray.core.rows import chat_messages
 
 
 @dataclass
@@ -42,10 +43,10 @@ class PairBatch:
         return self.input_ids.shape[0] // 2
 
 
-def prompt_text(tokenizer: Any, prompt: str) -> str:
+def prompt_text(tokenizer: Any, prompt: str, system: str = "") -> str:
     """The prompt as the model sees it at generation time (chat template, assistant turn open)."""
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        chat_messages(prompt, system), tokenize=False, add_generation_prompt=True)
 
 
 def encode_prompt_response(prompt_ids: list[int], response_ids: list[int],
@@ -62,8 +63,9 @@ def encode_prompt_response(prompt_ids: list[int], response_ids: list[int],
 
 
 def tokenize_pair(tokenizer: Any, prompt: str, chosen: str, rejected: str,
-                  max_length: int) -> TokenizedPair:
-    prompt_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+                  max_length: int, system: str = "") -> TokenizedPair:
+    prompt_ids = tokenizer(prompt_text(tokenizer, prompt, system),
+                           add_special_tokens=False)["input_ids"]
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
     def response(text: str) -> list[int]:

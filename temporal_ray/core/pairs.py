@@ -1,8 +1,8 @@
 """Scored candidates to DPO pairs: the two strategies of method.md, as plain functions.
 
-In:  scored candidate rows {prompt_id, prompt, role, sample_index, response, score}; `score`
-     is None when the judge gave no valid score.
-Out: pair rows {prompt_id, prompt, chosen, rejected, chosen_score, rejected_score,
+In:  scored candidate rows {prompt_id, prompt, system, role, sample_index, response, score};
+     `score` is None when the judge gave no valid score.
+Out: pair rows {prompt_id, prompt, system, chosen, rejected, chosen_score, rejected_score,
      chosen_role, rejected_role} and a count of dropped prompts by reason.
 
 - `best_vs_worst`: standard Self-Rewarding (Yuan et al.): chosen = best, rejected = worst of
@@ -80,6 +80,7 @@ def _pair(chosen: Row, rejected: Row) -> PairRow:
     return PairRow(
         prompt_id=chosen["prompt_id"],
         prompt=chosen["prompt"],
+        system=chosen.get("system") or "",
         chosen=chosen["response"],
         rejected=rejected["response"],
         chosen_score=float(chosen["score"]),
@@ -147,7 +148,7 @@ def anchored_rejection(present: list[Row], past: list[Row]) -> PhaseOne:
     return PhaseOne(selections, _keep_if_ordered(selections, result))
 
 
-SELECTED = ("prompt", "role", "sample_index", "response", "score")
+SELECTED = ("prompt", "system", "role", "sample_index", "response", "score")
 """What phase 2 needs of a phase-1 chosen or rejected candidate."""
 
 

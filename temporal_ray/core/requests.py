@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from temporal_ray.core.rows import CandidateRow
+from temporal_ray.core.rows import CandidateRow, chat_messages
 
 Row = dict[str, Any]
 
@@ -36,9 +36,10 @@ def candidate_requests(prompt: Row, role: str, samples: int, temperature: float,
         {
             "prompt_id": prompt["prompt_id"],
             "prompt": prompt["prompt"],
+            "system": prompt.get("system") or "",
             "role": role,
             "sample_index": index,
-            "messages": [{"role": "user", "content": prompt["prompt"]}],
+            "messages": chat_messages(prompt["prompt"], prompt.get("system") or ""),
             "sampling_params": sampling_params(
                 temperature, top_p, max_tokens,
                 derive_seed(seed, role, prompt["prompt_id"], index)),
@@ -52,6 +53,7 @@ def to_candidate(row: Row) -> CandidateRow:
     return CandidateRow(
         prompt_id=row["prompt_id"],
         prompt=row["prompt"],
+        system=row.get("system") or "",
         role=row["role"],
         sample_index=int(row["sample_index"]),
         response=row["generated_text"],

@@ -15,6 +15,9 @@ from typing import TypedDict
 class PromptRow(TypedDict):
     prompt_id: str
     prompt: str
+    system: str
+    """The system prompt the prompt came with ("" for none): every chat built from the
+    prompt starts with it (`chat_messages`)."""
 
 
 class CandidateRow(TypedDict):
@@ -22,6 +25,7 @@ class CandidateRow(TypedDict):
 
     prompt_id: str
     prompt: str
+    system: str
     role: str
     """Whose sample: past, present or future (core/roles.py)."""
     sample_index: int
@@ -50,6 +54,7 @@ class PairRow(TypedDict):
 
     prompt_id: str
     prompt: str
+    system: str
     chosen: str
     rejected: str
     chosen_score: float
@@ -61,9 +66,17 @@ class PairRow(TypedDict):
 CANDIDATE_COLUMNS: list[str] = list(CandidateRow.__annotations__)
 CANDIDATE_KEY: list[str] = ["role", "prompt_id", "sample_index"]
 """What identifies a candidate: a judge's J judgements of it share this key."""
-PAIRING_COLUMNS: list[str] = ["prompt_id", "prompt", "role", "sample_index", "response",
-                              "score"]
+PAIRING_COLUMNS: list[str] = ["prompt_id", "prompt", "system", "role", "sample_index",
+                              "response", "score"]
 """What the pair strategies read of a scored candidate."""
 PAIR_COLUMNS: list[str] = list(PairRow.__annotations__)
 ENGINE_COLUMNS: list[str] = ["generated_text", "num_input_tokens", "num_generated_tokens"]
 """What every engine adds to a request row (Ray Data LLM's vLLM stage writes these)."""
+
+
+def chat_messages(prompt: str, system: str = "") -> list[dict[str, str]]:
+    """The conversation a prompt opens: its system prompt, if any, then the user's turn. The
+    engines, the DPO and SFT tokenisers and the feature encoder all build it here, so a model
+    sees a prompt the same way wherever it meets it."""
+    user = [{"role": "user", "content": prompt}]
+    return [{"role": "system", "content": system}, *user] if system else user

@@ -1,11 +1,10 @@
-"""SFT examples in: read IFT/EFT JSONL files, refuse bad lines by name, tokenise with the
-loss on response tokens only.
+"""SFT examples to model inputs: tokenise with the loss on response tokens only.
 
-In:  JSONL files, one object per line with non-empty string fields `prompt` and `response`
-     (IFT: an instruction and its answer; EFT: a judge prompt and a justification ending in
+In:  rows {prompt, response, system} (temporal_ray/inputs/load.py reads and checks them; IFT:
+     an instruction and its answer; EFT: a judge prompt and a justification ending in
      "Score: k", method.md).
-Out: rows {source, prompt, response}; `tokenize_example` gives input ids and labels where the
-     prompt (as the chat template renders it) is masked out.
+Out: `tokenize_example` gives input ids and labels where the prompt (as the chat template
+     renders it, with any system prompt) is masked out.
 Pure: knows nothing of Ray, DeepSpeed or models.
 """
 
@@ -18,22 +17,6 @@ import torch
 
 from temporal_ray.core.batching import encode_prompt_response, prompt_text
 from temporal_ray.core.dpo_loss import IGNORE_INDEX
-from temporal_ray.core.prompts import PromptFileError, read_jsonl, text_field
-
-
-def load_sft_rows(paths: list[str]) -> list[dict[str, str]]:
-    """Every example of the SFT files, in file order; errors name the file, line and field."""
-    if not paths:
-        raise PromptFileError("no SFT data: set sft.data to one or more JSONL files")
-    rows = []
-    for path in paths:
-        before = len(rows)
-        for where, obj in read_jsonl(path, "SFT data file", "sft.data"):
-            rows.append({"source": str(path), "prompt": text_field(obj, "prompt", where),
-                         "response": text_field(obj, "response", where)})
-        if len(rows) == before:
-            raise PromptFileError(f"SFT data file {path} holds no examples")
-    return rows
 
 
 @dataclass
@@ -50,9 +33,11 @@ class SFTExample:
         return sum(label != IGNORE_INDEX for label in self.labels)
 
 
-def tokenize_example(tokenizer: Any, prompt: str, response: str, max_length: int) -> SFTExample:
+def tokenize_example(tokenizer: Any, prompt: str, response: str, max_length: int,
+                     system: str = "") -> SFTExample:
     """Prompt through the chat template (masked), response + EOS (trained on)."""
-    prompt_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(prompt_text(tokenizer, prompt, system),
+                           add_special_tokens=False)["input_ids"]
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + eos
     ids, labels = encode_prompt_response(prompt_ids, response_ids, max_length)

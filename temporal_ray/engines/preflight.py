@@ -13,24 +13,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from temporal_ray.core.rows import chat_messages
+
 
 class ModelCheckError(ValueError):
     """M0 cannot be used; the message says which file or field and what to do."""
 
 
-def check_model(path: str) -> None:
-    """M0 must be a local Hugging Face causal-LM directory whose tokenizer has a chat template.
-    (Remote URIs are checked where they are copied down.)"""
+def check_model(path: str, field: str = "model.path") -> None:
+    """M0 (or the model the config's `field` names) must be a local Hugging Face causal-LM
+    directory whose tokenizer has a chat template. (Remote URIs are checked where they are
+    copied down; Hub ids are snapshots by now, storage/hub.py.)"""
     if "://" in path:
         return
     root = Path(path)
     if not root.is_dir():
-        raise ModelCheckError(f"model.path {path} is not a directory (a Hugging Face model "
-                              "directory is expected; for the tiny default run "
-                              "`temporal-ray tiny-model runs/tiny-model`)")
+        raise ModelCheckError(f"{field} {path} is not a directory, nor a Hugging Face Hub id "
+                              "(org/name or org/name@revision): a Hugging Face model "
+                              "directory or Hub id is expected; for the tiny default run "
+                              "`temporal-ray tiny-model runs/tiny-model`")
     config_file = root / "config.json"
     if not config_file.is_file():
-        raise ModelCheckError(f"model.path {path} has no config.json: not a Hugging Face model")
+        raise ModelCheckError(f"{field} {path} has no config.json: not a Hugging Face model")
     architectures = json.loads(config_file.read_text()).get("architectures") or []
     if not any(name.endswith("ForCausalLM") for name in architectures):
         raise ModelCheckError(f"{config_file}: architectures {architectures} holds no "
@@ -101,23 +105,21 @@ class ContextBudget:
         return None
 
 
-def user_chat(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
-
-
 def drop_overlong(rows: list[dict[str, str]], model_path: str, max_new_tokens: int,
                   max_model_len: int | None = None, truncate: bool = False
                   ) -> tuple[list[dict[str, str]], int]:
     """Prompt rows whose chat leaves room for max_new_tokens, and how many did not. Those are
     dropped, or with `truncate` cut to their last tokens (kept when that fits)."""
     budget = ContextBudget(model_path, max_new_tokens, max_model_len)
-    fits = budget.fits([user_chat(row["prompt"]) for row in rows])
+    fits = budget.fits([chat_messages(row["prompt"], row.get("system") or "") for row in rows])
     kept = []
     for row, ok in zip(rows, fits):
         if ok:
             kept.append(row)
         elif truncate:
-            cut = budget.shorten(row["prompt"], user_chat, keep="tail")
+            system = row.get("system") or ""
+            cut = budget.shorten(row["prompt"], lambda text, s=system: chat_messages(text, s),
+                                 keep="tail")
             if cut is not None:
                 kept.append({**row, "prompt": cut})
     return kept, sum(not ok for ok in fits)

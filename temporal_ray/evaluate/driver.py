@@ -1,13 +1,17 @@
 """`temporal-ray eval`: every checkpoint of a run against a reference model (M0 by default).
 
     checkpoints (checkpoints.py) + held-out prompts
-      -> answers:          greedy answers to the prompts (and HumanEval problems), one pass of
-                           the checkpoint's engine pool, the same Ray Data pools as training;
-                           kept in <run_dir>/eval_answers/<requests hash>/<name>, shared by
+      -> answers:          greedy answers to the prompts (and HumanEval problems: greedy, or
+                           eval.humaneval_samples sampled), one pass of the checkpoint's
+                           engine pool, the same Ray Data pools as training; kept in
+                           <run_dir>/eval_answers/<requests hash>/<name>, shared by
                            evaluations that differ only in judge or reference
-      -> verdicts/<name>:  the pairwise judge in both orders (pairwise.py) -> win rates with
-                           length control (winrate.py)
-      -> humaneval/<name>: completions executed in the sandbox, in Ray tasks (humaneval.py)
+      -> alpaca_eval/<name>/model_outputs.json: the held-out answers for AlpacaEval
+                           (alpaca_export.py)
+      -> verdicts/<name>:  the pairwise judge in both orders (verdicts.py) -> win rates with
+                           length control (winrate.py) and bootstrap intervals (intervals.py)
+      -> humaneval/<name>: completions executed in the sandbox, in Ray tasks -> pass@k
+                           (humaneval.py)
       -> lm_eval/<name>:   lm-evaluation-harness, where installed with its datasets
       -> results.json, report.md, report.png (report.py)
 
@@ -26,20 +30,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from temporal_ray.analysis.bootstrap import LEVEL, RNG_SEED
 from temporal_ray.config import Config, EvalConfig
-from temporal_ray.core.prompts import PromptFileError, read_jsonl, text_field
 from temporal_ray.core.requests import candidate_requests
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.pool import EnginePool, run_engine_pool
-from temporal_ray.engines.preflight import ContextBudget, drop_overlong
-from temporal_ray.evaluate import humaneval
+from temporal_ray.engines.preflight import drop_overlong
+from temporal_ray.evaluate import alpaca_export, humaneval
 from temporal_ray.evaluate.checkpoints import Checkpoint, discover_checkpoints, select
+from temporal_ray.evaluate.intervals import RESAMPLES
 from temporal_ray.evaluate.lm_eval_hook import LmEvalUnavailable, missing, run_lm_eval
-from temporal_ray.evaluate.pairwise import load_pairwise_template, verdict_requests
 from temporal_ray.evaluate.report import markdown, plot, table
-from temporal_ray.evaluate.winrate import parse_verdict, prompt_preference, win_rate
-from temporal_ray.run.session import absolute, check_config, start_ray
-from temporal_ray.stages.judge import load_rule
+from temporal_ray.evaluate.verdicts import verdict_stage
+from temporal_ray.inputs.load import load_eval_prompts
+from temporal_ray.run.session import absolute, check_config, eval_paths, start_ray
 from temporal_ray.storage.files import read_rows, write_rows
 from temporal_ray.storage.lock import RunLock
 from temporal_ray.storage.run_dir import RunDir
@@ -51,35 +55,21 @@ logger = logging.getLogger(__name__)
 HELDOUT, HUMANEVAL = "heldout", "humaneval"
 
 
-def load_eval_prompts(ev: EvalConfig) -> list[dict[str, Any]]:
-    """The held-out prompt rows, with every field the file has (a rule judge may read them)."""
-    if not ev.prompts:
-        raise PromptFileError("eval.prompts is not set: point it to a JSONL file of held-out "
-                              "prompts (one {\"prompt\": ...} object per line)")
-    rows, seen = [], set()
-    for where, obj in read_jsonl(ev.prompts, "eval prompt file", "eval.prompts"):
-        row = {**obj, "prompt": text_field(obj, ev.prompt_field, where)}
-        row["prompt_id"] = str(obj.get("prompt_id", f"line{where.rsplit(':', 1)[1]}"))
-        if row["prompt_id"] in seen:
-            raise PromptFileError(f"{where}: duplicate prompt_id {row['prompt_id']!r}")
-        seen.add(row["prompt_id"])
-        rows.append(row)
-    if not rows:
-        raise PromptFileError(f"eval prompt file {ev.prompts} holds no prompts")
-    return rows[: ev.max_prompts] if ev.max_prompts else rows
-
-
 def answer_requests(prompts: list[dict[str, Any]], problems: list[dict[str, Any]],
                     ev: EvalConfig, seed: int) -> list[dict[str, Any]]:
-    """Greedy requests: one per held-out prompt, one per HumanEval problem."""
+    """One greedy request per held-out prompt; per HumanEval problem one greedy request, or
+    eval.humaneval_samples sampled ones, each seeded as training's samples are."""
+    n = ev.humaneval_samples
+    temperature, top_p = (0.0, 1.0) if n == 1 else (ev.humaneval_temperature, ev.humaneval_top_p)
     requests = []
     for row in prompts:
         requests += candidate_requests(row, HELDOUT, 1, 0.0, 1.0, ev.max_new_tokens, seed)
     for row in problems:
-        requests += candidate_requests(row, HUMANEVAL, 1, 0.0, 1.0,
+        requests += candidate_requests(row, HUMANEVAL, n, temperature, top_p,
                                        ev.humaneval_max_new_tokens, seed)
     # Only the columns every request shares (a prompt row's own fields stay in the driver).
-    keep = ("prompt_id", "prompt", "role", "sample_index", "messages", "sampling_params")
+    keep = ("prompt_id", "prompt", "system", "role", "sample_index", "messages",
+            "sampling_params")
     return [{k: r[k] for k in keep} for r in requests]
 
 
@@ -93,17 +83,20 @@ def answers_dir(root: str, requests: list[dict[str, Any]]) -> RunDir:
 
 def answer_stage(out: RunDir, checkpoint: Checkpoint, requests: list[dict[str, Any]],
                  cfg: Config, pools: KeptPools) -> list[dict[str, Any]]:
-    """The checkpoint's answers ({prompt_id, role, response, response_tokens}), one pool pass
-    (a stage of the answers directory `out`)."""
+    """The checkpoint's answers ({prompt_id, role, sample_index, response, response_tokens};
+    answers stored before sample_index was kept lack it: sample 0), one pool pass (a stage of
+    the answers directory `out`)."""
     import ray.data
 
     def produce(tmp: str) -> dict[str, Any]:
         outputs = run_engine_pool(ray.data.from_items(requests), checkpoint.path,
                                   EnginePool(cfg.engine, kept=pools), rows=len(requests))
-        rows = [{"prompt_id": r["prompt_id"], "role": r["role"], "response": r["generated_text"],
+        rows = [{"prompt_id": r["prompt_id"], "role": r["role"],
+                 "sample_index": int(r["sample_index"]), "response": r["generated_text"],
                  "response_tokens": int(r["num_generated_tokens"])}
-                for r in outputs.select_columns(["prompt_id", "role", "generated_text",
-                                                 "num_generated_tokens"]).take_all()]
+                for r in outputs.select_columns(["prompt_id", "role", "sample_index",
+                                                 "generated_text", "num_generated_tokens"]
+                                                ).take_all()]
         write_rows(rows, f"{tmp}/answers.parquet")
         held = [r["response_tokens"] for r in rows if r["role"] == HELDOUT]
         return {"answers": len(rows), "mean_tokens": sum(held) / len(held) if held else None}
@@ -113,116 +106,41 @@ def answer_stage(out: RunDir, checkpoint: Checkpoint, requests: list[dict[str, A
     return read_rows(f"{stage.path}/answers.parquet")
 
 
-def _rule_verdicts(rule: str, pattern: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ray task: the rule's verdict on each (prompt row, first, second)."""
-    fn = load_rule(rule)
-    out = []
-    for item in items:
-        text = str(fn(item["row"], item["first"], item["second"]))
-        verdict = text.strip().lower() if text.strip().lower() in ("first", "second", "tie") \
-            else parse_verdict(text, pattern)
-        out.append({"prompt_id": item["row"]["prompt_id"], "model_first": item["model_first"],
-                    "judgement": text, "verdict": verdict})
-    return out
-
-
-def judge_pairs(checkpoint: Checkpoint, prompts: list[dict[str, Any]], model: dict[str, str],
-                reference: dict[str, str], cfg: Config, pools: KeptPools
-                ) -> tuple[list[dict[str, Any]], int]:
-    """Verdict rows {prompt_id, model_first, judgement, verdict} in both orders, and how many
-    judge requests were too long for the judge's context (left unjudged)."""
-    import ray
-
-    judge = cfg.eval.judge
-    if judge.kind == "rule":
-        items = [{"row": row, "model_first": first,
-                  "first": model[row["prompt_id"]] if first else reference[row["prompt_id"]],
-                  "second": reference[row["prompt_id"]] if first else model[row["prompt_id"]]}
-                 for row in prompts for first in (True, False)]
-        task = ray.remote(num_cpus=1)(_rule_verdicts)
-        return ray.get(task.remote(judge.rule, judge.verdict_pattern, items)), 0
-    import ray.data
-
-    template = load_pairwise_template(judge.prompt_template)
-    requests = []
-    for row in prompts:
-        requests += verdict_requests(row, model[row["prompt_id"]], reference[row["prompt_id"]],
-                                     template, judge.temperature, judge.max_new_tokens,
-                                     cfg.generation.seed)
-    engine = judge.engine or cfg.engine
-    judge_model = judge.model or checkpoint.path
-    too_long = 0
-    if engine.kind != "http":  # an endpoint's context is its own business
-        budget = ContextBudget(judge_model, judge.max_new_tokens, engine.max_model_len)
-        fits = budget.fits([r["messages"] for r in requests])
-        too_long = fits.count(False)
-        requests = [r for r, ok in zip(requests, fits) if ok]
-    if not requests:
-        return [], too_long
-    outputs = run_engine_pool(ray.data.from_items(requests), judge_model,
-                              EnginePool(engine, kept=pools), rows=len(requests))
-    verdicts = [{"prompt_id": r["prompt_id"], "model_first": bool(r["model_first"]),
-                 "judgement": r["generated_text"],
-                 "verdict": parse_verdict(r["generated_text"], judge.verdict_pattern)}
-                for r in outputs.select_columns(["prompt_id", "model_first",
-                                                 "generated_text"]).take_all()]
-    return verdicts, too_long
-
-
-def verdict_stage(out: RunDir, checkpoint: Checkpoint, prompts: list[dict[str, Any]],
-                  answers: list[dict[str, Any]], reference_answers: list[dict[str, Any]],
-                  cfg: Config, pools: KeptPools) -> dict[str, Any]:
-    """The checkpoint's win rate against the reference, from verdicts in both orders."""
-    def held(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {r["prompt_id"]: r for r in rows if r["role"] == HELDOUT}
-
-    mine, ref = held(answers), held(reference_answers)
-    both = [p for p in prompts if p["prompt_id"] in mine and p["prompt_id"] in ref]
-
-    def produce(tmp: str) -> dict[str, Any]:
-        verdicts, too_long = judge_pairs(
-            checkpoint, both, {i: r["response"] for i, r in mine.items()},
-            {i: r["response"] for i, r in ref.items()}, cfg, pools)
-        write_rows(verdicts, f"{tmp}/verdicts.parquet")
-        by_prompt: dict[str, dict[bool, str | None]] = {}
-        for v in verdicts:
-            by_prompt.setdefault(v["prompt_id"], {})[v["model_first"]] = v["verdict"]
-        ids = [p["prompt_id"] for p in both]
-        prefs = [prompt_preference(by_prompt.get(i, {}).get(True),
-                                   by_prompt.get(i, {}).get(False)) for i in ids]
-        rate = win_rate(prefs, [mine[i]["response_tokens"] for i in ids],
-                        [ref[i]["response_tokens"] for i in ids])
-        return {"winrate": {**rate, "judge_requests_over_context": too_long}}
-
-    judge = cfg.eval.judge
-    who = judge.rule if judge.kind == "rule" else (judge.model or "own")
-    return out.run_stage(f"verdicts/{checkpoint.name}", produce, kind="eval_verdicts",
-                         model=checkpoint.path, judge=who).manifest["winrate"]
+def held_out(answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The held-out answer rows by prompt_id."""
+    return {r["prompt_id"]: r for r in answers if r["role"] == HELDOUT}
 
 
 def humaneval_stage(out: RunDir, checkpoint: Checkpoint, answers: list[dict[str, Any]],
-                    problems: dict[str, dict[str, Any]], timeout: float) -> dict[str, Any]:
-    """pass@1 of the checkpoint's greedy completions, executed in sandboxed subprocesses
-    inside Ray tasks (never on the driver); a problem it did not answer (too long for the
-    context) counts as failed."""
+                    problems: dict[str, dict[str, Any]], timeout: float,
+                    samples: int) -> dict[str, Any]:
+    """pass@k of the checkpoint's completions (`samples` a problem), executed in sandboxed
+    subprocesses inside Ray tasks (never on the driver); a problem it did not answer (too
+    long for the context) counts as failed in each of its samples."""
     import ray
 
-    completions = {r["prompt_id"]: humaneval.completion_from_response(
-        problems[r["prompt_id"]], r["response"]) for r in answers if r["role"] == HUMANEVAL}
+    by_sample: dict[int, dict[str, str]] = {}
+    for r in answers:
+        if r["role"] == HUMANEVAL:
+            by_sample.setdefault(int(r.get("sample_index", 0)), {})[r["prompt_id"]] = \
+                humaneval.completion_from_response(problems[r["prompt_id"]], r["response"])
 
     def produce(tmp: str) -> dict[str, Any]:
-        ids = sorted(completions)
-        chunks = [ids[i:i + 16] for i in range(0, len(ids), 16)]
         task = ray.remote(num_cpus=1)(humaneval.execute)
-        done = ray.get([task.remote({i: problems[i] for i in chunk},
-                                    {i: completions[i] for i in chunk}, timeout)
-                        for chunk in chunks])
-        results = [e for chunk in done for e in chunk]
-        results += [humaneval.Execution(i, False, "too_long", "prompt exceeds the context")
-                    for i in sorted(set(problems) - set(completions))]
+        pending = []
+        for index, completions in sorted(by_sample.items()):
+            ids = sorted(completions)
+            pending += [task.remote({i: problems[i] for i in ids[c:c + 16]},
+                                    {i: completions[i] for i in ids[c:c + 16]}, timeout, index)
+                        for c in range(0, len(ids), 16)]
+        results = [e for chunk in ray.get(pending) for e in chunk]
+        answered = {i for completions in by_sample.values() for i in completions}
+        results += [humaneval.Execution(i, False, "too_long", "prompt exceeds the context",
+                                        sample_index=k)
+                    for i in sorted(set(problems) - answered) for k in range(samples)]
         write_rows([vars(e) for e in results], f"{tmp}/executions.parquet")
-        return {"humaneval": {"problems": len(results),
-                              "pass_at_1": humaneval.pass_at_1(results),
+        return {"humaneval": {"problems": len(problems), "samples": samples,
+                              **humaneval.pass_at_k_rates(results),
                               "outcomes": dict(Counter(e.outcome for e in results)),
                               "sandbox": sorted({e.isolation for e in results} - {""})}}
 
@@ -260,8 +178,8 @@ def prepare_inputs(cfg: Config, reference: Checkpoint) -> EvalInputs:
     """Held-out prompts and HumanEval problems as answer requests. All checkpoints of a run
     share M0's tokenizer and context, so one budget check serves them all."""
     ev, context = cfg.eval, cfg.engine.max_model_len
-    prompts, too_long = drop_overlong(load_eval_prompts(ev), reference.path, ev.max_new_tokens,
-                                      context)
+    heldout = load_eval_prompts(ev.prompts, ev.prompt_field, ev.max_prompts)
+    prompts, too_long = drop_overlong(heldout, reference.path, ev.max_new_tokens, context)
     shipped = humaneval.load_problems() if ev.humaneval else {}
     problems = dict(list(shipped.items())[: None if ev.humaneval < 0 else ev.humaneval])
     problem_rows, _ = drop_overlong(
@@ -286,9 +204,10 @@ def prepare_inputs(cfg: Config, reference: Checkpoint) -> EvalInputs:
 def evaluate_checkpoint(out: RunDir, answers_out: RunDir, checkpoint: Checkpoint,
                         reference: Checkpoint, reference_answers: list[dict[str, Any]],
                         inputs: EvalInputs, cfg: Config, pools: KeptPools) -> dict[str, Any]:
-    """One checkpoint's row of the report: answers, win rate, pass@1, lm-eval metrics."""
+    """One checkpoint's row of the report: answers (exported for AlpacaEval), win rate,
+    pass@k, lm-eval metrics."""
     logger.info("eval: %s (%s)", checkpoint.name, checkpoint.path)
-    is_reference = checkpoint == reference
+    ev, is_reference = cfg.eval, checkpoint == reference
     answers = (reference_answers if is_reference
                else answer_stage(answers_out, checkpoint, inputs.requests, cfg, pools))
     held = [a["response_tokens"] for a in answers if a["role"] == HELDOUT]
@@ -297,10 +216,13 @@ def evaluate_checkpoint(out: RunDir, answers_out: RunDir, checkpoint: Checkpoint
            "path": checkpoint.path,
            "answers": {"prompts": len(held),
                        "mean_tokens": sum(held) / len(held) if held else None},
+           "alpaca_eval": export_answers(out, checkpoint, inputs.prompts, answers, cfg),
            "winrate": None if is_reference else verdict_stage(
-               out, checkpoint, inputs.prompts, answers, reference_answers, cfg, pools),
+               out, checkpoint, inputs.prompts, held_out(answers), held_out(reference_answers),
+               cfg, pools),
            "humaneval": humaneval_stage(out, checkpoint, answers, inputs.problems,
-                                        cfg.eval.humaneval_timeout) if inputs.problems else None,
+                                        ev.humaneval_timeout, ev.humaneval_samples)
+           if inputs.problems else None,
            "lm_eval": None}
     if inputs.run_lm_eval:
         try:
@@ -309,6 +231,17 @@ def evaluate_checkpoint(out: RunDir, answers_out: RunDir, checkpoint: Checkpoint
             inputs.notes.append(f"{checkpoint.name}: {err}")
             logger.warning(inputs.notes[-1])
     return row
+
+
+def export_answers(out: RunDir, checkpoint: Checkpoint, prompts: list[dict[str, Any]],
+                   answers: list[dict[str, Any]], cfg: Config) -> str:
+    """The checkpoint's held-out answers as alpaca_eval/<name>/model_outputs.json (its
+    generator: <run directory's name>/<checkpoint name>); returns that relative path."""
+    relative = f"alpaca_eval/{checkpoint.name}/{alpaca_export.FILE}"
+    run_name = cfg.storage.run_dir.rstrip("/").rsplit("/", 1)[-1]
+    out.write_text(relative, alpaca_export.alpaca_json(alpaca_export.alpaca_outputs(
+        prompts, held_out(answers), f"{run_name}/{checkpoint.name}")))
+    return relative
 
 
 def describe_settings(cfg: Config, root: str, reference: Checkpoint,
@@ -321,7 +254,12 @@ def describe_settings(cfg: Config, root: str, reference: Checkpoint,
                   f"{judge.model or 'each checkpoint judges itself'} "
                   f"({(judge.engine or cfg.engine).kind} engine), both orders"),
         "answers": f"greedy, at most {ev.max_new_tokens} tokens",
+        "win-rate intervals": f"{LEVEL:.0%} percentile bootstrap over prompts, {RESAMPLES} "
+                              f"resamples, seed {RNG_SEED}",
         "HumanEval problems": len(inputs.problems),
+        "HumanEval samples": ("1, greedy" if ev.humaneval_samples == 1 else
+                              f"{ev.humaneval_samples} a problem, temperature "
+                              f"{ev.humaneval_temperature}, top_p {ev.humaneval_top_p}"),
         "lm-eval tasks": ", ".join(ev.lm_eval_tasks) or "none",
     }
 
@@ -362,11 +300,14 @@ def track_results(cfg: Config, root: str, out: RunDir, results: dict[str, Any]) 
 
 def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Evaluate (or resume evaluating) the run in storage.run_dir; returns the results."""
+    if cfg.eval.humaneval:
+        humaneval.require_package()  # a missing extra stops here, before any model work
+    cfg = eval_paths(cfg)
     ev = cfg.eval
     root = absolute(cfg.storage.run_dir)
     found = discover_checkpoints(root)
     checkpoints = select(found, ev.checkpoints)
-    reference_path = absolute(ev.reference) if ev.reference else found[0].path
+    reference_path = ev.reference or found[0].path
     reference = next((c for c in found if c.path == reference_path),
                      Checkpoint("reference", "", 0, reference_path))
     inputs = prepare_inputs(cfg, reference)
@@ -375,6 +316,8 @@ def run_eval(cfg: Config, force: bool = False) -> dict[str, Any]:
     with RunLock(out), RunLock(answers_out), KeptPools() as pools:
         check_config(out, cfg, force, sections=("eval",))
         reference_answers = answer_stage(answers_out, reference, inputs.requests, cfg, pools)
+        if reference not in checkpoints:  # its answers are AlpacaEval's reference outputs
+            export_answers(out, reference, inputs.prompts, reference_answers, cfg)
         rows = [evaluate_checkpoint(out, answers_out, checkpoint, reference, reference_answers,
                                     inputs, cfg, pools)
                 for checkpoint in checkpoints]

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 VERDICT_PATTERN = r"Winner:\s*(first|second|tie)"
-_RIDGE = 1e-4  # keeps the fit finite when one length side always wins
+RIDGE = 1e-4  # keeps the fit finite when one length side always wins
 
 
 def parse_verdict(text: str, pattern: str = VERDICT_PATTERN) -> str | None:
@@ -90,12 +90,12 @@ def length_controlled_win_rate(preferences: Sequence[float],
     for _ in range(100):
         ps = [_sigmoid(theta + phi * x) for x in xs]
         # Gradient and (negated) Hessian of the penalised log-likelihood.
-        g0 = sum(y - p for y, p in zip(preferences, ps)) - _RIDGE * theta
-        g1 = sum((y - p) * x for y, p, x in zip(preferences, ps, xs)) - _RIDGE * phi
+        g0 = sum(y - p for y, p in zip(preferences, ps)) - RIDGE * theta
+        g1 = sum((y - p) * x for y, p, x in zip(preferences, ps, xs)) - RIDGE * phi
         w = [p * (1 - p) for p in ps]
-        h00 = sum(w) + _RIDGE
+        h00 = sum(w) + RIDGE
         h01 = sum(wi * x for wi, x in zip(w, xs))
-        h11 = sum(wi * x * x for wi, x in zip(w, xs)) + _RIDGE
+        h11 = sum(wi * x * x for wi, x in zip(w, xs)) + RIDGE
         det = h00 * h11 - h01 * h01
         step0 = (h11 * g0 - h01 * g1) / det
         step1 = (h00 * g1 - h01 * g0) / det

@@ -18,9 +18,9 @@ from importlib import resources
 from typing import Any
 
 from temporal_ray.analysis.collapse import iteration_collapse
-from temporal_ray.config import ConfigError, Method
-from temporal_ray.core.prompts import read_jsonl
+from temporal_ray.config import ConfigError, DataSource, Method
 from temporal_ray.engines.kept_pool import KeptPools
+from temporal_ray.inputs.tables import read_records
 from temporal_ray.miniature.config import MiniatureRunConfig
 from temporal_ray.miniature.ground_truth import check_checkpoint, form_only_judge
 from temporal_ray.miniature.report import markdown, plot, terminal_summary
@@ -99,7 +99,8 @@ def miniature_config(cfg: MiniatureRunConfig, root: str, base_model: str,
 
 
 def _read_jsonl(path: str) -> list[dict[str, Any]]:
-    return [obj for _, obj in read_jsonl(path, "miniature data file", "storage.run_dir")]
+    return [obj for _, obj in read_records(DataSource(path=path), "miniature data file",
+                                           "storage.run_dir")]
 
 
 def evaluate(cfg: MiniatureRunConfig, root: str, data: str,

@@ -15,10 +15,11 @@ import logging
 import time
 from typing import Any
 
-from temporal_ray.config import Config
-from temporal_ray.core.prompts import PromptFileError, iteration_chunk, load_prompts
+from temporal_ray.config import Config, as_source
+from temporal_ray.core.prompts import PromptFileError, iteration_chunk
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.preflight import check_model, drop_overlong
+from temporal_ray.inputs.load import load_prompts
 from temporal_ray.run.compute import method_compute
 from temporal_ray.run.iteration import IterationStages, StopAfterStage
 from temporal_ray.run.methods import METHODS
@@ -50,8 +51,8 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
                                    cfg.generation.max_new_tokens, cfg.engine.max_model_len,
                                    truncate=truncate)
     if not rows:
-        raise PromptFileError(f"{cfg.data.prompts}: every prompt is longer than the model's "
-                              "context minus generation.max_new_tokens")
+        raise PromptFileError(f"{as_source(cfg.data.prompts).path}: every prompt is longer "
+                              "than the model's context minus generation.max_new_tokens")
     dropped = {**prompt_set.dropped, "truncated" if truncate else "too_long": overlong}
     check_fits(cfg, "dpo")  # a DPO stage that cannot fit its GPUs stops here, not hours in
     run = RunDir(cfg.storage.run_dir)

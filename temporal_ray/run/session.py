@@ -1,5 +1,6 @@
 """What every command does before its work: start or join Ray, make local paths absolute (Ray
-workers do not run in the driver's directory), and write the resolved config into the run
+workers do not run in the driver's directory) and models named by a Hugging Face Hub id local
+snapshots (storage/hub.py), and write the resolved config into the run
 directory or refuse a resume whose config changed in a field that may change results (naming
 the changed fields) unless forced, since finished stages would no longer match the config; a
 change of where and how the work runs only (pool sizes, resources, Ray settings) goes on.
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from temporal_ray import terminal
-from temporal_ray.config import Config, config_changes
+from temporal_ray.config import Config, DataSource, EngineConfig, config_changes
+from temporal_ray.storage.hub import resolve_model
 from temporal_ray.storage.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -130,10 +133,52 @@ def absolute(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def absolute_source(source: str | DataSource) -> str | DataSource:
+    """A data source with a local path made absolute; a Hub dataset name (a path that is not
+    here and has no file suffix) and URIs stay as they are."""
+    path = source if isinstance(source, str) else source.path
+    kind = "auto" if isinstance(source, str) else source.format
+    if "://" in path or kind == "hf" or not (os.path.exists(path) or Path(path).suffix):
+        return source
+    return os.path.abspath(path) if isinstance(source, str) else \
+        source.model_copy(update={"path": os.path.abspath(path)})
+
+
+def model_dir(path: str, cfg: Config, field: str) -> str:
+    """The model named by the config's `field` as a directory every worker reads: a local
+    path made absolute, a URI as it is, a Hub id's snapshot in storage.hub_cache
+    (storage/hub.py), downloaded there once. Run on the driver before any Ray work."""
+    return resolve_model(path, cfg.storage.hub_cache, field)
+
+
+def served_elsewhere(engine: EngineConfig) -> bool:
+    """An `http` engine's model is the id of a model an endpoint serves: no directory."""
+    return engine.kind == "http"
+
+
 def absolute_paths(cfg: Config) -> Config:
-    """The config's local paths made absolute."""
+    """The config's local paths made absolute and its Hub models resolved to their snapshots
+    (model.path, and judge.model where a pool of ours runs it)."""
+    judge = cfg.judge
+    if judge.kind == "llm" and judge.model and not served_elsewhere(judge.engine or cfg.engine):
+        judge = judge.model_copy(update={"model": model_dir(judge.model, cfg, "judge.model")})
     return cfg.model_copy(update={
-        "model": cfg.model.model_copy(update={"path": absolute(cfg.model.path)}),
-        "data": cfg.data.model_copy(update={"prompts": absolute(cfg.data.prompts)}),
+        "model": cfg.model.model_copy(update={
+            "path": model_dir(cfg.model.path, cfg, "model.path")}),
+        "data": cfg.data.model_copy(update={"prompts": absolute_source(cfg.data.prompts)}),
         "storage": cfg.storage.model_copy(update={"run_dir": absolute(cfg.storage.run_dir)}),
+        "judge": judge,
     })
+
+
+def eval_paths(cfg: Config) -> Config:
+    """The eval section's models resolved as `absolute_paths` resolves the run's:
+    eval.reference, and eval.judge.model where a pool of ours runs it."""
+    ev, update = cfg.eval, {}
+    if ev.reference:
+        update["reference"] = model_dir(ev.reference, cfg, "eval.reference")
+    judge = ev.judge
+    if judge.kind == "llm" and judge.model and not served_elsewhere(judge.engine or cfg.engine):
+        update["judge"] = judge.model_copy(update={
+            "model": model_dir(judge.model, cfg, "eval.judge.model")})
+    return cfg.model_copy(update={"eval": ev.model_copy(update=update)})

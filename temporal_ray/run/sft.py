@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from temporal_ray.config import Config, ConfigError, results_hash
-from temporal_ray.core.sft_data import load_sft_rows
 from temporal_ray.engines.preflight import check_model
+from temporal_ray.inputs.load import load_sft_rows
 from temporal_ray.stages.sft import train_sft
 from temporal_ray.storage.files import write_rows
 from temporal_ray.storage.lock import RunLock
@@ -26,14 +26,23 @@ from temporal_ray.training.plan import check_fits
 def run_sft(cfg: Config, force: bool = False, parent: Tracker | None = None) -> str:
     """Run (or resume) SFT; returns the URI of the trained model directory. Tracked as a run
     of its own, or nested in `parent`'s."""
-    from temporal_ray.run.session import absolute, check_config, start_ray
+    from temporal_ray.run.session import (
+        absolute,
+        absolute_source,
+        check_config,
+        model_dir,
+        start_ray,
+    )
+    from temporal_ray.storage.hub import hub_id
 
     sft = cfg.sft
     if not sft.base_model:
         raise ConfigError("sft.base_model is not set: the model to fine-tune into M0")
-    base, output = absolute(sft.base_model), absolute(sft.output)
-    rows = load_sft_rows([absolute(p) for p in sft.data])  # bad lines stop us before Ray starts
-    check_model(base)
+    rows = load_sft_rows([absolute_source(s) for s in sft.data])  # bad rows stop us here
+    base, output = model_dir(sft.base_model, cfg, "sft.base_model"), absolute(sft.output)
+    if hub_id(sft.base_model):  # the saved config names the snapshot, and so its commit
+        cfg = cfg.model_copy(update={"sft": sft.model_copy(update={"base_model": base})})
+    check_model(base, "sft.base_model")
     check_fits(cfg, "sft")
     run = RunDir(output)
     with RunLock(run):

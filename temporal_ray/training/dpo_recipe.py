@@ -111,7 +111,7 @@ class DPORecipe:
         fs, pairs_file = resolve(job.pairs_path)
         pairs = pq.read_table(pairs_file, filesystem=fs).to_pylist()
         self.examples = [tokenize_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"],
-                                       cfg.max_length) for p in pairs]
+                                       cfg.max_length, p.get("system") or "") for p in pairs]
         self.built = prepare(cfg, place, tokenizer, [e.length for e in self.examples], base,
                              phases, adapter, base_uri)
         # The reference is the starting model. Precomputed: its log-probs, in one pass before

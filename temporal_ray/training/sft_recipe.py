@@ -78,8 +78,8 @@ class SFTRecipe:
         tokenizer = AutoTokenizer.from_pretrained(base)
         fs, data_file = resolve(self.job.data_path)
         rows = pq.read_table(data_file, filesystem=fs).to_pylist()
-        self.examples = [tokenize_example(tokenizer, r["prompt"], r["response"], cfg.max_length)
-                         for r in rows]
+        self.examples = [tokenize_example(tokenizer, r["prompt"], r["response"], cfg.max_length,
+                                          r.get("system") or "") for r in rows]
         self.built = prepare(cfg, place, tokenizer, [e.length for e in self.examples], base,
                              phases)
         self.tokens = sum_over_ranks(self.token_counts(), place)

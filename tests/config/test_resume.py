@@ -33,7 +33,7 @@ def test_the_placement_fields_are_these_and_every_other_field_changes_results():
     expected = [*(f"{section}.{name}" for section in ("judge.engine", "engine",
                                                       "eval.judge.engine") for name in ENGINE),
                 *(f"{section}.{name}" for section in ("dpo", "sft") for name in TRAINING),
-                "ray.address", "ray.num_cpus"]
+                "ray.address", "ray.num_cpus", "storage.hub_cache"]
     assert sorted(placement_fields(Config)) == sorted(expected)
     # An experiment's own section is result-affecting throughout.
     assert sorted(placement_fields(MiniatureRunConfig)) == sorted(expected)

@@ -19,10 +19,10 @@ from temporal_ray.core.pairs import (
 )
 
 
-def rows(prompt_id: str, role: str, scores: list[float | None]) -> list[dict]:
+def rows(prompt_id: str, role: str, scores: list[float | None], system: str = "") -> list[dict]:
     """One prompt's candidates from one model; sample i has scores[i] (None: unscored)."""
     return [
-        {"prompt_id": prompt_id, "prompt": f"prompt {prompt_id}", "role": role,
+        {"prompt_id": prompt_id, "prompt": f"prompt {prompt_id}", "system": system, "role": role,
          "sample_index": i, "response": f"{role}-{prompt_id}-{i}", "score": score}
         for i, score in enumerate(scores)
     ]
@@ -43,7 +43,7 @@ def by_prompt(pair_set) -> dict[str, dict]:
 def test_best_vs_worst_picks_highest_and_lowest():
     result = best_vs_worst(rows("a", "present", [3, 5, 1, 4]))
     assert result.pairs == [{
-        "prompt_id": "a", "prompt": "prompt a",
+        "prompt_id": "a", "prompt": "prompt a", "system": "",
         "chosen": "present-a-1", "rejected": "present-a-2",
         "chosen_score": 5.0, "rejected_score": 1.0,
         "chosen_role": "present", "rejected_role": "present",
@@ -404,11 +404,12 @@ def test_phase_two_from_stored_selections_equals_phase_two_from_phase_one(tmp_pa
     from temporal_ray.core.pairs import phase_one_from, selection_rows
     from temporal_ray.storage.files import read_rows, write_rows
 
-    present = (rows("a", "present", [4, 2]) + rows("b", "present", [3, 3])
+    present = (rows("a", "present", [4, 2], "Be brief.") + rows("b", "present", [3, 3])
                + rows("c", "present", [None]) + rows("d", "present", [2.5, 1]))
-    past = (rows("a", "past", [1, 3]) + rows("b", "past", [3, 3])
+    past = (rows("a", "past", [1, 3], "Be brief.") + rows("b", "past", [3, 3])
             + rows("c", "past", [1, 2]) + rows("d", "past", [2.5]))
-    future = rows("a", "future", [5, 1]) + rows("b", "future", [4]) + rows("d", "future", [2])
+    future = (rows("a", "future", [5, 1], "Be brief.") + rows("b", "future", [4])
+              + rows("d", "future", [2]))
     first = anchored_rejection(present, past)
     write_rows(selection_rows(first), str(tmp_path / "selections.parquet"))
     stored = phase_one_from(read_rows(str(tmp_path / "selections.parquet")),
@@ -416,4 +417,5 @@ def test_phase_two_from_stored_selections_equals_phase_two_from_phase_one(tmp_pa
     assert sorted(stored.selections) == sorted(first.selections) == ["a", "b", "d"]
     in_memory, from_disk = future_guided(first, future), future_guided(stored, future)
     assert from_disk.pairs == in_memory.pairs and len(in_memory.pairs) == 3
+    assert [p["system"] for p in from_disk.pairs] == ["Be brief.", "", ""]  # kept with its prompt
     assert nonzero(from_disk.dropped) == nonzero(in_memory.dropped) == {NO_SCORED_PRESENT: 1}

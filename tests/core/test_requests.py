@@ -28,5 +28,17 @@ def test_to_candidate_keeps_identity_and_renames_engine_columns():
     row = {**candidate_requests(PROMPT, "present", 1, 1.0, 1.0, 8, 0)[0],
            "generated_text": "Five.", "num_input_tokens": 12, "num_generated_tokens": 3}
     assert to_candidate(row) == {
-        "prompt_id": "p1", "prompt": PROMPT["prompt"], "role": "present", "sample_index": 0,
-        "response": "Five.", "prompt_tokens": 12, "response_tokens": 3}
+        "prompt_id": "p1", "prompt": PROMPT["prompt"], "system": "", "role": "present",
+        "sample_index": 0, "response": "Five.", "prompt_tokens": 12, "response_tokens": 3}
+
+
+def test_a_system_prompt_opens_every_request_and_stays_with_the_candidate():
+    prompt = {**PROMPT, "system": "Answer in one word."}
+    (request,) = candidate_requests(prompt, "past", 1, 0.7, 0.9, 8, 0)
+    assert request["messages"] == [{"role": "system", "content": "Answer in one word."},
+                                   {"role": "user", "content": PROMPT["prompt"]}]
+    # The seed depends on the prompt's id, not its system prompt: old runs sample the same.
+    assert request["sampling_params"]["seed"] == derive_seed(0, "past", "p1", 0)
+    done = {**request, "generated_text": "Five.", "num_input_tokens": 20,
+            "num_generated_tokens": 1}
+    assert to_candidate(done)["system"] == "Answer in one word."

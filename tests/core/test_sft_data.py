@@ -1,56 +1,17 @@
-"""SFT data: bad files are refused by file, line and field; the loss covers response tokens."""
+"""SFT examples to model inputs: the loss covers response tokens (reading them: tests/inputs/)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 
 from temporal_ray.core.dpo_loss import IGNORE_INDEX
-from temporal_ray.core.prompts import PromptFileError
 from temporal_ray.core.sft_data import (
     SFTExample,
     collate_examples,
-    load_sft_rows,
     response_loss,
     tokenize_example,
 )
-
-
-def write(path, lines):
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(path)
-
-
-def test_rows_from_several_files_in_order(tmp_path):
-    ift = write(tmp_path / "ift.jsonl", [json.dumps({"prompt": "a", "response": "b"})])
-    eft = write(tmp_path / "eft.jsonl", [json.dumps({"prompt": "judge", "response": "Score: 4"}),
-                                         "", json.dumps({"prompt": "c", "response": "d"})])
-    rows = load_sft_rows([ift, eft])
-    assert [(r["source"], r["prompt"]) for r in rows] == [(ift, "a"), (eft, "judge"), (eft, "c")]
-
-
-@pytest.mark.parametrize(("line", "message"), [
-    ('{"prompt": "a"}', r"x.jsonl:2: missing field 'response'"),
-    ('{"prompt": " ", "response": "b"}', r"x.jsonl:2: field 'prompt' must be a non-empty"),
-    ('{"prompt": "a", "response": 3}', r"x.jsonl:2: field 'response' must be a non-empty"),
-    ('["a", "b"]', r"x.jsonl:2: expected a JSON object"),
-    ('{"prompt": ', r"x.jsonl:2: not valid JSON"),
-])
-def test_bad_lines_are_named(tmp_path, line, message):
-    path = write(tmp_path / "x.jsonl", [json.dumps({"prompt": "ok", "response": "ok"}), line])
-    with pytest.raises(PromptFileError, match=message):
-        load_sft_rows([path])
-
-
-def test_missing_empty_and_unset_files(tmp_path):
-    with pytest.raises(PromptFileError, match=r"does not exist \(set sft.data\)"):
-        load_sft_rows([str(tmp_path / "nope.jsonl")])
-    with pytest.raises(PromptFileError, match="holds no examples"):
-        load_sft_rows([write(tmp_path / "empty.jsonl", [""])])
-    with pytest.raises(PromptFileError, match="set sft.data"):
-        load_sft_rows([])
 
 
 def test_prompt_tokens_are_masked(tiny_model):

@@ -50,7 +50,8 @@ def test_overlong_prompts_are_dropped_and_counted(tiny_model):
 
 
 def test_truncation_keeps_the_tail_of_a_prompt_and_fits(tiny_model):
-    from temporal_ray.engines.preflight import ContextBudget, user_chat
+    from temporal_ray.core.rows import chat_messages as user_chat
+    from temporal_ray.engines.preflight import ContextBudget
 
     words = " ".join(f"w{i}" for i in range(900))
     rows = [{"prompt_id": "a", "prompt": "Short question?"},

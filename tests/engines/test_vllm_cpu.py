@@ -15,7 +15,9 @@ from temporal_ray.storage.files import read_rows, write_rows
 pytest.importorskip("vllm", reason="vLLM is not installed (make install adds its CPU build)")
 pytestmark = pytest.mark.slow
 
-PROMPTS = [{"prompt_id": f"p{i}", "prompt": f"Name {i} fruits."} for i in range(8)]
+# Every other prompt opens with a system prompt: it reaches vLLM's chat template.
+PROMPTS = [{"prompt_id": f"p{i}", "prompt": f"Name {i} fruits.",
+            "system": "Answer in one line." if i % 2 else ""} for i in range(8)]
 ENGINE = EngineConfig(kind="vllm", actors=1, batch_size=8)
 
 
@@ -29,6 +31,8 @@ def generate(tmp_path, model: str, name: str, generation: GenerationConfig
     assert len(keys) == len(set(keys)), "a request was answered twice"
     assert all(r["role"] == "present" and r["response_tokens"] > 0 and r["prompt_tokens"] > 0
                for r in rows)
+    systems = {p["prompt_id"]: p["system"] for p in PROMPTS}
+    assert all(r["system"] == systems[r["prompt_id"]] for r in rows)
     return {(r["prompt_id"], r["sample_index"]): r["response"] for r in rows}
 
 
@@ -62,7 +66,8 @@ def test_the_judge_stage_runs_on_vllm(prompts, tiny_model, tmp_path):
     from temporal_ray.miniature.recipe import TOY_JUDGE_TEMPLATE
     from temporal_ray.stages.judge import judge_candidates
 
-    candidates = [{"prompt_id": p["prompt_id"], "prompt": p["prompt"], "role": "present",
+    candidates = [{"prompt_id": p["prompt_id"], "prompt": p["prompt"], "system": p["system"],
+                   "role": "present",
                    "sample_index": 0, "response": "Apples and pears.", "prompt_tokens": 5,
                    "response_tokens": 4} for p in PROMPTS]
     write_rows(candidates, str(tmp_path / "candidates" / "c.parquet"))

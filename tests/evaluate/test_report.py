@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from temporal_ray.evaluate.report import lm_eval_columns, markdown, plot, table
+from temporal_ray.evaluate.report import error_bars, lm_eval_columns, markdown, plot, table
 
 
 def results() -> dict:
-    def winrate(rate, lc, w, t, loss, unparsed, model_len):
+    def winrate(rate, lc, w, t, loss, unparsed, model_len, ci=None):
         return {"win_rate": rate, "length_controlled_win_rate": lc, "wins": w, "ties": t,
                 "losses": loss, "unparsed": unparsed, "mean_model_length": model_len,
-                "mean_reference_length": 10.0}
+                "mean_reference_length": 10.0, **(ci or {})}
 
     def row(name, method, k, rate=None, humaneval=None, lm=None):
         return {"name": name, "method": method, "iteration": k,
@@ -21,7 +21,10 @@ def results() -> dict:
             "checkpoints": [
                 row("m0", "", 0, humaneval={"pass_at_1": 0.25}),
                 row("self_rewarding/m1", "self_rewarding", 1,
-                    winrate(0.625, 0.55, 4, 2, 2, 0, 12.5), {"pass_at_1": 0.5},
+                    winrate(0.625, 0.55, 4, 2, 2, 0, 12.5, {
+                        "win_rate_ci": {"low": 0.5, "high": 0.75},
+                        "length_controlled_win_rate_ci": {"low": 0.41, "high": 0.7}}),
+                    {"pass_at_1": 0.5, "pass_at_10": 0.9},
                     {"gsm8k": {"exact_match,strict-match": 0.3, "exact_match_stderr": 0.1}}),
                 row("temporal/m1", "temporal", 1, winrate(0.75, None, 5, 2, 1, 1, 9.0),
                     {"pass_at_1": 0.5}),
@@ -31,12 +34,27 @@ def results() -> dict:
 def test_table_rows_by_hand():
     lines = table(results()).splitlines()
     assert lines[0].startswith("| model | DPO runs | win rate | LC win rate | W / T / L |")
-    assert lines[0].endswith("| HumanEval pass@1 | gsm8k exact_match |")
-    assert lines[2] == "| M0 | 0 | reference |  |  |  | 10.0 | 0.250 | - |"
-    assert lines[3] == ("| Self-Rewarding M1 | 1 | 0.625 | 0.550 | 4 / 2 / 2 | 0 | "
-                        "11.0 / 10.0 | 0.500 | 0.300 |")
+    assert lines[0].endswith("| HumanEval pass@1 | HumanEval pass@10 | gsm8k exact_match |")
+    assert lines[2] == "| M0 | 0 | reference |  |  |  | 10.0 | 0.250 | - | - |"
+    # Intervals in brackets where the evaluation has them; an older one's rate stands alone.
+    assert lines[3] == ("| Self-Rewarding M1 | 1 | 0.625 [0.500, 0.750] | "
+                        "0.550 [0.410, 0.700] | 4 / 2 / 2 | 0 | 11.0 / 10.0 | 0.500 | 0.900 | "
+                        "0.300 |")
     assert lines[4] == ("| Temporal M1 | 2 | 0.750 | - | 5 / 2 / 1 | 1 | 11.0 / 10.0 | "
-                        "0.500 | - |")
+                        "0.500 | - | - |")
+
+
+def test_error_bars_span_the_intervals():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    error_bars(ax, results()["checkpoints"], "win_rate", "red")
+    (bars,) = ax.collections  # only the row with an interval gets a bar
+    assert [seg.tolist() for seg in bars.get_segments()] == [[[1.0, 0.5], [1.0, 0.75]]]
+    plt.close(fig)
 
 
 def test_lm_eval_columns_pick_one_metric_per_task():

@@ -3,7 +3,9 @@
 through jobs/run.py, with the repository as the working dir and cluster/runtime_env.yaml as the
 runtime env (less its pip list: this machine installs nothing). The job succeeds and the run
 directory holds every stage and the trained model. A second job evaluates that run through
-jobs/eval.py and writes its table and plot. The cluster is stopped after.
+jobs/eval.py and writes its table and plot. The training prompts come as a Hugging Face
+dataset saved to disk, the held-out prompts as a JSON list in AlpacaEval's eval-set format.
+The cluster is stopped after.
 
 The cluster gets its own ports, temp dir and auth token, so it neither joins nor disturbs the
 single-node cluster the other tests share.
@@ -26,6 +28,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from temporal_ray.storage.files import read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -84,14 +88,33 @@ def head_node():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def write_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """The bundled prompts as a saved dataset with an `instruction` field, and the first four
+    as AlpacaEval's eval set lays out its rows (instruction, output, generator, dataset)."""
+    import datasets
+
+    rows = [json.loads(line) for line in
+            (ROOT / "temporal_ray" / "assets" / "tiny_prompts.jsonl").read_text().splitlines()]
+    saved = tmp_path / "prompts_dataset"
+    datasets.Dataset.from_list([{"id": r["prompt_id"], "instruction": r["prompt"]}
+                                for r in rows]).save_to_disk(str(saved))
+    heldout = tmp_path / "alpaca_eval.json"
+    heldout.write_text(json.dumps([{"instruction": r["prompt"], "output": "reference answer",
+                                    "generator": "reference", "dataset": "tiny"}
+                                   for r in rows[:4]]))
+    return saved, heldout
+
+
 def test_ray_job_submit_runs_the_tiny_experiment(head_node, tiny_model, tmp_path):
     address, env = head_node
+    saved, heldout = write_inputs(tmp_path)
     runtime_env = yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())
     runtime_env.pop("pip")  # our dependencies are installed here already
     run_dir = tmp_path / "run"
     overrides = [
         f"model.path={tiny_model}", f"storage.run_dir={run_dir}", "method.iterations=1",
         "method.name=self_rewarding",  # one generation and one DPO stage: the cheaper loop
+        f"data.prompts={{path: {saved}, prompt_field: instruction, id_field: id}}",
         "data.prompts_per_iteration=4", "generation.samples=2", "generation.max_new_tokens=8",
         "dpo.batch_size=4", "dpo.micro_batch_size=2", "dpo.epochs=1", "engine.actors=1"]
     submit = subprocess.run(
@@ -103,6 +126,8 @@ def test_ray_job_submit_runs_the_tiny_experiment(head_node, tiny_model, tmp_path
     assert "succeeded" in submit.stdout
 
     stages = {p.parent.name for p in (run_dir / "iter_0").glob("*/manifest.json")}
+    prompts = read_rows(str(run_dir / "iter_0" / "prompts" / "data"))
+    assert [r["prompt_id"] for r in prompts] == ["p00", "p01", "p02", "p03"]
     assert {"prompts", "candidates_present", "model"} <= stages
     assert (run_dir / "iter_0" / "model" / "model.safetensors").exists()
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -114,7 +139,7 @@ def test_ray_job_submit_runs_the_tiny_experiment(head_node, tiny_model, tmp_path
         [str(RAY), "job", "submit", "--address", address, "--working-dir", str(ROOT),
          "--runtime-env-json", json.dumps(runtime_env), "--",
          sys.executable, "jobs/eval.py", "--config", "configs/tiny.yaml", *overrides,
-         "eval.prompts=temporal_ray/assets/tiny_prompts.jsonl", "eval.max_prompts=4",
+         f"eval.prompts={heldout}", "eval.prompt_field=instruction", "eval.max_prompts=4",
          "eval.max_new_tokens=8", "eval.judge.max_new_tokens=8"],
         env=env, capture_output=True, text=True, timeout=600)
     assert evaluate.returncode == 0, evaluate.stdout[-4000:] + evaluate.stderr[-2000:]

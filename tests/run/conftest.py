@@ -1,4 +1,5 @@
-"""The short tiny run that the tests driving real `temporal-ray run` processes share."""
+"""The short tiny run that the tests driving real `temporal-ray run` processes share: its
+prompts come as a Parquet file of chat messages, half of them with a system prompt."""
 
 from __future__ import annotations
 
@@ -11,6 +12,25 @@ import yaml
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 PROMPTS, SAMPLES = 4, 2
+SYSTEM = "Answer in one short sentence."
+
+
+def write_chat_prompts(path: Path, jsonl: Path) -> Path:
+    """The JSONL prompt file's rows as a Parquet file of chat `messages`: every other prompt
+    opens with SYSTEM."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for index, line in enumerate(jsonl.read_text().splitlines()):
+        row = json.loads(line)
+        system = [{"role": "system", "content": SYSTEM}] if index % 2 == 0 else []
+        rows.append({"prompt_id": row["prompt_id"],
+                     "messages": [*system, {"role": "user", "content": row["prompt"]}]})
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
 
 
 def write_short_run_config(tmp_path: Path, model: str, run_dir: Path,
@@ -20,7 +40,8 @@ def write_short_run_config(tmp_path: Path, model: str, run_dir: Path,
     fields of its DPO section. Returns the config file's path."""
     cfg = yaml.safe_load(CONFIG.read_text())
     cfg["model"]["path"] = model
-    cfg["data"]["prompts"] = str(CONFIG.parents[1] / cfg["data"]["prompts"])
+    cfg["data"]["prompts"] = str(write_chat_prompts(tmp_path / "prompts.parquet",
+                                                    CONFIG.parents[1] / cfg["data"]["prompts"]))
     cfg["data"]["prompts_per_iteration"] = PROMPTS
     cfg["method"].update(name="self_rewarding", iterations=1)
     cfg["generation"].update(samples=SAMPLES, max_new_tokens=8)

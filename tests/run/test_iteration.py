@@ -74,8 +74,9 @@ def test_a_fixed_judge_model_replaces_the_present_model(tiny_model, ray_cluster,
     from temporal_ray.storage.files import read_rows
     from temporal_ray.storage.run_dir import RunDir
 
-    candidates = [{"prompt_id": f"p{i}", "prompt": "Name a fruit.", "role": "present",
-                   "sample_index": 0, "response": "A banana.", "prompt_tokens": 5,
+    candidates = [{"prompt_id": f"p{i}", "prompt": "Name a fruit.", "system": "",
+                   "role": "present", "sample_index": 0, "response": "A banana.",
+                   "prompt_tokens": 5,
                    "response_tokens": 3} for i in range(3)]
     write_rows(candidates, str(tmp_path / "candidates" / "c.parquet"))
     cfg = load_config(None, [f"model.path={tiny_model}", "data.prompts=p.jsonl",

@@ -25,6 +25,7 @@ from temporal_ray.storage.files import read_rows
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 PROMPTS, SAMPLES = 4, 2  # conftest.py's short run
+SYSTEM = "Answer in one short sentence."  # its chat prompts' system prompt, on every other
 
 
 def run_command(config: Path) -> list[str]:
@@ -76,8 +77,14 @@ def test_killed_driver_resumes_from_the_last_finished_stage(tiny_model, tmp_path
         assert manifest["finished_at"] == finished_at, stage
     assert "done before" in second.stdout
 
-    prompt_ids = {r["prompt_id"] for r in read_rows(str(run_dir / "prompts" / "data"))}
+    prompts = read_rows(str(run_dir / "prompts" / "data"))
+    prompt_ids = {r["prompt_id"] for r in prompts}
     assert len(prompt_ids) == PROMPTS
+    # The chat prompts' system prompts stay with their prompts to the DPO pairs.
+    systems = {r["prompt_id"]: r["system"] for r in prompts}
+    assert sorted(systems.values()) == ["", "", SYSTEM, SYSTEM]
+    assert all(systems[p["prompt_id"]] == p["system"]
+               for p in read_rows(str(run_dir / "pairs" / "data")))
     lost = 0
     for role in ("present",):
         rows = read_rows(str(run_dir / f"candidates_{role}" / "data"))

@@ -2,6 +2,7 @@
 is started."""
 
 import logging
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from temporal_ray.run.session import (
     ConfigChangedError,
     absolute_paths,
     check_config,
+    eval_paths,
     start_ray,
 )
 from temporal_ray.storage.run_dir import RunDir
@@ -152,3 +154,19 @@ def test_verbose_leaves_ray_as_it_prints_by_default_and_quiet_quiets_ray_data(
             if handler.name == "console":
                 handler.setLevel(logging.INFO)
         terminal.configure()
+
+
+def test_hub_ids_become_snapshots_before_any_ray_work(hub_cache, tmp_path, monkeypatch):
+    """model.path, a fixed judge and the eval reference by Hub id: the driver's config names
+    the cached snapshot (and so its commit); an http judge's model id is the endpoint's."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub = ["model.path=tiny-org/tiny-model", f"storage.hub_cache={hub_cache}"]
+    cfg = absolute_paths(config(tmp_path, *hub, "judge.model=tiny-org/tiny-model@main"))
+    snapshots = Path(hub_cache) / "models--tiny-org--tiny-model" / "snapshots"
+    (commit,) = [p.name for p in snapshots.iterdir()]
+    assert cfg.model.path == cfg.judge.model == str(snapshots / commit)
+    served = absolute_paths(config(tmp_path, *hub, "judge.model=org/judge",
+                                   "judge.engine.kind=http", "judge.engine.url=http://j/v1"))
+    assert served.judge.model == "org/judge"
+    ev = eval_paths(config(tmp_path, *hub, "eval.reference=tiny-org/tiny-model"))
+    assert ev.eval.reference == str(snapshots / commit)

@@ -1,7 +1,8 @@
 """`temporal-ray sft` end to end: 2 real Ray Train workers, DeepSpeed ZeRO-3 over gloo, the
-tiny model learns its SFT data; every step is tracked in MLflow (read back with its client);
-the rerun reuses the finished stages and logs no point twice; bad data stops it before any
-training starts."""
+tiny model learns its SFT data (IFT as a Parquet file of chat messages with a system prompt,
+EFT as a Hugging Face dataset saved to disk); every step is tracked in MLflow (read back with
+its client); the rerun reuses the finished stages and logs no point twice; bad data stops it
+before any training starts."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import json
 import logging
 
 import pytest
+import yaml
 
 from temporal_ray.cli import main
 from temporal_ray.config import load_config
 from temporal_ray.run.sft import run_sft
+from temporal_ray.storage.files import read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -26,14 +29,36 @@ def write_jsonl(path, rows):
     return str(path)
 
 
-def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys, caplog):
+def write_chat_parquet(path, rows, system):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"messages": [
+        {"role": "system", "content": system}, {"role": "user", "content": r["prompt"]},
+        {"role": "assistant", "content": r["response"]}]} for r in rows]), path)
+    return str(path)
+
+
+def write_saved_dataset(path, rows):
+    import datasets
+
+    datasets.Dataset.from_list(rows).save_to_disk(str(path))
+    return str(path)
+
+
+def test_sft_makes_m0_and_resumes(hub_cache, ray_cluster, tmp_path, capsys, caplog,
+                                  monkeypatch):
+    """The base model is named by its Hub id, read offline from a Hub cache (conftest's
+    hub_cache): the driver resolves it, the workers train from the snapshot."""
     from transformers import AutoModelForCausalLM
 
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     overrides = [
         f"model.path={tmp_path / 'sft' / 'model'}", "data.prompts=unused.jsonl",
-        f"sft.base_model={tiny_model}", f"sft.output={tmp_path / 'sft'}",
-        f"sft.data=[{write_jsonl(tmp_path / 'ift.jsonl', IFT)}, "
-        f"{write_jsonl(tmp_path / 'eft.jsonl', EFT)}]",
+        "sft.base_model=tiny-org/tiny-model", f"storage.hub_cache={hub_cache}",
+        f"sft.output={tmp_path / 'sft'}",
+        f"sft.data=[{write_chat_parquet(tmp_path / 'ift.parquet', IFT, 'Be exact.')}, "
+        f"{write_saved_dataset(tmp_path / 'eft', EFT)}]",
         "sft.lr=5e-3", "sft.min_lr=5e-4", "sft.warmup_ratio=0", "sft.epochs=3",
         "sft.batch_size=8", "sft.micro_batch_size=2", "sft.max_length=64",
         "sft.checkpoint_every=0"]
@@ -47,9 +72,14 @@ def test_sft_makes_m0_and_resumes(tiny_model, ray_cluster, tmp_path, capsys, cap
     assert metrics["sft_backward_tokens"] == 3 * metrics["response_tokens"]
     assert 0 < metrics["sft_backward_tokens"] < metrics["sft_forward_tokens"]
     manifest = json.loads((tmp_path / "sft" / "data" / "manifest.json").read_text())
-    assert manifest["per_file"] == {str(tmp_path / "ift.jsonl"): 12,
-                                    str(tmp_path / "eft.jsonl"): 4}
+    assert manifest["per_file"] == {str(tmp_path / "ift.parquet"): 12,
+                                    str(tmp_path / "eft"): 4}
+    examples = read_rows(str(tmp_path / "sft" / "data" / "rows.parquet"))
+    assert [r["system"] for r in examples] == ["Be exact."] * 12 + [""] * 4
     AutoModelForCausalLM.from_pretrained(model)  # a plain HF checkpoint
+    # The saved config names the snapshot the run trained from, and so the Hub commit.
+    saved = yaml.safe_load((tmp_path / "sft" / "config.yaml").read_text())["sft"]
+    assert saved["base_model"].startswith(f"{hub_cache}/models--tiny-org--tiny-model/snapshots/")
 
     assert_sft_steps_tracked(tmp_path / "sft", metrics["history"])
 

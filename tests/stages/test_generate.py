@@ -8,8 +8,8 @@ import os
 import pytest
 
 from temporal_ray.config import EngineConfig, GenerationConfig
-from temporal_ray.core.prompts import load_prompts
 from temporal_ray.engines.pool import EnginePool
+from temporal_ray.inputs.load import load_prompts
 from temporal_ray.stages.generate import generate_candidates
 from temporal_ray.storage.files import read_rows, write_rows
 

@@ -14,8 +14,9 @@ from temporal_ray.stages.judge import (
     score_with_rule,
 )
 
-CANDIDATE = {"prompt_id": "p1", "prompt": "Name a fruit.", "role": "past", "sample_index": 2,
-             "response": "A banana {is} yellow.", "prompt_tokens": 9, "response_tokens": 6}
+CANDIDATE = {"prompt_id": "p1", "prompt": "Name a fruit.", "system": "", "role": "past",
+             "sample_index": 2, "response": "A banana {is} yellow.", "prompt_tokens": 9,
+             "response_tokens": 6}
 PATTERN = JudgeConfig().score_pattern
 
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_llm_judge_scores_every_candidate_once(tiny_model, ray_cluster, tmp_path):
-    candidates = [{"prompt_id": f"p{i}", "prompt": "Name a fruit.", "role": role,
+    candidates = [{"prompt_id": f"p{i}", "prompt": "Name a fruit.", "system": "", "role": role,
                    "sample_index": s, "response": f"A banana, answer {i}.", "prompt_tokens": 5,
                    "response_tokens": 4}
                   for i in range(3) for role in ("present", "past") for s in range(2)]
@@ -58,7 +58,7 @@ def test_truncate_shows_the_judge_the_head_of_a_long_response(tiny_model, ray_cl
                                                               tmp_path):
     """judge.overlong=truncate: the too-long candidate is judged on its response cut to fit
     (flagged); its own response in the stage stays whole; a short one is untouched."""
-    long = {"prompt_id": "p_long", "prompt": "Name a fruit.", "role": "present",
+    long = {"prompt_id": "p_long", "prompt": "Name a fruit.", "system": "", "role": "present",
             "sample_index": 0, "response": "banana " * 600, "prompt_tokens": 5,
             "response_tokens": 600}
     short = {**long, "prompt_id": "p_short", "response": "A banana."}

@@ -149,6 +149,8 @@ def test_load_architecture_hub_name_resolves_to_bundled() -> None:
     arch = load_architecture("meta-llama/Llama-3.1-70B-Instruct")
     assert arch.name == "llama-3.1-70b" and arch.num_layers == 80
     assert load_architecture("Qwen/Qwen2.5-7B-Instruct").attention_bias
+    # A Hub id with a revision, as model.path may name one: still no download to plan it.
+    assert load_architecture("meta-llama/Llama-3.1-8B@main").name == "llama-3.1-8b"
 
 
 def test_load_architecture_unknown_name() -> None:
