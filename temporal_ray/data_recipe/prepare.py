@@ -25,7 +25,7 @@ from temporal_ray import terminal
 from temporal_ray.data_recipe.errors import DataRecipeError
 from temporal_ray.data_recipe.oasst import first_turn_pairs
 from temporal_ray.data_recipe.publish import fingerprint, jsonl, publish, read_manifest
-from temporal_ray.data_recipe.reader import read_records
+from temporal_ray.data_recipe.sources import read_input
 from temporal_ray.data_recipe.split import RecipeOptions, RecipeRows, split_rows
 from temporal_ray.data_recipe.ultrafeedback import Item, read_item
 
@@ -35,10 +35,11 @@ RECIPE_VERSION = 1
 """Raise when a change makes the same inputs and options give other rows."""
 
 
-def _rows(paths: list[str], label: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _rows(paths: list[str], label: str, option: str
+          ) -> Iterator[tuple[str, dict[str, Any]]]:
     with terminal.Progress(f"reading {label}", unit="rows") as progress:
         for path in paths:
-            for n, record in enumerate(read_records(path), start=1):
+            for n, record in enumerate(read_input(path, label, option), start=1):
                 yield record
                 if n % 1000 == 0:
                     progress.update(1000)
@@ -46,7 +47,7 @@ def _rows(paths: list[str], label: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _items(paths: list[str], dropped: Counter[str]) -> Iterable[Item]:
-    for where, row in _rows(paths, "UltraFeedback"):
+    for where, row in _rows(paths, "UltraFeedback", "--ultrafeedback"):
         yield read_item(where, row, dropped)
 
 
@@ -88,7 +89,8 @@ def prepare_data(oasst: list[str], ultrafeedback: list[str], out: str,
         raise DataRecipeError(f"{out} holds other data (other inputs, options or recipe "
                               "version): pass --force to replace it, or give another --out")
     dropped: Counter[str] = Counter()
-    pairs, oasst_dropped = first_turn_pairs(_rows(oasst, "Open Assistant"), options.languages)
+    pairs, oasst_dropped = first_turn_pairs(_rows(oasst, "Open Assistant", "--oasst"),
+                                            options.languages)
     dropped.update({f"oasst.{k}": v for k, v in oasst_dropped.items()})
     uf_dropped: Counter[str] = Counter()
     rows = split_rows(pairs, list(_items(ultrafeedback, uf_dropped)), options, template)

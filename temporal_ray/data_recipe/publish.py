@@ -25,6 +25,8 @@ def input_files(path: str | Path) -> list[Path]:
     path = Path(path)
     if path.is_file():
         return [path]
+    if not path.is_dir():  # a Hub dataset's name
+        return []
     return sorted(p for p in path.rglob("*") if p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
 

@@ -10,8 +10,8 @@ import pytest
 
 from temporal_ray import terminal
 from temporal_ray.cli import main
-from temporal_ray.core.prompts import iteration_chunk, load_prompts
-from temporal_ray.core.sft_data import load_sft_rows
+from temporal_ray.core.prompts import iteration_chunk
+from temporal_ray.inputs.load import load_prompts, load_sft_rows
 
 SIZES = ["--ift-size", "10", "--eft-size", "24", "--iterations", "2",
          "--prompts-per-iteration", "30", "--progress", "off"]
@@ -41,7 +41,7 @@ def test_the_output_is_what_sft_and_run_read_and_a_rerun_does_nothing(datasets, 
     assert len(sft) == 34 and sft[-1]["response"].split("\n")[-1].startswith("Score: ")
     prompts = load_prompts(out / "prompts.jsonl").rows
     for i in range(2):   # data.prompts_per_iteration=30 cuts the per-iteration files' chunks
-        chunk = [{"prompt_id": r["prompt_id"], "prompt": r["prompt"]}
+        chunk = [{"prompt_id": r["prompt_id"], "prompt": r["prompt"], "system": ""}
                  for r in read(out / f"prompts-iter{i}.jsonl")]
         assert iteration_chunk(prompts, i, 30) == chunk
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -77,6 +77,18 @@ def test_jsonl_and_parquet_inputs_give_the_same_rows(datasets, tmp_path, parquet
     for name in ("flan", "sharegpt"):
         parquet_file(uf / f"{name}.parquet", read(datasets["ultrafeedback"] / f"{name}.jsonl"))
     assert prepare(oasst, uf, tmp_path / "b") == 0
+    for name in ("ift.jsonl", "eft.jsonl", "prompts.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_a_save_to_disk_dataset_is_read_as_one_table(datasets, tmp_path):
+    import datasets as hf
+
+    assert prepare(datasets["oasst"], datasets["ultrafeedback"], tmp_path / "a") == 0
+    rows = [r for name in ("flan", "sharegpt")
+            for r in read(datasets["ultrafeedback"] / f"{name}.jsonl")]
+    hf.Dataset.from_list(rows).save_to_disk(str(tmp_path / "uf-saved"))
+    assert prepare(datasets["oasst"], tmp_path / "uf-saved", tmp_path / "b") == 0
     for name in ("ift.jsonl", "eft.jsonl", "prompts.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
