@@ -16,19 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from temporal_ray.data_recipe.errors import DataRecipeError
+from temporal_ray.data_recipe.sources import input_files
 
 MANIFEST = "manifest.json"
-
-
-def input_files(path: str | Path) -> list[Path]:
-    """Every file of an input (itself, or those under a directory but not hidden ones)."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():  # a Hub dataset's name
-        return []
-    return sorted(p for p in path.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
 
 
 def _sha256(path: Path) -> str:

@@ -19,15 +19,32 @@ from temporal_ray.inputs.tables import Record, read_records, table_format
 SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz")
 
 
+def _files(root: Path, suffixes: tuple[str, ...] = ("",)) -> list[Path]:
+    """The files under `root` whose names end in one of `suffixes`, hidden ones left out."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(suffixes)
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
 def tables(path: str) -> list[DataSource]:
     source = DataSource(path=path)
     root = Path(path)
     if root.is_dir() and table_format(source) == "hf":
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES)
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = _files(root, SUFFIXES)
         if files:
             return [DataSource(path=str(f)) for f in files]
     return [source]
+
+
+def input_files(path: str | Path) -> list[Path]:
+    """The local files the rows of `path` come from, to fingerprint: the data files read, or
+    every file of a save_to_disk directory; none for a Hub dataset's name."""
+    root = Path(path)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    read = [Path(t.path) for t in tables(str(root))]
+    return read if read != [root] else _files(root)
 
 
 def read_input(path: str, what: str, option: str) -> Iterator[Record]:

@@ -50,7 +50,10 @@ def test_the_output_is_what_sft_and_run_read_and_a_rerun_does_nothing(datasets, 
     assert manifest["options"]["eft_size"] == 24 and manifest["files"]["eft.jsonl"]["rows"] == 24
     files = [f["name"] for f in manifest["inputs"]["ultrafeedback"][0]["files"]]
     assert files == ["flan.jsonl", "sharegpt.jsonl"]   # the download cache is not an input
-    assert all(len(f["sha256"]) == 64 for f in manifest["inputs"]["oasst"][0]["files"])
+    oasst = manifest["inputs"]["oasst"][0]["files"]   # the files read: not the README
+    assert [f["name"] for f in oasst] == ["data/train-00000-of-00001.parquet",
+                                          "data/validation-00000-of-00001.parquet"]
+    assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in oasst)
 
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     terminal.configure("INFO")
