@@ -22,16 +22,17 @@ from temporal_ray.storage.files import resolve
 
 Record = tuple[str, dict[str, Any]]
 _PARQUET_BATCH = 1024
+_BLOCK = 1 << 20
 
 
 def read_records(source: DataSource, what: str, setting: str) -> Iterator[Record]:
     """Every row of `source`. `what` names the table in messages ("prompt file"), `setting`
     the config field that points at it ("data.prompts")."""
     kind = table_format(source)
-    if kind in ("jsonl", "json"):
-        raw = _read_bytes(source.path, what, setting)
-        return read_jsonl_bytes(raw, source.path) if kind == "jsonl" \
-            else _read_json_list(raw, source.path)
+    if kind == "jsonl":
+        return _read_jsonl(source.path, what, setting)
+    if kind == "json":
+        return _read_json_list(source.path, what, setting)
     if kind == "parquet":
         return _read_parquet(source.path, what, setting)
     return _read_hf(source, kind, what, setting)
@@ -56,45 +57,57 @@ def table_format(source: DataSource) -> str:
     return "hf"  # a Hub name, or a path that does not exist (load_dataset says which)
 
 
-def _read_bytes(path: str, what: str, setting: str) -> bytes:
+def _open(path: str, what: str, setting: str) -> Any:
+    """A stream of the file's bytes (a .gz file decompressed on the way)."""
     filesystem, where = resolve(path)
-    info = filesystem.get_file_info(where)
-    if info.type == pafs.FileType.NotFound:
+    if filesystem.get_file_info(where).type == pafs.FileType.NotFound:
         raise PromptFileError(f"{what} {path} does not exist (set {setting})")
-    with filesystem.open_input_stream(where) as stream:  # .gz is decompressed on the way
-        return stream.read()
+    return filesystem.open_input_stream(where)
 
 
-def _decode(raw: bytes, path: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise PromptFileError(f"{path}:{line}: not valid UTF-8 (byte {err.start})") from None
+def _lines(stream: Any) -> Iterator[bytes]:
+    """The stream's lines, read a block at a time: a file of any size in little memory."""
+    pending = b""
+    while block := stream.read(_BLOCK):
+        *complete, pending = (pending + block).split(b"\n")
+        yield from complete
+    if pending:
+        yield pending
 
 
-def read_jsonl_bytes(raw: bytes, path: str) -> Iterator[Record]:
+def _read_jsonl(path: str, what: str, setting: str) -> Iterator[Record]:
     """(`file:line`, object) for each non-blank line; anything but a JSON object is refused
     naming the file and line."""
-    # split("\n"), not splitlines(): JSON strings may hold U+2028 and friends unescaped.
-    for number, line in enumerate(_decode(raw, path).split("\n"), start=1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PromptFileError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise PromptFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        yield where, obj
+    # Lines split on b"\n" only: JSON strings may hold U+2028 and friends unescaped.
+    with _open(path, what, setting) as stream:
+        for number, raw in enumerate(_lines(stream), start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8").rstrip("\r")
+            except UnicodeDecodeError as err:
+                raise PromptFileError(f"{where}: not valid UTF-8 (byte {err.start} of the "
+                                      "line)") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise PromptFileError(f"{where}: not valid JSON ({err.msg})") from None
+            if not isinstance(obj, dict):
+                raise PromptFileError(f"{where}: expected a JSON object, got "
+                                      f"{type(obj).__name__}")
+            yield where, obj
 
 
-def _read_json_list(raw: bytes, path: str) -> Iterator[Record]:
+def _read_json_list(path: str, what: str, setting: str) -> Iterator[Record]:
     """A JSON file holding one list of objects (AlpacaEval's eval set is one)."""
+    with _open(path, what, setting) as stream:
+        raw = stream.read()
     try:
-        rows = json.loads(_decode(raw, path))
+        rows = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise PromptFileError(f"{path}:{line}: not valid UTF-8") from None
     except json.JSONDecodeError as err:
         raise PromptFileError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); a file of "
                               "one object per line should be named .jsonl") from None
