@@ -436,7 +436,8 @@ def test_gpu_recipes_follow_the_paper(path):
 def test_runtime_env_pip_is_pyproject():
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    wanted = project["dependencies"] + project["optional-dependencies"]["gpu"]
+    extras = project["optional-dependencies"]
+    wanted = project["dependencies"] + extras["gpu"] + extras["eval"]  # eval: HumanEval
     assert read_yaml(RUNTIME_ENV)["pip"] == wanted
 
 
