@@ -92,9 +92,9 @@ def checkpoint_requests(heldout: list[dict[str, Any]], check: list[dict[str, Any
                                        top_p=1.0, max_tokens=cfg.miniature.answer_tokens,
                                        seed=cfg.generation.seed)
     for row in check:
-        candidate = {"prompt_id": row["prompt_id"], "prompt": row["prompt"], "role": CHECK_ROLE,
-                     "sample_index": 0, "response": row["response"], "prompt_tokens": 0,
-                     "response_tokens": 0}
+        candidate = {"prompt_id": row["prompt_id"], "prompt": row["prompt"], "system": "",
+                     "role": CHECK_ROLE, "sample_index": 0, "response": row["response"],
+                     "prompt_tokens": 0, "response_tokens": 0}
         requests += judge_requests(candidate, template, judge.samples, judge.temperature,
                                    judge.top_p, judge.max_new_tokens, cfg.generation.seed)
     blank = {"response": "", "prompt_tokens": 0, "response_tokens": 0, "judge_index": 0,
