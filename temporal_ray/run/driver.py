@@ -20,6 +20,7 @@ from temporal_ray.core.prompts import PromptFileError, iteration_chunk
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.preflight import check_model, drop_overlong
 from temporal_ray.inputs.load import load_prompts
+from temporal_ray.run.cluster_nodes import NodeTimeline
 from temporal_ray.run.compute import method_compute
 from temporal_ray.run.iteration import IterationStages, StopAfterStage
 from temporal_ray.run.methods import METHODS
@@ -65,8 +66,10 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
                    else Tracker.open(cfg, run, method, {"method": method}, method=method))
         tracker.log_config(cfg)  # nested: this method's own (name, iterations, run_dir)
         start_ray(cfg)
+        nodes = NodeTimeline(tracker)
+        nodes.sample("start")
         with KeptPools() as pools:
-            summary = iterate_method(cfg, run, pools, rows, dropped, until, tracker)
+            summary = iterate_method(cfg, run, pools, rows, dropped, until, tracker, nodes)
         if len(summary) == cfg.method.iterations:
             tracker.log_artifact(run.path("summary.json"))
             tracker.finish()
@@ -75,16 +78,18 @@ def run_experiment(cfg: Config, force: bool = False, until: str | None = None,
 
 def iterate_method(cfg: Config, run: RunDir, pools: KeptPools,
                    prompts_rows: list[dict[str, str]], prompts_dropped: dict[str, int],
-                   until: str | None = None,
-                   tracker: Tracker | None = None) -> list[dict[str, Any]]:
-    """M_{i+1} = iteration(M_i) for each prompt chunk; one summary record per iteration."""
+                   until: str | None = None, tracker: Tracker | None = None,
+                   nodes: NodeTimeline | None = None) -> list[dict[str, Any]]:
+    """M_{i+1} = iteration(M_i) for each prompt chunk; one summary record per iteration.
+    The summary also holds `nodes`: alive nodes by type at the start and as each stage ended."""
     tracker = tracker or Tracker.off()
+    nodes = nodes or NodeTimeline(tracker)
     iterate = METHODS[cfg.method.name.value].iteration
     past = present = cfg.model.path
     summary = []
     for i in range(cfg.method.iterations):
         started = time.time()
-        stages = IterationStages(cfg, run, i, pools, until, tracker)
+        stages = IterationStages(cfg, run, i, pools, until, tracker, nodes)
         echo(iteration_header(i, cfg.method.name.value))  # each stage's line follows as it ends
         try:
             prompts = stages.prompts(iteration_chunk(prompts_rows, i,
@@ -99,7 +104,8 @@ def iterate_method(cfg: Config, run: RunDir, pools: KeptPools,
         run.write_text("summary.json", json.dumps(
             {"method": cfg.method.name.value, "prompts_dropped": prompts_dropped,
              "engines": pools.counts(), "iterations": summary,
-             "compute": method_compute(run, i + 1)}, indent=2, default=str))
+             "compute": method_compute(run, i + 1), "nodes": nodes.samples},
+            indent=2, default=str))
     if until:
         logger.warning("--until %s: this run has no such stage; it ran to the end", until)
     if any(prompts_dropped.values()):

@@ -29,6 +29,7 @@ from temporal_ray.core.roles import Role
 from temporal_ray.core.rows import PAIRING_COLUMNS
 from temporal_ray.engines.kept_pool import KeptPools
 from temporal_ray.engines.pool import EnginePool
+from temporal_ray.run.cluster_nodes import NodeTimeline
 from temporal_ray.run.report import format_stage
 from temporal_ray.stages.dpo import train_dpo
 from temporal_ray.stages.generate import (
@@ -78,7 +79,8 @@ class IterationStages:
     """The stages of iteration `iteration` of a run: what a method's iteration calls."""
 
     def __init__(self, cfg: Config, run: RunDir, iteration: int, pools: KeptPools,
-                 until: str | None = None, tracker: Tracker | None = None):
+                 until: str | None = None, tracker: Tracker | None = None,
+                 nodes: NodeTimeline | None = None):
         self.cfg = cfg
         self.run = run
         self.iteration = iteration
@@ -88,6 +90,9 @@ class IterationStages:
         self.tracker = tracker or Tracker.off()
         """Every stage, finished now or before, is logged as it is passed (once: a stage
         logged before is not logged again)."""
+        self.nodes = nodes or NodeTimeline()
+        """The run's node counts, sampled as each stage ends (an autoscaled cluster's nodes
+        come and go with the stages)."""
         self.records: list[dict[str, Any]] = []
 
     def _stage(self, name: str, produce: Callable[[str], dict[str, Any]],
@@ -99,6 +104,7 @@ class IterationStages:
         self.records.append({**result.manifest, "reused": result.reused})
         echo(format_stage(self.records[-1]))
         self.tracker.log_stage(stage, result.manifest, result.path)
+        self.nodes.sample(stage)
         if stage == self.until:
             raise StopAfterStage(stage)
         return result.path
