@@ -168,6 +168,21 @@ CHAOS_ROWS: list[dict] = []
 
 
 @pytest.fixture(scope="session")
+def free_ports() -> Callable[[int], list[int]]:
+    """A function giving `count` distinct local ports nothing listens on now (for the ports of
+    a Ray head a test starts on its own)."""
+    def ports(count: int) -> list[int]:
+        sockets = [socket.socket() for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        found = [s.getsockname()[1] for s in sockets]
+        for s in sockets:
+            s.close()
+        return found
+    return ports
+
+
+@pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
     """A function giving a local port nothing listens on now (for a server a test starts)."""
     def port() -> int:

@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,18 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture
-def head_node():
+def head_node(free_ports):
     """`ray start --head --block` as a child process; yields (dashboard address, env)."""
     gcs, dashboard, client, node_manager, object_manager, agent_listen, agent_grpc, \
         metrics, runtime_env_agent = free_ports(9)

@@ -148,16 +148,6 @@ def miniature_config(manifest: dict[str, Any], gcs_address: str) -> dict[str, An
                                "head_start_ray_commands", "worker_start_ray_commands")}}
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @dataclass
 class AutoscalingCluster:
     gcs_address: str
@@ -178,7 +168,7 @@ class AutoscalingCluster:
 
 
 @pytest.fixture
-def autoscaling_cluster() -> Iterator[AutoscalingCluster]:
+def autoscaling_cluster(free_ports) -> Iterator[AutoscalingCluster]:
     """A local autoscaling cluster (see "An autoscaling cluster" above), stopped after."""
     import ray._private.services
 
