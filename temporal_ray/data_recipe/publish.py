@@ -8,34 +8,28 @@ whether `out` already holds what the same inputs and options would make.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
+from pyarrow import fs as pafs
+
 from temporal_ray.data_recipe.errors import DataRecipeError
 from temporal_ray.data_recipe.sources import input_files
+from temporal_ray.storage.integrity import sha256_of
 
 MANIFEST = "manifest.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fingerprint(paths: list[str]) -> list[dict[str, Any]]:
     """[{path, files: [{name, bytes, sha256}]}] for each input, in the order given."""
-    described = []
+    described, local = [], pafs.LocalFileSystem()
     for path in paths:
         root = Path(path)
         files = [{"name": str(f.relative_to(root)) if f != root else f.name,
-                  "bytes": f.stat().st_size, "sha256": _sha256(f)}
+                  "bytes": f.stat().st_size, "sha256": sha256_of(local, str(f))}
                  for f in input_files(root)]
         described.append({"path": str(path), "files": files})
     return described

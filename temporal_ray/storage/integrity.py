@@ -43,7 +43,8 @@ def verify_mode() -> str:
 
 def sha256_of(fs: pafs.FileSystem, path: str) -> str:
     digest = hashlib.sha256()
-    with fs.open_input_stream(path) as stream:
+    # compression=None: the file's own bytes, even where its name ends in .gz.
+    with fs.open_input_stream(path, compression=None) as stream:
         while chunk := stream.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
