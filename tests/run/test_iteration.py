@@ -65,9 +65,17 @@ def test_too_few_valid_judgements_stop_with_examples(tmp_path):
     check_judged_share(record, str(tmp_path / "data"), min_share=0.3)  # 33% is enough here
 
 
+def driver_references() -> set[str]:
+    """The objects this process (the driver) holds a reference to."""
+    import ray
+
+    return set(ray._private.worker.global_worker.core_worker.get_all_reference_counts())
+
+
 @pytest.mark.slow
 def test_a_fixed_judge_model_replaces_the_present_model(tiny_model, ray_cluster, tmp_path):
-    """judge.model set: the stage judges with it (an external judge), not with M_i."""
+    """judge.model set: the stage judges with it (an external judge), not with M_i. And the
+    finished stage leaves the driver holding none of its blocks (their nodes can go idle)."""
     from temporal_ray.config import load_config
     from temporal_ray.miniature.recipe import TOY_JUDGE_TEMPLATE
     from temporal_ray.run.iteration import IterationStages
@@ -85,8 +93,10 @@ def test_a_fixed_judge_model_replaces_the_present_model(tiny_model, ray_cluster,
                              "judge.max_new_tokens=4", "judge.min_valid_share=0",
                              f"judge.model={tiny_model}", "engine.actors=1"])
     stages = IterationStages(cfg, RunDir(str(tmp_path / "run")), 0, KeptPools())
+    held_before = driver_references()
     path = stages.judge("scores_present", [str(tmp_path / "candidates")],
                         judge_model="/not/the/judge")
+    assert driver_references() <= held_before
     assert stages.records[-1]["judge_model"] == tiny_model
     assert len(read_rows(path)) == 3
 
