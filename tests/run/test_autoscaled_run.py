@@ -162,7 +162,7 @@ def test_nodes_come_for_generation_and_training_and_idle_ones_go(
 
     # The generation nodes went, removed by the autoscaler as idle, after the idle timeout
     # (counted from their last task: the rule judge's, on their CPUs). Mostly both go while
-    # DPO trains; once in about eight runs one stayed up until the run ended (what held it was
+    # DPO trains; once in about ten runs one stayed up until the run ended (what held it was
     # not found), so the end of DPO is not a bound here.
     # The node's own state message is no witness: it reads "received SIGTERM" when the fake
     # provider's kill beats the autoscaler's drain; the autoscaler's events say why.
