@@ -8,6 +8,7 @@ manifest of every stage carries the counts of the line the stage prints as it fi
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +102,12 @@ class IterationStages:
         result = self.run.run_stage(stage, produce,
                                     config_hash=self.cfg.hash(*self.cfg.run_sections()),
                                     **manifest)
+        if not result.reused:
+            # A finished stage's Ray Data datasets hold their blocks in reference cycles, which
+            # only a full collection frees; the driver may not make one for the whole of DPO.
+            # A node holding a block's primary copy is never idle, so an autoscaler would keep
+            # every generation node up through training.
+            gc.collect()
         self.records.append({**result.manifest, "reused": result.reused})
         echo(format_stage(self.records[-1]))
         self.tracker.log_stage(stage, result.manifest, result.path)

@@ -18,7 +18,6 @@ that finished after it (they may have been built from it), and redone.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -247,10 +246,6 @@ class RunDir:
             os.kill(os.getpid(), signal.SIGKILL)
         self.fs.move(tmp, final)
         self._trusted.add(stage)
-        # What the stage left in reference cycles goes now, not at some later collection the
-        # driver may not make for hours: Ray Data's datasets hold their blocks so, and a node
-        # holding a block's primary copy is never idle (an autoscaler keeps it up).
-        gc.collect()
         return StageResult(self.uri_of(final), record, files=files)
 
     def _check_guard(self) -> None:

@@ -166,8 +166,11 @@ OTHER = {"host": "other-host", "pid": 4242, "token": "theirs"}
 
 
 def take_over(path: Path) -> None:
-    """What another run does once it finds this run's lock stale."""
-    (path / LOCK).write_text(json.dumps({**OTHER, "beat": time.time()}))
+    """What another run does once it finds this run's lock stale: it replaces the lock whole
+    (a write in place could be read half-written by this run's heartbeat)."""
+    fresh = path / f"{LOCK}.other"
+    fresh.write_text(json.dumps({**OTHER, "beat": time.time()}))
+    os.replace(fresh, path / LOCK)
 
 
 @pytest.fixture(autouse=True)
