@@ -160,14 +160,15 @@ def test_nodes_come_for_generation_and_training_and_idle_ones_go(
     trainers = [a for a in records["actors"] if "RayTrainWorker" in a["class_name"]]
     assert trainers and {a["node_id"] for a in trainers} <= {n["node_id"] for n in up_for_dpo}
 
-    # The generation nodes went, removed by the autoscaler as idle, after the idle timeout
-    # (counted from their last task: the rule judge's, on their CPUs). Mostly both go while
-    # DPO trains; once in about ten runs one stayed up until the run ended (what held it was
-    # not found), so the end of DPO is not a bound here.
-    # The node's own state message is no witness: it reads "received SIGTERM" when the fake
-    # provider's kill beats the autoscaler's drain; the autoscaler's events say why.
+    # The generation nodes went after the stage that used them, removed by the autoscaler as
+    # idle (its events say so only once a node has been idle for the idle timeout). When is
+    # not asserted: their last work is the generation stage's or the rule judge's (whose
+    # tasks may run there or on a cpu node), and both mostly go within 8 s of DPO's start,
+    # but once in about ten runs one stayed up until the run ended (what held it was not
+    # found). The node's own state message is no witness either: it reads "received
+    # SIGTERM" when the fake provider's kill beats the autoscaler's drain.
     for node in generation:
-        assert dpo_start + cluster.idle_timeout_s - 2 <= seconds(node, "end_time_ms")
+        assert seconds(node, "end_time_ms") > end
     assert records["events"] is not None, "the autoscaler's events could not be read"
     removed = [re.match(rf"Removing (\d+) nodes of type {GENERATION} \(idle\)", e["message"])
                for e in records["events"]]
