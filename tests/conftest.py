@@ -183,13 +183,9 @@ def free_ports() -> Callable[[int], list[int]]:
 
 
 @pytest.fixture(scope="session")
-def free_port() -> Callable[[], int]:
+def free_port(free_ports: Callable[[int], list[int]]) -> Callable[[], int]:
     """A function giving a local port nothing listens on now (for a server a test starts)."""
-    def port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    return port
+    return lambda: free_ports(1)[0]
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from temporal_ray.run.cluster_nodes import STANDARD
 from temporal_ray.run.session import LOCAL_TRAIN_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,6 @@ def short_run_config() -> Callable[..., Path]:
 RAY = Path(sys.executable).with_name("ray")
 MANIFEST = ROOT / "cluster" / "kuberay" / "raycluster-8b.yaml"
 HEAD_TYPE = "ray.head.default"   # the fake provider's name for the head's type
-STANDARD = {"CPU", "GPU", "TPU", "memory"}
 
 # The shipped worker groups in miniature: the same names and custom resources, min 0, fewer
 # CPUs, GPUs and units of each custom resource (as many GPUs as units, as shipped: one per
