@@ -75,7 +75,7 @@ eval: $(STAMP)
 smoke: $(STAMP) $(TINY)
 	$(BIN)/temporal-ray run configs/tiny.yaml $(ARGS)
 
-# Everything but the autoscaling cluster's tests, which `make test-cluster` runs (about 4 min
+# Everything but the autoscaling cluster's tests, which `make test-cluster` runs (4 to 6 min
 # on top of the suite's budget); .ci/run calls both.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra --durations=25 -m "not autoscaling" $(PYTEST_ARGS)
