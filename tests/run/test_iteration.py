@@ -184,6 +184,9 @@ def test_a_truncated_prompt_stage_is_redone_with_the_pairs_built_from_it(tmp_pat
     parquet.write_bytes(parquet.read_bytes()[:-100])
     caplog.clear()
     assert iteration() == {"iter_0/prompts": False, "iter_0/pairs": False}
-    assert caplog.records[0].getMessage().startswith(
+    # Ours only: the collection after each stage runs finalizers of earlier tests' Ray Data
+    # objects, which may log on their own loggers.
+    ours = [r for r in caplog.records if r.name.startswith("temporal_ray")]
+    assert ours[0].getMessage().startswith(
         "stage iter_0/prompts is damaged: data/prompts.parquet has ")
     assert len(read_rows(str(tmp_path / "iter_0" / "pairs" / "data"))) == 20
